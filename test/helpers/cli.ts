@@ -1,0 +1,29 @@
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+/** The repository root: CLIs run from here, as `npm run ...` runs them. */
+export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
+
+export interface CliResult {
+  /** Exit code; null when the process was killed by a signal or timed out. */
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Run a command from the repository root; never rejects, the exit code tells. */
+export function run(file: string, args: string[], options: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<CliResult> {
+  return new Promise((resolve) => {
+    execFile(
+      file,
+      args,
+      { cwd: REPO_ROOT, env: options.env ?? process.env, timeout: options.timeoutMs ?? 60_000, maxBuffer: 16 * 1024 * 1024 },
+      (error, stdout, stderr) => resolve({ code: error ? (typeof error.code === 'number' ? error.code : null) : 0, stdout, stderr }),
+    );
+  });
+}
+
+/** Run a TypeScript entry point (e.g. `load/src/main.ts`) as its npm script does: node with tsx, no terminal. */
+export function runEntry(entry: string, args: string[], options: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<CliResult> {
+  return run(process.execPath, ['--import', 'tsx', entry, ...args], options);
+}

@@ -1,0 +1,98 @@
+import { request } from 'undici';
+import { runCli } from '../../common/src/cli.js';
+import { parseArgsOrUsage } from '../../common/src/cli-flags.js';
+import { AppError, UsageError } from '../../common/src/errors.js';
+import { formatStatus, type StatusSource } from './print-status.js';
+import { stateFileSchema, type StateFile } from './schema.js';
+import { StateStore } from './state-store.js';
+
+const DEFAULT_URL = 'http://127.0.0.1:8080/status';
+const DEFAULT_FILE = 'status/state.json';
+/** Longest wait for the live orchestrator before falling back to the file, in ms. */
+const LIVE_TIMEOUT_MS = 2_000;
+
+const HELP = `Usage: npm run status -- [options]
+
+Prints the cluster: workers, containers, queue and counters. Reads a running orchestrator's
+GET /status, or the state file when no orchestrator answers.
+
+Options:
+  --url <url>      orchestrator status URL   default ${DEFAULT_URL}
+  --file <path>    state file                default ${DEFAULT_FILE}
+  --json           print the state as JSON instead of tables
+  --help           show this text
+
+Exits 1 when neither source gives a valid state, 2 on bad options.
+`;
+
+function parseFlags(args: string[]) {
+  return parseArgsOrUsage({
+    args,
+    strict: true,
+    allowPositionals: false,
+    options: {
+      url: { type: 'string' },
+      file: { type: 'string' },
+      json: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  }).values;
+}
+
+/** The orchestrator's state, validated; throws with a short reason when it cannot be had. */
+async function fetchLive(url: string): Promise<StateFile> {
+  let response;
+  try {
+    response = await request(url, { headers: { accept: 'application/json' }, signal: AbortSignal.timeout(LIVE_TIMEOUT_MS) });
+  } catch (error) {
+    const { name, code } = error as { name?: string; code?: string };
+    throw new Error(name === 'TimeoutError' ? `no answer within ${LIVE_TIMEOUT_MS} ms` : (code ?? (error as Error).message));
+  }
+  if (response.statusCode !== 200) {
+    await response.body.dump();
+    throw new Error(`answered HTTP ${response.statusCode}`);
+  }
+  const parsed = stateFileSchema.safeParse(await response.body.json().catch(() => undefined));
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    throw new Error(`answered something else than a cluster state (${issue.path.join('.') || 'root'}: ${issue.message})`);
+  }
+  return parsed.data;
+}
+
+/** The live state when the orchestrator answers, else the file's; one error naming both problems otherwise. */
+async function readStatus(url: string, file: string): Promise<{ state: StateFile; source: StatusSource }> {
+  let liveProblem: string;
+  try {
+    return { state: await fetchLive(url), source: { kind: 'live', url } };
+  } catch (error) {
+    liveProblem = (error as Error).message;
+  }
+  const unavailable = (code: string, fileProblem: string, cause?: unknown) =>
+    new AppError(code, `no cluster status: orchestrator ${url}: ${liveProblem}; ${fileProblem}`, { cause });
+  let state: StateFile | null;
+  try {
+    state = await new StateStore(file).read();
+  } catch (error) {
+    throw unavailable(error instanceof AppError ? error.code : 'STATUS_UNAVAILABLE', (error as Error).message, error);
+  }
+  if (state === null) throw unavailable('STATUS_UNAVAILABLE', `state file ${file}: not found`);
+  // Said on stderr so that --json output stays clean; the header names the file as the source too.
+  process.stderr.write(`note: orchestrator ${url}: ${liveProblem}; showing ${file}\n`);
+  return { state, source: { kind: 'file', path: file } };
+}
+
+runCli(async () => {
+  const flags = parseFlags(process.argv.slice(2));
+  if (flags.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  const url = flags.url ?? DEFAULT_URL;
+  if (!URL.canParse(url) || !['http:', 'https:'].includes(new URL(url).protocol)) {
+    throw new UsageError(`--url: expected an http:// or https:// URL; received ${JSON.stringify(url)}`);
+  }
+  const { state, source } = await readStatus(url, flags.file ?? DEFAULT_FILE);
+  process.stdout.write(flags.json ? `${JSON.stringify(state, null, 2)}\n` : formatStatus(state, source));
+  return 0;
+});

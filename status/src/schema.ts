@@ -1,0 +1,112 @@
+import { z } from 'zod';
+
+/** Version of the state file layout; a file with another version is refused, never rewritten. */
+export const STATE_VERSION = 1;
+
+/** Live state of a container as the orchestrator sees it. */
+export const containerStates = ['starting', 'free', 'busy', 'unhealthy', 'draining', 'down'] as const;
+export type ContainerState = (typeof containerStates)[number];
+
+/** How the orchestrator reaches a worker's runtime (the driver and its connection). */
+export const runtimeTargetSchema = z.discriminatedUnion('driver', [
+  z.object({ driver: z.literal('process') }),
+  z.object({
+    driver: z.literal('docker'),
+    /** Docker engine: local socket when absent, otherwise Docker over SSH. */
+    ssh: z
+      .object({
+        host: z.string(),
+        port: z.number().int(),
+        username: z.string(),
+        /** Path of the private key: the key itself never enters the status store. */
+        privateKeyPath: z.string(),
+        /** known_hosts file the engine's host key is checked against. @default ~/.ssh/known_hosts */
+        knownHostsPath: z.string().optional(),
+        /** Explicit opt-out of host-key checking. @default false */
+        insecureSkipHostKeyCheck: z.boolean().optional(),
+      })
+      .optional(),
+  }),
+]);
+export type RuntimeTarget = z.infer<typeof runtimeTargetSchema>;
+
+export const workerRecordSchema = z.object({
+  id: z.string().min(1),
+  provider: z.enum(['local', 'docker', 'aws']),
+  /** Address the orchestrator uses to reach this worker's containers. */
+  host: z.string().min(1),
+  runtime: runtimeTargetSchema,
+  state: z.enum(['up', 'down']).default('up'),
+});
+export type WorkerRecord = z.infer<typeof workerRecordSchema>;
+
+export const containerRecordSchema = z.object({
+  id: z.string().min(1),
+  workerId: z.string().min(1),
+  host: z.string().min(1),
+  port: z.number().int().min(1).max(65535),
+  /** The runtime's own handle: a process id for the process driver, a container id for Docker. */
+  runtimeId: z.string().nullable().default(null),
+  /** Whether the orchestrator may replace or remove it (false for containers it merely routes to). */
+  managed: z.boolean().default(true),
+  state: z.enum(containerStates).default('starting'),
+  limit: z.number().int().min(1).default(1),
+  inFlight: z.number().int().min(0).default(0),
+  served: z.number().int().min(0).default(0),
+  failures: z.number().int().min(0).default(0),
+  lastError: z.string().nullable().default(null),
+});
+export type ContainerRecord = z.infer<typeof containerRecordSchema>;
+
+export const queueSnapshotSchema = z.object({
+  length: z.number().int().min(0),
+  capacity: z.number().int().min(0),
+  oldestWaitMs: z.number().min(0),
+});
+export type QueueSnapshot = z.infer<typeof queueSnapshotSchema>;
+
+export const countersSchema = z.object({
+  accepted: z.number().int().min(0),
+  /** Requests that had to wait for a container. */
+  queued: z.number().int().min(0),
+  completed: z.number().int().min(0),
+  failed: z.number().int().min(0),
+  rejected: z.number().int().min(0),
+  timedOut: z.number().int().min(0),
+  cancelled: z.number().int().min(0),
+  redispatched: z.number().int().min(0),
+});
+export type Counters = z.infer<typeof countersSchema>;
+
+export const stateFileSchema = z.object({
+  version: z.literal(STATE_VERSION),
+  cluster: z.string().min(1),
+  updatedAt: z.string(),
+  /** Who wrote the file last. */
+  writer: z.enum(['provisioning', 'orchestrator']),
+  workers: z.array(workerRecordSchema),
+  containers: z.array(containerRecordSchema),
+  /** Present while (or after) an orchestrator ran. */
+  orchestrator: z
+    .object({ pid: z.number().int(), url: z.string(), startedAt: z.string(), running: z.boolean() })
+    .nullable()
+    .default(null),
+  queue: queueSnapshotSchema.nullable().default(null),
+  counters: countersSchema.nullable().default(null),
+});
+export type StateFile = z.infer<typeof stateFileSchema>;
+
+/** An empty state for a cluster with no workers yet. */
+export function emptyState(cluster: string, writer: StateFile['writer']): StateFile {
+  return {
+    version: STATE_VERSION,
+    cluster,
+    updatedAt: new Date().toISOString(),
+    writer,
+    workers: [],
+    containers: [],
+    orchestrator: null,
+    queue: null,
+    counters: null,
+  };
+}

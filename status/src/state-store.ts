@@ -1,0 +1,53 @@
+import { mkdir } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { Low } from 'lowdb';
+import { JSONFile } from 'lowdb/node';
+import { AppError } from '../../common/src/errors.js';
+import { stateFileSchema, type StateFile } from './schema.js';
+
+/** The state file exists but is not ours (corrupted, another layout or version): it is never overwritten. */
+export class StateFileError extends AppError {
+  constructor(path: string, reason: string, cause?: unknown) {
+    super('STATE_FILE_INVALID', `state file ${path} is not a valid cluster state (${reason}); fix or move it, or reset it explicitly`, {
+      cause,
+      expose: true,
+    });
+  }
+}
+
+/**
+ * The JSON status store (lowdb). Writes go through lowdb's atomic writer (temp file + rename),
+ * so a reader never sees a half-written file; concurrent writes are coalesced by it.
+ */
+export class StateStore {
+  readonly path: string;
+  readonly #db: Low<StateFile | null>;
+
+  constructor(path: string) {
+    this.path = path;
+    this.#db = new Low<StateFile | null>(new JSONFile<StateFile | null>(path), null);
+  }
+
+  /** Read and validate the file; `null` when it does not exist. Throws StateFileError when it is not ours. */
+  async read(): Promise<StateFile | null> {
+    try {
+      await this.#db.read();
+    } catch (error) {
+      throw new StateFileError(this.path, 'not JSON', error);
+    }
+    if (this.#db.data === null) return null;
+    const result = stateFileSchema.safeParse(this.#db.data);
+    if (!result.success) {
+      const issue = result.error.issues[0]!;
+      throw new StateFileError(this.path, `${issue.path.join('.') || 'root'}: ${issue.message}`);
+    }
+    return result.data;
+  }
+
+  /** Replace the file's content atomically. */
+  async write(state: StateFile): Promise<void> {
+    await mkdir(dirname(this.path), { recursive: true });
+    this.#db.data = { ...state, updatedAt: new Date().toISOString() };
+    await this.#db.write();
+  }
+}

@@ -1,0 +1,115 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { startBackend } from '../helpers/backend.js';
+import { runEntry } from '../helpers/cli.js';
+import { startOrchestrator } from '../helpers/orchestrator-fixture.js';
+import { refusingUrl } from '../load/test-server.js';
+import { sampleState } from './fixtures.js';
+
+const runStatus = (args: string[]) => runEntry('status/src/main.ts', args);
+
+/** A stand-in orchestrator answering GET /status with `status` and `body`. */
+async function serveStatus(status: number, body: string): Promise<{ url: string; server: Server }> {
+  const server = createServer((_req, res) => {
+    res.statusCode = status;
+    res.setHeader('content-type', 'application/json');
+    res.end(body);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/status`, server };
+}
+
+let dir: string;
+let server: Server | undefined;
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'status-cli-'));
+});
+afterEach(async () => {
+  await new Promise((resolve) => (server ? server.close(resolve) : resolve(undefined)));
+  server = undefined;
+  await rm(dir, { recursive: true, force: true });
+});
+
+const fileState = { ...sampleState, cluster: 'from-file', writer: 'provisioning' as const };
+
+describe('npm run status', () => {
+  it('prints the live orchestrator state when it answers', async () => {
+    const live = await serveStatus(200, JSON.stringify(sampleState));
+    server = live.server;
+    const file = join(dir, 'state.json');
+    await writeFile(file, JSON.stringify(fileState));
+    const { code, stdout, stderr } = await runStatus(['--url', live.url, '--file', file]);
+    expect(code).toBe(0);
+    expect(stderr).toBe('');
+    expect(stdout).toContain(`cluster demo  source: live orchestrator ${live.url}, updated 2025-03-01T12:00:00.000Z`);
+    expect(stdout).toMatch(/w1-c1 +w1 +127\.0\.0\.1:5001 +busy +1\/1 +120/);
+    expect(stdout).toContain('queue     3/1000 waiting');
+  });
+
+  it("reads a real orchestrator's GET /status", async () => {
+    const backends = await Promise.all(['w1-c1', 'w1-c2'].map((id) => startBackend(id)));
+    const running = await startOrchestrator(backends);
+    try {
+      const { code, stdout } = await runStatus(['--url', `${running.url}/status`, '--file', join(dir, 'missing.json')]);
+      expect(code).toBe(0);
+      expect(stdout).toContain(`source: live orchestrator ${running.url}/status`);
+      expect(stdout).toMatch(/orchestrator {2}running, pid \d+/);
+      expect(stdout).toMatch(new RegExp(`w1-c2 +w1 +127\\.0\\.0\\.1:${backends[1]!.port} +free +0/1`));
+    } finally {
+      await running.close();
+      await Promise.all(backends.map((b) => b.kill()));
+    }
+  });
+
+  it('prints the raw state with --json', async () => {
+    const live = await serveStatus(200, JSON.stringify(sampleState));
+    server = live.server;
+    const { code, stdout } = await runStatus(['--url', live.url, '--json']);
+    expect(code).toBe(0);
+    expect(JSON.parse(stdout)).toEqual(sampleState);
+  });
+
+  it('falls back to the file when no orchestrator answers, and says why on stderr', async () => {
+    const file = join(dir, 'state.json');
+    await writeFile(file, JSON.stringify(fileState));
+    const { code, stdout, stderr } = await runStatus(['--url', await refusingUrl(), '--file', file]);
+    expect(code).toBe(0);
+    expect(stdout).toContain(`cluster from-file  source: file ${file} (written by provisioning)`);
+    expect(stderr).toMatch(/^note: .*ECONNREFUSED.*\n$/);
+  });
+
+  it('falls back to the file when the orchestrator answers something else than a state', async () => {
+    const live = await serveStatus(200, JSON.stringify({ hello: 'world' }));
+    server = live.server;
+    const file = join(dir, 'state.json');
+    await writeFile(file, JSON.stringify(fileState));
+    const { code, stdout } = await runStatus(['--url', live.url, '--file', file, '--json']);
+    expect(code).toBe(0);
+    expect(JSON.parse(stdout)).toEqual(fileState);
+  });
+
+  it('exits 1 with one line when neither the orchestrator nor the file is there', async () => {
+    const { code, stdout, stderr } = await runStatus(['--url', await refusingUrl(), '--file', join(dir, 'missing.json')]);
+    expect(code).toBe(1);
+    expect(stdout).toBe('');
+    expect(stderr).toMatch(/^error: no cluster status: .*ECONNREFUSED.*missing\.json.* \[STATUS_UNAVAILABLE\]\n$/);
+  });
+
+  it('exits 1 with one line when the orchestrator is down and the file is invalid', async () => {
+    const file = join(dir, 'state.json');
+    await writeFile(file, JSON.stringify({ ...sampleState, version: 7 }));
+    const { code, stderr } = await runStatus(['--url', await refusingUrl(), '--file', file]);
+    expect(code).toBe(1);
+    expect(stderr).toMatch(/^error: no cluster status: .*\[STATE_FILE_INVALID\]\n$/);
+  });
+
+  it('exits 2 on a bad --url', async () => {
+    const { code, stderr } = await runStatus(['--url', 'localhost:8080']);
+    expect(code).toBe(2);
+    expect(stderr).toMatch(/^error: --url: .*\[USAGE\]\n$/);
+  });
+});

@@ -1,0 +1,59 @@
+/** What a runtime says of a container it runs. */
+export type RunState = 'starting' | 'running' | 'exited' | 'unknown';
+
+/** Labels put on everything a driver creates, so it can be found again after a restart. */
+export const LABELS = {
+  cluster: 'io.inference-orchestrator.cluster',
+  worker: 'io.inference-orchestrator.worker',
+  container: 'io.inference-orchestrator.container',
+  port: 'io.inference-orchestrator.port',
+  /** Address the container listens on. */
+  host: 'io.inference-orchestrator.host',
+} as const;
+
+/** What to run: one model container on a worker. */
+export interface ContainerSpec {
+  /** Container name, unique in the cluster, e.g. `w1-5000`. */
+  name: string;
+  /** Address the container listens on. */
+  host: string;
+  port: number;
+  /** Extra environment for the model app. */
+  env: Record<string, string>;
+  /** Labels (see LABELS); a driver adds them to what it creates. */
+  labels: Record<string, string>;
+  /** Image to run (Docker); the process driver runs its configured command instead. */
+  image?: string;
+  /** Command overriding the image's (Docker). */
+  command?: string[];
+}
+
+export interface ContainerInfo {
+  /** The runtime's own handle (a pid for processes, a container id for Docker). */
+  runtimeId: string;
+  name: string;
+  state: RunState;
+  labels: Record<string, string>;
+  host: string;
+  port: number;
+  /** Exit code once exited, else null. */
+  exitCode: number | null;
+}
+
+/**
+ * A container runtime, Nomad task-driver style: verbs keyed by the runtime's id.
+ * Implementations: local processes; Docker over a local socket or SSH.
+ */
+export interface RuntimeDriver {
+  readonly kind: string;
+  /** Create and start a container; resolves once the runtime has started it (not once it is healthy). */
+  start(spec: ContainerSpec): Promise<ContainerInfo>;
+  /** Ask it to stop, then force it after `timeoutMs`. Stopping a stopped container is not an error. */
+  stop(runtimeId: string, options?: { timeoutMs?: number }): Promise<void>;
+  /** Forget it (and its resources). Removing an unknown id is not an error. */
+  remove(runtimeId: string): Promise<void>;
+  /** Current state, or null when the runtime does not know the id. */
+  inspect(runtimeId: string): Promise<ContainerInfo | null>;
+  /** Every container carrying all of these labels. */
+  list(labels: Record<string, string>): Promise<ContainerInfo[]>;
+}

@@ -1,0 +1,86 @@
+import { execFile } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { promisify } from 'node:util';
+import nock from 'nock';
+import { request } from 'undici';
+import { DockerDriver } from '../../runtime/src/docker-driver.js';
+import { LABELS, type ContainerSpec } from '../../runtime/src/driver.js';
+import { REPO_ROOT } from './cli.js';
+
+const execFileAsync = promisify(execFile);
+
+/** The registry-free base image of scripts/node-base-image.sh: node only, no shell. */
+export const NODE_BASE_IMAGE = 'local/node-base:20';
+
+/**
+ * A tiny /health server on $HOST:$PORT, exiting at once on SIGTERM (as PID 1, node would otherwise
+ * ignore it and `docker stop` would wait for the kill).
+ */
+export const HEALTH_SERVER_COMMAND = [
+  'node',
+  '-e',
+  [
+    "process.on('SIGTERM', () => process.exit(0));",
+    "require('http').createServer((req, res) => {",
+    "  res.writeHead(req.url === '/health' ? 200 : 404, { 'content-type': 'application/json' });",
+    "  res.end(JSON.stringify({ status: 'ok', id: process.env.CONTAINER_ID }));",
+    '}).listen(Number(process.env.PORT), process.env.HOST);',
+  ].join('\n'),
+];
+
+/**
+ * Switches off nock's http interception (test/helpers/setup-network.ts) for a Docker suite; returns the
+ * function that switches it back on. Passed through the interceptor, Docker API calls over the unix socket
+ * sometimes fail with EPIPE (the engine answers and closes before the interceptor has replayed the whole
+ * request; see mswjs/interceptors#760), and a custom agent such as docker-modem's SSH one loses its
+ * connection. These suites only reach the local socket and 127.0.0.1; undici's loopback guard stays on.
+ */
+export function pauseHttpInterception(): () => void {
+  nock.restore();
+  return () => nock.activate();
+}
+
+/** Generous: on a fresh machine the engine script installs Docker from apt first. */
+export const ENGINE_SETUP_TIMEOUT_MS = 600_000;
+
+/**
+ * Installs and starts the engine and builds the base image when missing (a fresh CI machine has neither).
+ * Test files call this in parallel; the scripts serialize themselves.
+ */
+export async function ensureDockerEngine(): Promise<void> {
+  const options = { cwd: REPO_ROOT, timeout: ENGINE_SETUP_TIMEOUT_MS };
+  await execFileAsync('bash', ['scripts/docker-engine.sh'], options);
+  await execFileAsync('bash', ['scripts/node-base-image.sh', NODE_BASE_IMAGE], options);
+}
+
+/** Labels unique to one test run: everything a suite creates carries them, and cleanup touches nothing else. */
+export function runLabels(suite: string): Record<string, string> {
+  return { [LABELS.cluster]: `${suite}-${randomUUID()}` };
+}
+
+/** A spec for the health server on 127.0.0.1:port. */
+export function healthSpec(name: string, port: number, labels: Record<string, string>): ContainerSpec {
+  return { name, host: '127.0.0.1', port, env: {}, labels: { ...labels }, image: NODE_BASE_IMAGE, command: HEALTH_SERVER_COMMAND };
+}
+
+/** Force-removes every container carrying these labels. */
+export async function removeLabelled(driver: DockerDriver, labels: Record<string, string>): Promise<void> {
+  // No labels would match every container on the engine.
+  if (Object.keys(labels).length === 0) throw new Error('removeLabelled needs at least one label');
+  const containers = await driver.list(labels);
+  await Promise.all(containers.map((container) => driver.remove(container.runtimeId)));
+}
+
+/** GET /health until it answers (the app needs a moment after the container started). */
+export async function health(port: number, timeoutMs = 10_000): Promise<{ status: number; body: unknown }> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      const res = await request(`http://127.0.0.1:${port}/health`, { reset: true, headersTimeout: 1_000, bodyTimeout: 1_000 });
+      return { status: res.statusCode, body: await res.body.json() };
+    } catch (error) {
+      if (Date.now() > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+}

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Build the worker image from worker/Dockerfile: esbuild bundles worker/src/main.ts (dependencies and
+# the VADER lexicon included) into a temporary build context, then Docker copies that one file onto
+# a Node 20 base. Progress goes to stderr; the last line on stdout is the image, its id, size and base.
+#
+# Usage: npm run build:image   (or: bash scripts/build-worker-image.sh)
+# Environment:
+#   WORKER_IMAGE  tag to build                       default inference-worker:latest
+#   BASE_IMAGE    base image to build on             default: node:20-bookworm-slim when present
+#                 locally or pullable, else local/node-base:20 made from this machine's node
+#                 (scripts/node-base-image.sh; for machines without an image registry)
+#   PULL_BASE     0: never try `docker pull` for the default base     default 1
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+image="${WORKER_IMAGE:-inference-worker:latest}"
+official_base="node:20-bookworm-slim"
+
+log() { echo "[build-worker-image] $*" >&2; }
+fail() {
+  echo "error: $*" >&2
+  exit 1
+}
+# Quietly, and bounded where `timeout` exists: without a registry it fails in about a second.
+pull() {
+  log "pulling $1"
+  if command -v timeout >/dev/null 2>&1; then
+    timeout 300 docker pull -q "$1" >/dev/null 2>&1
+  else
+    docker pull -q "$1" >/dev/null 2>&1
+  fi
+}
+# Decimal units, as `docker images` prints them.
+human_size() { awk -v b="$1" 'BEGIN { split("B kB MB GB TB", u, " "); i = 1; while (b >= 1000 && i < 5) { b /= 1000; i++ } if (i == 1) printf "%d B", b; else printf "%.1f %s", b, u[i] }'; }
+
+command -v docker >/dev/null 2>&1 || fail "docker not found; install Docker (on Debian: bash scripts/docker-engine.sh)"
+docker info >/dev/null 2>&1 || fail "cannot reach the Docker engine${DOCKER_HOST:+ at $DOCKER_HOST} (docker info failed); start it (on Debian: bash scripts/docker-engine.sh)"
+[ -x node_modules/.bin/esbuild ] || fail "node_modules/.bin/esbuild not found; run npm ci first"
+
+# Without the buildx plugin (Debian's docker.io) only the classic builder works: ask for it, so a
+# DOCKER_BUILDKIT=1 in the environment does not make the build fail. Its intermediate containers
+# get host networking: there is no bridge on machines like CI's, and nothing here needs a network.
+build_options=()
+if ! docker buildx version >/dev/null 2>&1; then
+  export DOCKER_BUILDKIT=0
+  build_options+=(--network host)
+fi
+
+if [ -n "${BASE_IMAGE:-}" ]; then
+  base="$BASE_IMAGE"
+  log "base image $base (from BASE_IMAGE)"
+elif docker image inspect "$official_base" >/dev/null 2>&1; then
+  base="$official_base"
+  log "base image $base (present locally)"
+elif [ "${PULL_BASE:-1}" != 0 ] && pull "$official_base"; then
+  base="$official_base"
+  log "base image $base (pulled)"
+else
+  log "$official_base is not available here; using local/node-base:20, made from this machine's node when missing"
+  # Two builds at once (parallel test files) would import the base twice and leave one dangling.
+  if command -v flock >/dev/null 2>&1; then
+    base="$(flock "${TMPDIR:-/tmp}/node-base-image.lock" bash scripts/node-base-image.sh)"
+  else
+    base="$(bash scripts/node-base-image.sh)"
+  fi
+  log "base image $base (local, from $(command -v node) $(node --version))"
+fi
+
+context="$(mktemp -d "${TMPDIR:-/tmp}/worker-image.XXXXXX")"
+trap 'rm -rf "$context"' EXIT
+
+# CommonJS dependencies (koa, pino, ...) call require(); an ES module bundle has none unless given one.
+node_modules/.bin/esbuild worker/src/main.ts --bundle --platform=node --format=esm --target=node20 \
+  --keep-names --log-level=warning --outfile="$context/server.mjs" \
+  --banner:js="import { createRequire as __bundleCreateRequire } from 'node:module'; const require = __bundleCreateRequire(import.meta.url);"
+log "bundle $(human_size "$(wc -c <"$context/server.mjs")")"
+
+labels=(--label "org.opencontainers.image.version=$(node -p 'require("./package.json").version')")
+labels+=(--label "org.opencontainers.image.base.name=$base")
+# Without any user:token@ part of an https remote: labels are public.
+if source_url="$(git config --get remote.origin.url 2>/dev/null | sed -E 's#://[^/@]+@#://#')" && [ -n "$source_url" ]; then
+  labels+=(--label "org.opencontainers.image.source=$source_url")
+fi
+
+log "building $image"
+# ${a[@]+...}: an empty array is "unbound" to macOS bash 3.2 under set -u.
+docker build ${build_options[@]+"${build_options[@]}"} -f worker/Dockerfile --build-arg "BASE_IMAGE=$base" "${labels[@]}" -t "$image" "$context" >&2
+
+id="$(docker image inspect -f '{{.Id}}' "$image")"
+size="$(docker image inspect -f '{{.Size}}' "$image")"
+echo "$image ${id:7:12} $(human_size "$size") (base $base)"

@@ -1,0 +1,56 @@
+import { z } from 'zod';
+import { boolFrom, intFrom, loadConfig, type ConfigSources } from '../../common/src/config-loader.js';
+
+const pathList = z.preprocess(
+  (value) => (typeof value === 'string' ? value.split(',').map((p) => p.trim()).filter(Boolean) : value),
+  z.array(z.string().startsWith('/', 'expected paths starting with "/"')),
+);
+
+/** The orchestrator's whole configuration: defaults here, overridden by `--config FILE`, `ORCH_*` env, then flags. */
+export const orchestratorConfigSchema = z.object({
+  /** Address to listen on. @default '127.0.0.1' ('0.0.0.0' on a server) */
+  host: z.string().min(1).default('127.0.0.1'),
+  /** Port to listen on. @default 8080 (80 on a server) */
+  port: intFrom(0, 65535).default(8080),
+  /** The JSON status store holding the inventory and the live state. @default 'status/state.json' */
+  statePath: z.string().min(1).default('status/state.json'),
+  /** Requests a container serves at once. @default 1 */
+  containerConcurrency: intFrom(1, 1024).default(1),
+  /** Requests that may wait for a container; past it, 503. @default 1000 */
+  maxQueue: intFrom(0).default(1000),
+  /** Longest a request may wait for a container; past it, 504. @default 30000 */
+  queueTimeoutMs: intFrom(1).default(30_000),
+  /** Longest a container may take to send response headers (and between body chunks). @default 120000 */
+  upstreamTimeoutMs: intFrom(1).default(120_000),
+  /** Longest to open a connection to a container. @default 2000 */
+  connectTimeoutMs: intFrom(1).default(2_000),
+  /** Containers one request may be tried on before a 502. @default 3 */
+  maxAttempts: intFrom(1, 20).default(3),
+  /** Upstream paths that are safe to resend after a container failed mid-request. @default ['/run_model'] */
+  idempotentPaths: pathList.default(['/run_model']),
+  /** Largest request body accepted, in bytes; past it, 413. @default 1048576 */
+  maxBodyBytes: intFrom(1).default(1024 * 1024),
+  /** Health probe period per container. @default 1000 */
+  healthIntervalMs: intFrom(10).default(1_000),
+  /** Health probe timeout. @default 2000 */
+  healthTimeoutMs: intFrom(10).default(2_000),
+  /** Consecutive failed probes that take a container out of rotation. @default 3 */
+  healthFall: intFrom(1, 100).default(3),
+  /** Consecutive good probes that put it back. @default 2 */
+  healthRise: intFrom(1, 100).default(2),
+  /** Least time between two writes of the status file. @default 250 */
+  statusWriteIntervalMs: intFrom(10).default(250),
+  /** On SIGTERM, how long in-flight and queued requests get to finish. @default 30000 */
+  shutdownTimeoutMs: intFrom(0).default(30_000),
+  /** pino level. @default 'info' */
+  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** Log one line per request: method, path, status, duration, container, request id. @default false */
+  accessLog: boolFrom().default(false),
+});
+
+export type OrchestratorConfig = Readonly<z.infer<typeof orchestratorConfigSchema>>;
+
+/** Load the orchestrator config; throws ConfigError naming the key on bad input. */
+export function loadOrchestratorConfig(sources: Omit<ConfigSources, 'envPrefix'>): OrchestratorConfig {
+  return loadConfig(orchestratorConfigSchema, { ...sources, envPrefix: 'ORCH_' });
+}

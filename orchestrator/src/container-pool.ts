@@ -1,0 +1,212 @@
+import type { ContainerRecord, ContainerState, WorkerRecord } from '../../status/src/schema.js';
+
+/** Health as far as routing cares: only `healthy` containers get requests; `down` means its runtime does not run it. */
+export type Health = 'starting' | 'healthy' | 'unhealthy' | 'down';
+
+/** One model container and its live bookkeeping. Mutated only by the pool. */
+export interface Container {
+  readonly id: string;
+  readonly workerId: string;
+  readonly host: string;
+  readonly port: number;
+  /** `http://host:port`, the upstream origin. */
+  readonly origin: string;
+  readonly runtimeId: string | null;
+  readonly managed: boolean;
+  readonly limit: number;
+  health: Health;
+  draining: boolean;
+  inFlight: number;
+  served: number;
+  /** Consecutive failures (probes or requests); reset by a success. */
+  failures: number;
+  /** Consecutive good probes; reset by a failure. */
+  successes: number;
+  lastError: string | null;
+  /** When it last finished a request (ms, monotonic): the least recently used free container goes first. */
+  lastReleasedAt: number;
+}
+
+/** How a lease on a container ended: it answered, it was never used, or it failed. */
+export type LeaseOutcome = 'served' | 'unused' | { error: string };
+
+interface Waiter {
+  resolve(container: Container): void;
+}
+
+/** The state shown to people: derived, never stored. */
+export function containerState(c: Container): ContainerState {
+  if (c.health === 'unhealthy' || c.health === 'down') return c.health;
+  if (c.health === 'starting') return 'starting';
+  if (c.draining) return 'draining';
+  return c.inFlight >= c.limit ? 'busy' : 'free';
+}
+
+const dispatchable = (c: Container): boolean => c.health === 'healthy' && !c.draining && c.inFlight < c.limit;
+
+/**
+ * Every container and whether it can take a request. Hands free containers to waiters the
+ * moment one frees up, so no container sits idle while someone waits.
+ */
+export class ContainerPool {
+  readonly #containers = new Map<string, Container>();
+  readonly #workers = new Map<string, WorkerRecord>();
+  readonly #waiters: Waiter[] = [];
+  readonly #now: () => number;
+  /** Bumped on every change a status reader might care about. */
+  version = 0;
+
+  constructor(options: { now?: () => number } = {}) {
+    this.#now = options.now ?? performance.now.bind(performance);
+  }
+
+  /** Register a worker and its containers from the inventory. New containers start as `starting`. */
+  load(workers: readonly WorkerRecord[], containers: readonly ContainerRecord[], defaultLimit: number): void {
+    for (const w of workers) this.#workers.set(w.id, w);
+    for (const r of containers) {
+      if (this.#containers.has(r.id)) continue;
+      this.#containers.set(r.id, {
+        id: r.id,
+        workerId: r.workerId,
+        host: r.host,
+        port: r.port,
+        origin: `http://${r.host.includes(':') ? `[${r.host}]` : r.host}:${r.port}`,
+        runtimeId: r.runtimeId,
+        managed: r.managed,
+        limit: Math.max(r.limit, defaultLimit),
+        health: r.state === 'down' ? 'down' : 'starting',
+        draining: false,
+        inFlight: 0,
+        served: r.served,
+        failures: 0,
+        successes: 0,
+        lastError: r.lastError,
+        lastReleasedAt: 0,
+      });
+    }
+    this.version++;
+  }
+
+  get size(): number {
+    return this.#containers.size;
+  }
+
+  containers(): IterableIterator<Container> {
+    return this.#containers.values();
+  }
+
+  workers(): IterableIterator<WorkerRecord> {
+    return this.#workers.values();
+  }
+
+  get(id: string): Container | undefined {
+    return this.#containers.get(id);
+  }
+
+  /** Requests running on containers right now. */
+  inFlightTotal(): number {
+    let n = 0;
+    for (const c of this.#containers.values()) n += c.inFlight;
+    return n;
+  }
+
+  /** Request slots of containers in rotation. */
+  capacity(): number {
+    let n = 0;
+    for (const c of this.#containers.values()) if (c.health === 'healthy' && !c.draining) n += c.limit;
+    return n;
+  }
+
+  /** Take a free container now, or undefined. Prefers the least loaded, then the longest idle. */
+  tryAcquire(): Container | undefined {
+    let best: Container | undefined;
+    for (const c of this.#containers.values()) {
+      if (!dispatchable(c)) continue;
+      if (!best || c.inFlight < best.inFlight || (c.inFlight === best.inFlight && c.lastReleasedAt < best.lastReleasedAt)) best = c;
+    }
+    if (best) {
+      best.inFlight++;
+      this.version++;
+    }
+    return best;
+  }
+
+  /** Wait for the next free container (FIFO among waiters). Rejects with the signal's reason when aborted. */
+  waitForFree(signal: AbortSignal): Promise<Container> {
+    const now = this.#waiters.length === 0 ? this.tryAcquire() : undefined;
+    if (now) return Promise.resolve(now);
+    signal.throwIfAborted();
+    return new Promise<Container>((resolve, reject) => {
+      const waiter: Waiter = {
+        resolve: (container) => {
+          signal.removeEventListener('abort', onAbort);
+          resolve(container);
+        },
+      };
+      const onAbort = (): void => {
+        const i = this.#waiters.indexOf(waiter);
+        if (i !== -1) this.#waiters.splice(i, 1);
+        reject(signal.reason);
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.#waiters.push(waiter);
+    });
+  }
+
+  /** How many callers wait in `waitForFree`. */
+  get waiting(): number {
+    return this.#waiters.length;
+  }
+
+  /** End a request on a container: count it, and hand the slot to a waiter if any. */
+  release(c: Container, outcome: LeaseOutcome): void {
+    c.inFlight--;
+    c.lastReleasedAt = this.#now();
+    if (outcome === 'served') c.served++;
+    else if (outcome !== 'unused') c.lastError = outcome.error;
+    this.version++;
+    this.#handOver();
+  }
+
+  /**
+   * A request failed on this container before it answered: out of rotation at once
+   * (passive detection); the health checker puts it back after `rise` good probes.
+   */
+  markFailed(c: Container, error: string): void {
+    c.successes = 0;
+    c.failures++;
+    c.lastError = error;
+    if (c.health === 'healthy' || c.health === 'starting') {
+      c.health = 'unhealthy';
+      this.version++;
+    }
+  }
+
+  /** Record a probe result; `fall`/`rise` consecutive results change health. Returns the new health if it changed. */
+  recordProbe(c: Container, ok: boolean, error: string | null, thresholds: { rise: number; fall: number }): Health | null {
+    const before = c.health;
+    if (ok) {
+      c.failures = 0;
+      c.successes++;
+      // A container seen for the first time joins at once; one coming back must prove itself `rise` times.
+      if (c.health === 'starting' || (c.health !== 'healthy' && c.successes >= thresholds.rise)) c.health = 'healthy';
+    } else {
+      c.successes = 0;
+      c.failures++;
+      c.lastError = error;
+      if ((c.health === 'healthy' || c.health === 'starting') && c.failures >= thresholds.fall) c.health = 'unhealthy';
+    }
+    if (c.health === before) return null;
+    this.version++;
+    if (c.health === 'healthy') this.#handOver();
+    return c.health;
+  }
+
+  #handOver(): void {
+    while (this.#waiters.length > 0) {
+      const c = this.tryAcquire();
+      if (!c) return;
+      this.#waiters.shift()!.resolve(c);
+    }
+  }
+}

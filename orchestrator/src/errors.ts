@@ -1,0 +1,57 @@
+import { AppError } from '../../common/src/errors.js';
+
+/** The queue is at `maxQueue`: 503 with Retry-After. */
+export class QueueFullError extends AppError {
+  constructor(maxQueue: number) {
+    super('QUEUE_FULL', `all containers are busy and the queue is full (${maxQueue} waiting); retry later`, { status: 503, expose: true });
+  }
+}
+
+/** Waited longer than `queueTimeoutMs` for a container: 504. */
+export class QueueTimeoutError extends AppError {
+  constructor(waitedMs: number) {
+    super('QUEUE_TIMEOUT', `no container became free within ${waitedMs} ms`, { status: 504, expose: true });
+  }
+}
+
+/** The orchestrator is shutting down and takes no new requests: 503. */
+export class ShuttingDownError extends AppError {
+  constructor() {
+    super('SHUTTING_DOWN', 'the orchestrator is shutting down', { status: 503, expose: true });
+  }
+}
+
+/** The inventory has no container at all: 503. */
+export class NoContainersError extends AppError {
+  constructor() {
+    super('NO_CONTAINERS', 'no containers are registered; provision workers first', { status: 503, expose: true });
+  }
+}
+
+/** The client went away while its request waited; nothing is sent to it. */
+export class ClientGoneError extends AppError {
+  constructor() {
+    super('CLIENT_GONE', 'client disconnected while queued', { status: 499 });
+  }
+}
+
+/** Every attempt on a container failed before it answered: 502. */
+export class ContainerUnavailableError extends AppError {
+  constructor(attempts: number, cause: unknown) {
+    super('CONTAINER_UNAVAILABLE', `the request failed on ${attempts} container(s) before any answered`, { status: 502, expose: true, cause });
+  }
+}
+
+/** The container took longer than `upstreamTimeoutMs` to answer: 504. */
+export class UpstreamTimeoutError extends AppError {
+  constructor(timeoutMs: number, cause: unknown) {
+    super('UPSTREAM_TIMEOUT', `the container did not answer within ${timeoutMs} ms`, { status: 504, expose: true, cause });
+  }
+}
+
+/** The inventory cannot be used (missing or empty). */
+export class InventoryError extends AppError {
+  constructor(message: string) {
+    super('INVENTORY_INVALID', message, { expose: true });
+  }
+}

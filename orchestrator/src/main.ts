@@ -1,0 +1,38 @@
+import { runCli } from '../../common/src/cli.js';
+import { parseConfigFlags } from '../../common/src/cli-flags.js';
+import { toKebab } from '../../common/src/config-loader.js';
+import { createLogger } from '../../common/src/logger.js';
+import { loadOrchestratorConfig, orchestratorConfigSchema } from './config.js';
+import { Orchestrator } from './orchestrator.js';
+
+const keys = Object.keys(orchestratorConfigSchema.shape);
+
+const HELP = `Usage: npm start -- [--config FILE] [--<key> VALUE ...]
+
+Runs the orchestrator over the containers in the status store (written by \`npm run provision\`).
+Every key can also be set in a JSON file (--config) or as an environment variable ORCH_<KEY>.
+Keys: ${keys.map(toKebab).join(', ')}
+See README.md, "Configuration", for what each one does and its default.`;
+
+runCli(async () => {
+  const flags = parseConfigFlags(process.argv.slice(2), keys);
+  if (flags.help) {
+    process.stdout.write(`${HELP}\n`);
+    return 0;
+  }
+  const config = loadOrchestratorConfig({ file: flags.configFile, env: process.env, flags: flags.config });
+  const log = createLogger('orchestrator', config.logLevel);
+  const orchestrator = await Orchestrator.create(config, log);
+  await orchestrator.listen();
+
+  await new Promise<void>((resolve) => {
+    const onSignal = (signal: NodeJS.Signals): void => {
+      log.info({ signal }, 'shutting down');
+      process.once(signal, () => process.exit(130));
+      void orchestrator.close().then(resolve);
+    };
+    process.once('SIGTERM', onSignal);
+    process.once('SIGINT', onSignal);
+  });
+  return 0;
+});

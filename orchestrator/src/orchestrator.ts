@@ -1,0 +1,148 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Logger } from '../../common/src/logger.js';
+import { createDriver } from '../../runtime/src/create-driver.js';
+import { LABELS } from '../../runtime/src/driver.js';
+import type { StateFile } from '../../status/src/schema.js';
+import { StateStore } from '../../status/src/state-store.js';
+import { createApp } from './app.js';
+import type { OrchestratorConfig } from './config.js';
+import { ContainerPool } from './container-pool.js';
+import { InventoryError } from './errors.js';
+import { reconcile, type ListWorkerContainers } from './reconciler.js';
+import { HealthChecker } from './health-checker.js';
+import { ProxyHandler } from './proxy-handler.js';
+import { RequestQueue } from './request-queue.js';
+import { snapshot, StatusPublisher, type StatusSources } from './status-publisher.js';
+import { UpstreamClient } from './upstream-client.js';
+
+/** The orchestrator composed once: pool, queue, forwarding, control loops and the HTTP edge. */
+export class Orchestrator {
+  readonly pool: ContainerPool;
+  readonly queue: RequestQueue;
+  readonly proxy: ProxyHandler;
+  readonly health: HealthChecker;
+  readonly publisher: StatusPublisher;
+  readonly #config: OrchestratorConfig;
+  readonly #log: Logger;
+  readonly #upstream: UpstreamClient;
+  readonly #sources: StatusSources;
+  readonly #server: Server;
+  readonly #startedAt = new Date().toISOString();
+  #url = '';
+  #closing: Promise<void> | undefined;
+
+  private constructor(config: OrchestratorConfig, inventory: StateFile, store: StateStore, log: Logger) {
+    this.#config = config;
+    this.#log = log;
+    this.pool = new ContainerPool();
+    this.pool.load(inventory.workers, inventory.containers, config.containerConcurrency);
+    this.queue = new RequestQueue(this.pool, { maxQueue: config.maxQueue, queueTimeoutMs: config.queueTimeoutMs });
+    this.#upstream = new UpstreamClient({ timeoutMs: config.upstreamTimeoutMs, connectTimeoutMs: config.connectTimeoutMs });
+    this.proxy = new ProxyHandler({
+      pool: this.pool,
+      queue: this.queue,
+      upstream: this.#upstream,
+      log,
+      options: {
+        maxBodyBytes: config.maxBodyBytes,
+        maxAttempts: config.maxAttempts,
+        idempotentPaths: config.idempotentPaths,
+        upstreamTimeoutMs: config.upstreamTimeoutMs,
+      },
+    });
+    this.health = new HealthChecker(
+      { pool: this.pool, upstream: this.#upstream, log },
+      { intervalMs: config.healthIntervalMs, timeoutMs: config.healthTimeoutMs, fall: config.healthFall, rise: config.healthRise },
+    );
+    this.#sources = {
+      cluster: inventory.cluster,
+      pool: this.pool,
+      queue: this.queue,
+      maxQueue: config.maxQueue,
+      counters: () => this.proxy.counters,
+      orchestrator: () => ({ pid: process.pid, url: this.#url, startedAt: this.#startedAt, running: this.#closing === undefined }),
+    };
+    this.publisher = new StatusPublisher({ store, sources: this.#sources, log }, { intervalMs: config.statusWriteIntervalMs });
+    const app = createApp({
+      proxy: this.proxy,
+      status: () => snapshot(this.#sources),
+      health: () => {
+        const capacity = this.pool.capacity();
+        return {
+          ok: capacity > 0 && this.#closing === undefined,
+          detail: { capacity, containers: this.pool.size, queued: this.queue.length, shuttingDown: this.#closing !== undefined },
+        };
+      },
+      log,
+      retryAfterSeconds: 1,
+      accessLog: config.accessLog,
+    });
+    this.#server = createServer(app.callback());
+    // Longer than the usual 60 s idle timeout of load balancers in front, so they close first.
+    this.#server.keepAliveTimeout = 65_000;
+  }
+
+  /**
+   * Load the inventory from the status store (refusing a missing, empty or foreign state file)
+   * and reconcile it with what the workers' runtimes really run.
+   */
+  static async create(config: OrchestratorConfig, log: Logger, deps: { listContainers?: ListWorkerContainers } = {}): Promise<Orchestrator> {
+    const store = new StateStore(config.statePath);
+    const recorded = await store.read();
+    if (!recorded || recorded.containers.length === 0) {
+      throw new InventoryError(`no containers in ${config.statePath}: run \`npm run provision\` first`);
+    }
+    const list =
+      deps.listContainers ??
+      ((worker) => createDriver(worker.runtime, { statePath: config.statePath, cluster: recorded.cluster }).list({ [LABELS.cluster]: recorded.cluster, [LABELS.worker]: worker.id }));
+    const { containers } = await reconcile(recorded, list, log);
+    return new Orchestrator(config, { ...recorded, containers }, store, log);
+  }
+
+  /** Probe every container once, start the loops, then listen. Resolves with the base URL. */
+  async listen(): Promise<string> {
+    await this.health.tick();
+    this.health.start();
+    this.publisher.start();
+    await new Promise<void>((resolve, reject) => {
+      this.#server.once('error', reject);
+      this.#server.listen(this.#config.port, this.#config.host, () => {
+        this.#server.off('error', reject);
+        resolve();
+      });
+    });
+    const { port } = this.#server.address() as AddressInfo;
+    const host = this.#config.host.includes(':') ? `[${this.#config.host}]` : this.#config.host;
+    this.#url = `http://${host}:${port}`;
+    await this.publisher.flush();
+    this.#log.info({ url: this.#url, containers: this.pool.size, capacity: this.pool.capacity() }, 'orchestrator listening');
+    return this.#url;
+  }
+
+  get url(): string {
+    return this.#url;
+  }
+
+  /**
+   * Graceful stop: refuse new requests, let accepted ones (running and queued) finish within
+   * `shutdownTimeoutMs`, then stop the loops, write the status a last time and close. Idempotent.
+   */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      this.queue.close();
+      const serverClosed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
+      const deadline = performance.now() + this.#config.shutdownTimeoutMs;
+      while (this.proxy.active > 0 && performance.now() < deadline) await sleep(20);
+      if (this.proxy.active > 0) this.#log.warn({ unfinished: this.proxy.active }, 'shutdown deadline reached with requests unfinished');
+      await this.health.stop();
+      await this.publisher.stop();
+      this.#server.closeAllConnections();
+      await serverClosed;
+      await this.#upstream.close();
+      this.#log.info('orchestrator stopped');
+    })();
+    return this.#closing;
+  }
+}

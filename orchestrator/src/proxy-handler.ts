@@ -1,0 +1,173 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { finished, pipeline } from 'node:stream/promises';
+import type { Context } from 'koa';
+import type { Logger } from '../../common/src/logger.js';
+import type { ContainerPool } from './container-pool.js';
+import { PayloadTooLargeError } from '../../common/src/http-errors.js';
+import { ClientGoneError, ContainerUnavailableError, UpstreamTimeoutError } from './errors.js';
+import type { RequestQueue } from './request-queue.js';
+import { endToEndHeaders, UpstreamFailure, type UpstreamClient, type UpstreamResponse } from './upstream-client.js';
+
+export interface ProxyOptions {
+  maxBodyBytes: number;
+  maxAttempts: number;
+  /** Upstream paths that may be resent after the container got them but failed to answer. */
+  idempotentPaths: readonly string[];
+  upstreamTimeoutMs: number;
+}
+
+/** Lifetime counts of forwarded requests (the queue counts its own rejections). */
+export interface ProxyCounters {
+  accepted: number;
+  completed: number;
+  failed: number;
+  redispatched: number;
+}
+
+export interface ProxyDeps {
+  pool: ContainerPool;
+  queue: RequestQueue;
+  upstream: UpstreamClient;
+  log: Logger;
+  options: ProxyOptions;
+}
+
+/** Response headers the orchestrator adds: who served, how long the request queued, its id. */
+export const SERVED_BY_HEADER = 'x-served-by';
+export const QUEUE_WAIT_HEADER = 'x-queue-wait-ms';
+export const REQUEST_ID_HEADER = 'x-request-id';
+
+/**
+ * Forwards requests to containers: reads the body (bounded, so a failed attempt can be replayed),
+ * waits for a container in the queue, sends, retries on another container when that is safe,
+ * and streams the answer back. A container stays leased until it has answered, whatever the client does.
+ */
+export class ProxyHandler {
+  readonly counters: ProxyCounters = { accepted: 0, completed: 0, failed: 0, redispatched: 0 };
+  /** Requests accepted and not yet finished (graceful shutdown waits for zero). */
+  active = 0;
+  readonly #deps: ProxyDeps;
+
+  constructor(deps: ProxyDeps) {
+    this.#deps = deps;
+  }
+
+  /** Forward the request in `ctx` to `method upstreamPath` on a free container. */
+  async forward(ctx: Context, method: string, upstreamPath: string, requestId: string): Promise<void> {
+    const { pool, queue, upstream, options } = this.#deps;
+    this.counters.accepted++;
+    this.active++;
+    try {
+      const body = await readBody(ctx.req, options.maxBodyBytes);
+      const clientGone = abortOnClientGone(ctx.res);
+      const headers = forwardedHeaders(ctx.req, requestId);
+      const queuedAt = performance.now();
+      let waitMs = 0;
+      let lastFailure: UpstreamFailure | undefined;
+      let attempts = 0;
+      for (let attempt = 1; attempt <= options.maxAttempts; attempt++) {
+        attempts = attempt;
+        const container = await queue.acquire(clientGone, attempt > 1);
+        if (attempt === 1) waitMs = performance.now() - queuedAt;
+        let response: UpstreamResponse;
+        try {
+          response = await upstream.send(container, { method, path: upstreamPath, headers, body });
+        } catch (error) {
+          const failure = error instanceof UpstreamFailure ? error : new UpstreamFailure(error);
+          // Out of rotation before the slot is released, so the slot is not handed straight back to it.
+          pool.markFailed(container, failure.message);
+          pool.release(container, { error: failure.message });
+          this.#deps.log.warn({ container: container.id, requestId, attempt, code: failure.code }, 'container failed a request');
+          lastFailure = failure;
+          if (!failure.neverSent && !options.idempotentPaths.includes(pathOnly(upstreamPath))) break;
+          if (attempt < options.maxAttempts) this.counters.redispatched++;
+          continue;
+        }
+        this.counters.completed++;
+        await this.#respond(ctx, response, container, { waitMs, requestId, attempts: attempt });
+        return;
+      }
+      this.counters.failed++;
+      throw lastFailure?.timedOut
+        ? new UpstreamTimeoutError(options.upstreamTimeoutMs, lastFailure)
+        : new ContainerUnavailableError(attempts, lastFailure);
+    } catch (error) {
+      if (error instanceof ClientGoneError) ctx.respond = false;
+      throw error;
+    } finally {
+      this.active--;
+    }
+  }
+
+  async #respond(
+    ctx: Context,
+    response: UpstreamResponse,
+    container: { id: string },
+    meta: { waitMs: number; requestId: string; attempts: number },
+  ): Promise<void> {
+    const { pool } = this.#deps;
+    const leased = pool.get(container.id)!;
+    // The container is done once its whole answer arrived; the client may still be reading it.
+    const answered = finished(response.body).then(
+      () => pool.release(leased, 'served'),
+      (error: Error) => pool.release(leased, { error: `response body: ${error.message}` }),
+    );
+    const res = ctx.res;
+    ctx.respond = false;
+    if (!res.writable || res.destroyed) {
+      response.body.destroy();
+      await answered;
+      return;
+    }
+    res.statusCode = response.statusCode;
+    for (const [name, value] of Object.entries(endToEndHeaders(response.headers, 'response'))) res.setHeader(name, value);
+    res.setHeader(SERVED_BY_HEADER, container.id);
+    res.setHeader(QUEUE_WAIT_HEADER, meta.waitMs.toFixed(1));
+    res.setHeader(REQUEST_ID_HEADER, meta.requestId);
+    if (meta.attempts > 1) res.setHeader('x-attempts', String(meta.attempts));
+    await pipeline(response.body, res).catch(() => {
+      // The client went away or the container broke off mid-answer; the lease is settled by `answered`.
+    });
+    await answered;
+  }
+}
+
+/** An AbortSignal that fires if the client's connection closes before its response is complete. */
+function abortOnClientGone(res: ServerResponse): AbortSignal {
+  const controller = new AbortController();
+  res.once('close', () => {
+    if (!res.writableFinished) controller.abort(new ClientGoneError());
+  });
+  return controller.signal;
+}
+
+const pathOnly = (path: string): string => {
+  const q = path.indexOf('?');
+  return q === -1 ? path : path.slice(0, q);
+};
+
+/** Read the whole body (bounded): a buffered body can be resent to another container. */
+async function readBody(req: IncomingMessage, limit: number): Promise<Buffer | undefined> {
+  const declared = req.headers['content-length'];
+  if (declared !== undefined && Number(declared) > limit) throw new PayloadTooLargeError(limit);
+  if (declared === undefined && req.headers['transfer-encoding'] === undefined) return undefined;
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > limit) throw new PayloadTooLargeError(limit);
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks, size);
+}
+
+function forwardedHeaders(req: IncomingMessage, requestId: string): Record<string, string | string[]> {
+  const headers = endToEndHeaders(req.headers, 'request');
+  const client = req.socket.remoteAddress ?? 'unknown';
+  const prior = req.headers['x-forwarded-for'];
+  headers['x-forwarded-for'] = prior ? `${String(prior)}, ${client}` : client;
+  if (req.headers.host) headers['x-forwarded-host'] = req.headers.host;
+  headers['x-forwarded-proto'] = 'http';
+  headers[REQUEST_ID_HEADER] = requestId;
+  return headers;
+}

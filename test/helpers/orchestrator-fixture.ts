@@ -1,0 +1,61 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createLogger, type Logger } from '../../common/src/logger.js';
+import { loadOrchestratorConfig, type OrchestratorConfig } from '../../orchestrator/src/config.js';
+import { Orchestrator } from '../../orchestrator/src/orchestrator.js';
+import { emptyState, type StateFile } from '../../status/src/schema.js';
+import type { Backend } from './backend.js';
+
+/** An inventory with one worker per backend group, every backend a container on 127.0.0.1. */
+export function inventoryFor(backends: ReadonlyArray<Pick<Backend, 'id' | 'port'>>): StateFile {
+  const state = emptyState('test', 'provisioning');
+  state.workers.push({ id: 'w1', provider: 'local', host: '127.0.0.1', runtime: { driver: 'process' }, state: 'up' });
+  for (const b of backends) {
+    state.containers.push({
+      id: b.id,
+      workerId: 'w1',
+      host: '127.0.0.1',
+      port: b.port,
+      runtimeId: null,
+      managed: false,
+      state: 'free',
+      limit: 1,
+      inFlight: 0,
+      served: 0,
+      failures: 0,
+      lastError: null,
+    });
+  }
+  return state;
+}
+
+export interface RunningOrchestrator {
+  orchestrator: Orchestrator;
+  url: string;
+  config: OrchestratorConfig;
+  statePath: string;
+  close(): Promise<void>;
+}
+
+/** Start an orchestrator on 127.0.0.1:0 over these backends with a temp state file. */
+export async function startOrchestrator(backends: ReadonlyArray<Pick<Backend, 'id' | 'port'>>, overrides: Record<string, unknown> = {}, log: Logger = createLogger('orchestrator', 'silent')): Promise<RunningOrchestrator> {
+  const dir = await mkdtemp(join(tmpdir(), 'orch-test-'));
+  const statePath = join(dir, 'state.json');
+  await writeFile(statePath, JSON.stringify(inventoryFor(backends)));
+  const config = loadOrchestratorConfig({
+    flags: { port: 0, statePath, healthIntervalMs: 100, statusWriteIntervalMs: 50, shutdownTimeoutMs: 5_000, ...overrides },
+  });
+  const orchestrator = await Orchestrator.create(config, log);
+  const url = await orchestrator.listen();
+  return {
+    orchestrator,
+    url,
+    config,
+    statePath,
+    close: async () => {
+      await orchestrator.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}

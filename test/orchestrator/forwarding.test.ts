@@ -1,0 +1,154 @@
+import http, { type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http';
+import { Writable } from 'node:stream';
+import { request } from 'undici';
+import { createLogger } from '../../common/src/logger.js';
+import { afterEach, describe, expect, it } from 'vitest';
+import { startBackend, type Backend } from '../helpers/backend.js';
+import { startOrchestrator, type RunningOrchestrator } from '../helpers/orchestrator-fixture.js';
+import { waitFor } from '../helpers/wait-for.js';
+
+let backends: Backend[] = [];
+let running: RunningOrchestrator | undefined;
+
+afterEach(async () => {
+  await running?.close();
+  await Promise.all(backends.map((b) => b.kill()));
+  backends = [];
+  running = undefined;
+});
+
+describe('forwarding fidelity', () => {
+  it('forwards method, path, query, end-to-end headers and body bytes unchanged, and the answer back', async () => {
+    const backend = await startBackend('fid', {
+      handler: (_req, res) => {
+        res.statusCode = 201;
+        res.setHeader('content-type', 'text/plain; charset=utf-8');
+        res.setHeader('x-model-version', '7');
+        res.setHeader('keep-alive', 'timeout=99');
+        res.end('created');
+        return true;
+      },
+    });
+    backends = [backend];
+    running = await startOrchestrator(backends);
+    const body = Buffer.from([0, 1, 2, 250, 251, 252, 10, 13]);
+    // node:http sends the Connection header exactly as given (undici filters it).
+    const response = await rawRequest(`${running.url}/v2/predict/batch?x=1&y=%20two&x=3`, {
+      method: 'PUT',
+      headers: {
+        'content-type': 'application/octet-stream',
+        'x-custom': 'kept',
+        'x-hop': 'dropped',
+        connection: 'keep-alive, x-hop',
+        'proxy-authorization': 'Basic c2VjcmV0',
+        te: 'trailers',
+        'x-forwarded-for': '203.0.113.9',
+      },
+      body,
+    });
+    const seen = backend.stats.last!;
+    expect(seen.method).toBe('PUT');
+    expect(seen.url).toBe('/v2/predict/batch?x=1&y=%20two&x=3');
+    expect(seen.body.equals(body)).toBe(true);
+    expect(seen.headers['content-type']).toBe('application/octet-stream');
+    expect(seen.headers['x-custom']).toBe('kept');
+    expect(seen.headers['x-hop']).toBeUndefined();
+    expect(seen.headers['proxy-authorization']).toBeUndefined();
+    expect(seen.headers.te).toBeUndefined();
+    expect(seen.headers['x-forwarded-for']).toBe('203.0.113.9, 127.0.0.1');
+    expect(seen.headers['x-request-id']).toBeTruthy();
+
+    expect(response.statusCode).toBe(201);
+    expect(response.headers['content-type']).toBe('text/plain; charset=utf-8');
+    expect(response.headers['x-model-version']).toBe('7');
+    expect(response.headers['content-length']).toBe('7');
+    expect(response.headers['keep-alive']).not.toBe('timeout=99');
+    expect(response.headers['x-served-by']).toBe('fid');
+    expect(Number(response.headers['x-queue-wait-ms'])).toBeGreaterThanOrEqual(0);
+    expect(response.body).toBe('created');
+  });
+
+  it('sends POST /new_request to POST /run_model with its query string and passes the status through', async () => {
+    const backend = await startBackend('nr', {
+      handler: (_req, res) => {
+        res.statusCode = 400;
+        res.setHeader('content-type', 'application/json');
+        res.end('{"error":"INVALID_INPUT","message":"text is required"}');
+        return true;
+      },
+    });
+    backends = [backend];
+    running = await startOrchestrator(backends);
+    const response = await request(`${running.url}/new_request?explain=1`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    expect(backend.stats.last).toMatchObject({ method: 'POST', url: '/run_model?explain=1' });
+    expect(response.statusCode).toBe(400);
+    expect(await response.body.json()).toEqual({ error: 'INVALID_INPUT', message: 'text is required' });
+  });
+
+  it('keeps a client-supplied request id and propagates it to the container', async () => {
+    const backend = await startBackend('rid');
+    backends = [backend];
+    running = await startOrchestrator(backends);
+    const response = await request(`${running.url}/new_request`, { method: 'POST', headers: { 'x-request-id': 'abc-123' }, body: '{"text":"x"}' });
+    await response.body.dump();
+    expect(backend.stats.last!.headers['x-request-id']).toBe('abc-123');
+    expect(response.headers['x-request-id']).toBe('abc-123');
+  });
+});
+
+describe('the orchestrator’s own routes and errors', () => {
+  const cases: Array<{ name: string; method: string; path: string; body?: string | Buffer; status: number; error: string; overrides?: Record<string, unknown> }> = [
+    { name: 'a body over maxBodyBytes', method: 'POST', path: '/new_request', body: Buffer.alloc(2048, 97), status: 413, error: 'PAYLOAD_TOO_LARGE', overrides: { maxBodyBytes: 1024 } },
+    { name: 'GET on /new_request', method: 'GET', path: '/new_request', status: 405, error: 'METHOD_NOT_ALLOWED' },
+    { name: 'POST on /status', method: 'POST', path: '/status', status: 405, error: 'METHOD_NOT_ALLOWED' },
+    { name: 'a reserved path', method: 'GET', path: '/metrics', status: 404, error: 'NOT_FOUND' },
+    { name: 'the reserved admin prefix', method: 'POST', path: '/admin/anything', status: 404, error: 'NOT_FOUND' },
+  ];
+  it.each(cases)('answers $status $error for $name, without touching a container', async ({ method, path, body, status, error, overrides }) => {
+    const backend = await startBackend('err');
+    backends = [backend];
+    running = await startOrchestrator(backends, overrides);
+    const response = await request(`${running.url}${path}`, { method: method as 'GET', body });
+    expect(response.statusCode).toBe(status);
+    expect(response.headers['content-type']).toMatch(/application\/json/);
+    expect(await response.body.json()).toMatchObject({ error, message: expect.any(String) });
+    expect(backend.stats.arrivals).toEqual([]);
+  });
+
+  it('writes one access-log line per request when accessLog is on', async () => {
+    const lines: Array<Record<string, unknown>> = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        lines.push(JSON.parse(chunk.toString()) as Record<string, unknown>);
+        done();
+      },
+    });
+    backends = [await startBackend('logged')];
+    running = await startOrchestrator(backends, { accessLog: true }, createLogger('orchestrator', 'info', sink));
+    const response = await request(`${running.url}/new_request`, { method: 'POST', headers: { 'x-request-id': 'log-1' }, body: '{"text":"x"}' });
+    await response.body.dump();
+    await waitFor(() => lines.some((l) => l.msg === 'request'));
+    expect(lines.find((l) => l.msg === 'request')).toMatchObject({ requestId: 'log-1', method: 'POST', path: '/new_request', status: 200, container: 'logged', completed: true });
+  });
+
+  it('answers GET /health with its capacity', async () => {
+    backends = [await startBackend('h1'), await startBackend('h2')];
+    running = await startOrchestrator(backends);
+    const response = await request(`${running.url}/health`);
+    expect(response.statusCode).toBe(200);
+    expect(await response.body.json()).toMatchObject({ status: 'ok', capacity: 2, containers: 2 });
+  });
+});
+
+function rawRequest(url: string, options: { method: string; headers: OutgoingHttpHeaders; body: Buffer }): Promise<{ statusCode: number; headers: IncomingHttpHeaders; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method: options.method, headers: options.headers }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (text += chunk));
+      res.on('end', () => resolve({ statusCode: res.statusCode ?? 0, headers: res.headers, body: text }));
+    });
+    req.on('error', reject);
+    req.end(options.body);
+  });
+}

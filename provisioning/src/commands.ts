@@ -1,0 +1,93 @@
+import { rm } from 'node:fs/promises';
+import { emptyState, type StateFile } from '../../status/src/schema.js';
+import { StateStore } from '../../status/src/state-store.js';
+import type { ProvisionConfig } from './config.js';
+import { ClusterMismatchError } from './errors.js';
+import type { ProvisionOptions, ProvisionResult, Provider, TeardownResult } from './provider.js';
+
+export interface CommandOptions {
+  provider: Provider;
+  /** Delete the state file first, even a corrupted or foreign one. @default false */
+  reset?: boolean;
+}
+
+/** What `provision` did and recorded. */
+export interface ProvisionReport extends ProvisionResult {
+  cluster: string;
+  statePath: string;
+  /** Things the operator should know, one line each. */
+  warnings: string[];
+}
+
+/** What `teardown` did. */
+export interface TeardownReport extends TeardownResult {
+  cluster: string;
+  statePath: string;
+  warnings: string[];
+}
+
+/**
+ * Bring the cluster to the configured size and record its inventory in the state file. A state
+ * file that is not ours is refused (StateFileError) and left untouched unless `reset`.
+ */
+export async function provisionCluster(config: ProvisionConfig, options: CommandOptions & ProvisionOptions): Promise<ProvisionReport> {
+  const { store, current } = await openState(config, options.reset);
+  const result = await options.provider.provision(
+    { workers: current?.workers ?? [], containers: current?.containers ?? [] },
+    { onProgress: options.onProgress, signal: options.signal },
+  );
+  // Queue and counters described the old inventory; the orchestrator record describes a process, still true.
+  await store.write({
+    ...emptyState(config.cluster, 'provisioning'),
+    orchestrator: current?.orchestrator ?? null,
+    workers: result.workers,
+    containers: result.containers,
+  });
+  return { ...result, cluster: config.cluster, statePath: config.statePath, warnings: orchestratorWarnings(current) };
+}
+
+/** Stop every container of the cluster and clear the inventory; the state file stays valid. Idempotent. */
+export async function teardownCluster(config: ProvisionConfig, options: CommandOptions): Promise<TeardownReport> {
+  const { store, current } = await openState(config, options.reset);
+  const result = await options.provider.teardown({ workers: current?.workers ?? [], containers: current?.containers ?? [] });
+  if (current || options.reset) {
+    await store.write({ ...emptyState(config.cluster, 'provisioning'), orchestrator: current?.orchestrator ?? null });
+  }
+  return { ...result, cluster: config.cluster, statePath: config.statePath, warnings: orchestratorWarnings(current) };
+}
+
+async function openState(config: ProvisionConfig, reset = false): Promise<{ store: StateStore; current: StateFile | null }> {
+  if (reset) await rm(config.statePath, { force: true });
+  const store = new StateStore(config.statePath);
+  const current = await store.read();
+  if (current && current.cluster !== config.cluster) throw new ClusterMismatchError(config.statePath, current.cluster, config.cluster);
+  return { store, current };
+}
+
+/** A running orchestrator keeps its own copy of the inventory and rewrites the file from it. */
+function orchestratorWarnings(state: StateFile | null): string[] {
+  const orchestrator = state?.orchestrator;
+  if (!orchestrator?.running || !isAlive(orchestrator.pid)) return [];
+  return [`the orchestrator (pid ${orchestrator.pid}) is running: it keeps the old inventory and writes it back over this one; restart it`];
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The runtime the recorded cluster runs on, so `teardown` needs no `--runtime` flag to find its
+ * containers; null when nothing usable is recorded (teardown then refuses or resets as usual).
+ */
+export async function recordedRuntime(statePath: string): Promise<ProvisionConfig['runtime'] | null> {
+  const current = await new StateStore(statePath).read().catch(() => null);
+  const drivers = new Set(current?.workers.map((worker) => worker.runtime.driver));
+  if (drivers.has('docker')) return 'docker';
+  if (drivers.has('process')) return 'process';
+  return null;
+}

@@ -1,0 +1,41 @@
+import { LABELS, type RuntimeDriver } from '../../runtime/src/driver.js';
+import type { Compose } from './compose.js';
+import type { ProvisionConfig } from './config.js';
+import { desiredLayout } from './inventory.js';
+import type { Launcher } from './local-provider.js';
+
+/** The compose project of one worker: one per worker, so workers come and go independently. */
+export const composeProject = (cluster: string, workerId: string): string => `${cluster}-${workerId}`;
+
+/**
+ * Starts containers the way a worker machine does: `compose up` of docker-compose.worker.yml
+ * for each worker concerned (two containers, on the worker's two ports), then reads the
+ * containers' ids back from the engine by label.
+ */
+export function composeLauncher(compose: Compose, driver: RuntimeDriver, config: ProvisionConfig): Launcher {
+  const layout = desiredLayout(config);
+  return {
+    async launch(containers, onStarted) {
+      const workerIds = [...new Set(containers.map((container) => container.workerId))];
+      for (const workerId of workerIds) {
+        const worker = layout.find((w) => w.id === workerId)!;
+        const [a, b] = worker.containers;
+        await compose.up(composeProject(config.cluster, workerId), {
+          WORKER_IMAGE: config.workerImage,
+          CLUSTER: config.cluster,
+          WORKER_ID: workerId,
+          MODEL_HOST: worker.host,
+          MODEL_PORT_A: String(a!.port),
+          MODEL_PORT_B: String(b!.port),
+          WORK_MS: String(config.workMs),
+          ENABLE_CRASH_API: String(config.enableCrashApi),
+        });
+        const listed = await driver.list({ [LABELS.cluster]: config.cluster, [LABELS.worker]: workerId });
+        for (const info of listed) {
+          const name = info.labels[LABELS.container];
+          if (name && info.state !== 'exited') onStarted(name, info.runtimeId);
+        }
+      }
+    },
+  };
+}

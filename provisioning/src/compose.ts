@@ -1,0 +1,74 @@
+import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { AppError } from '../../common/src/errors.js';
+
+/** The compose file every Docker worker runs: the same one EC2 user-data uses. */
+export const WORKER_COMPOSE_FILE = fileURLToPath(new URL('../../docker-compose.worker.yml', import.meta.url));
+
+/** `docker compose` or `docker-compose` failed. */
+export class ComposeError extends AppError {
+  constructor(action: string, detail: string, cause?: unknown) {
+    super('COMPOSE_FAILED', `docker compose ${action} failed: ${detail}`, { cause });
+  }
+}
+
+type Exec = (file: string, args: string[], env?: NodeJS.ProcessEnv) => Promise<{ stdout: string; stderr: string }>;
+
+const run: Exec = (file, args, env) =>
+  new Promise((resolve, reject) => {
+    execFile(file, args, { env, timeout: 300_000, maxBuffer: 8 * 1024 * 1024 }, (error, stdout, stderr) => {
+      if (error) reject(Object.assign(error, { stderr }));
+      else resolve({ stdout, stderr });
+    });
+  });
+
+/**
+ * Runs docker compose for one project: the v2 plugin (`docker compose`) where it exists, else
+ * Debian's standalone `docker-compose` 1.29.
+ */
+export class Compose {
+  readonly #env: NodeJS.ProcessEnv;
+  readonly #exec: Exec;
+  #command: Promise<string[]> | undefined;
+
+  /** `env` is the environment compose runs in (PATH, DOCKER_HOST); variables for the file are given per call. */
+  constructor(env: NodeJS.ProcessEnv, exec: Exec = run) {
+    this.#env = env;
+    this.#exec = exec;
+  }
+
+  /** `up -d` the file's services under `project`, with `variables` substituted into the file. */
+  async up(project: string, variables: Record<string, string>): Promise<void> {
+    await this.#run('up', project, variables, ['up', '-d', '--remove-orphans']);
+  }
+
+  /** Stop and remove the project's containers. */
+  async down(project: string, variables: Record<string, string>): Promise<void> {
+    await this.#run('down', project, variables, ['down', '--remove-orphans', '--timeout', '10']);
+  }
+
+  async #run(action: string, project: string, variables: Record<string, string>, args: string[]): Promise<void> {
+    const [file, ...prefix] = await this.#resolve();
+    try {
+      await this.#exec(file!, [...prefix, '--project-name', project, '--file', WORKER_COMPOSE_FILE, ...args], { ...this.#env, ...variables });
+    } catch (error) {
+      const stderr = String((error as { stderr?: string }).stderr ?? '').trim();
+      const detail = stderr.split('\n').filter(Boolean).at(-1) ?? (error as Error).message;
+      throw new ComposeError(`${action} (project ${project})`, detail, error);
+    }
+  }
+
+  #resolve(): Promise<string[]> {
+    this.#command ??= this.#exec('docker', ['compose', 'version'], this.#env).then(
+      () => ['docker', 'compose'],
+      () =>
+        this.#exec('docker-compose', ['version'], this.#env).then(
+          () => ['docker-compose'],
+          (error: unknown) => {
+            throw new ComposeError('version', 'neither `docker compose` nor `docker-compose` is installed', error);
+          },
+        ),
+    );
+    return this.#command;
+  }
+}

@@ -1,0 +1,48 @@
+import { join, resolve } from 'node:path';
+import type { Logger } from '../../common/src/logger.js';
+import { DockerDriver } from '../../runtime/src/docker-driver.js';
+import { LABELS } from '../../runtime/src/driver.js';
+import { ProcessDriver, processDriverDirs } from '../../runtime/src/process-driver.js';
+import { Compose } from './compose.js';
+import { composeLauncher } from './compose-launcher.js';
+import type { ProvisionConfig } from './config.js';
+import { LocalProvider } from './local-provider.js';
+import type { Provider } from './provider.js';
+
+export interface ProviderOverrides {
+  /** argv of the model app, instead of the worker app (tests use a stand-in). */
+  command?: readonly string[];
+  /** Environment docker compose runs in (PATH, DOCKER_HOST). @default {} */
+  env?: NodeJS.ProcessEnv;
+}
+
+/** The provider the config names, wired to its runtime; local processes keep their registry in `run/<cluster>` next to the state file. */
+export function createProvider(config: ProvisionConfig, logger: Logger, overrides: ProviderOverrides = {}): Provider {
+  switch (config.provider) {
+    case 'local':
+      return config.runtime === 'docker' ? dockerProvider(config, logger, overrides) : processProvider(config, logger, overrides);
+  }
+}
+
+function processProvider(config: ProvisionConfig, logger: Logger, overrides: ProviderOverrides): Provider {
+  const dirs = processDriverDirs(resolve(config.statePath), config.cluster);
+  const driver = new ProcessDriver({ ...dirs, command: overrides.command });
+  return new LocalProvider(config, {
+    driver,
+    runtime: { driver: 'process' },
+    logger,
+    logPathOf: (name) => join(dirs.logDir, `${name}.log`),
+  });
+}
+
+/** Workers as compose projects of docker-compose.worker.yml on the local engine (the same file EC2 workers run). */
+function dockerProvider(config: ProvisionConfig, logger: Logger, overrides: ProviderOverrides): Provider {
+  const driver = new DockerDriver({ connection: {}, defaultImage: config.workerImage });
+  return new LocalProvider(config, {
+    driver,
+    runtime: { driver: 'docker' },
+    logger,
+    launcher: composeLauncher(new Compose(overrides.env ?? {}), driver, config),
+    logPathOf: (name) => `\`docker logs\` of the container labelled ${LABELS.container}=${name}`,
+  });
+}

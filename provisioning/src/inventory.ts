@@ -1,0 +1,63 @@
+import type { ContainerRecord, RuntimeTarget, WorkerRecord } from '../../status/src/schema.js';
+import type { ProvisionConfig } from './config.js';
+
+/** One container the config asks for. */
+export interface DesiredContainer {
+  /** `w<k>-<port>`, e.g. `w1-5000`: unique in the cluster and stable across runs. */
+  name: string;
+  workerId: string;
+  host: string;
+  port: number;
+}
+
+/** One worker the config asks for, with its containers. */
+export interface DesiredWorker {
+  /** `w1`, `w2`, ... */
+  id: string;
+  host: string;
+  containers: DesiredContainer[];
+}
+
+/** The workers and containers of a cluster, as the state file lists them. */
+export interface Inventory {
+  workers: WorkerRecord[];
+  containers: ContainerRecord[];
+}
+
+/** The cluster the config describes: worker k (1-based) gets ports basePort+(k-1)*portStride+0..containersPerWorker-1. */
+export function desiredLayout(config: ProvisionConfig): DesiredWorker[] {
+  return Array.from({ length: config.workers }, (_, w) => {
+    const id = `w${w + 1}`;
+    const firstPort = config.basePort + w * config.portStride;
+    const containers = Array.from({ length: config.containersPerWorker }, (_, i) => ({
+      name: `${id}-${firstPort + i}`,
+      workerId: id,
+      host: config.host,
+      port: firstPort + i,
+    }));
+    return { id, host: config.host, containers };
+  });
+}
+
+/** A worker as the state file lists it after provisioning. */
+export function workerRecord(worker: DesiredWorker, provider: WorkerRecord['provider'], runtime: RuntimeTarget): WorkerRecord {
+  return { id: worker.id, provider, host: worker.host, runtime, state: 'up' };
+}
+
+/** A healthy, idle container as the state file lists it after provisioning. */
+export function containerRecord(container: DesiredContainer, runtimeId: string): ContainerRecord {
+  return {
+    id: container.name,
+    workerId: container.workerId,
+    host: container.host,
+    port: container.port,
+    runtimeId,
+    managed: true,
+    state: 'free',
+    limit: 1,
+    inFlight: 0,
+    served: 0,
+    failures: 0,
+    lastError: null,
+  };
+}

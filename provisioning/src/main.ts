@@ -1,0 +1,80 @@
+import { runCli } from '../../common/src/cli.js';
+import { parseConfigFlags } from '../../common/src/cli-flags.js';
+import { UsageError } from '../../common/src/errors.js';
+import { createLogger } from '../../common/src/logger.js';
+import { provisionCluster, recordedRuntime, teardownCluster } from './commands.js';
+import { loadProvisionConfig, provisionConfigSchema } from './config.js';
+import { createProvider } from './create-provider.js';
+import { formatProvisionReport, formatTeardownReport } from './report.js';
+
+const HELP = `Usage: npm run provision -- [options]
+       npm run teardown -- [options]
+
+provision  start the cluster's model containers (keeping healthy ones), wait until each answers
+           /health, and write the inventory to the state file
+teardown   stop every container of the cluster and clear the inventory
+
+Options (flags override PROVISION_* environment variables, which override --config):
+  --cluster <name>              cluster name                           default local
+  --provider <name>             where workers come from: local         default local
+  --runtime <name>              process, or docker (compose-started)   default process
+  --worker-image <image>        model image for --runtime docker       default inference-worker:latest
+  --workers <n>                 number of workers                      default 2
+  --containers-per-worker <n>   containers on each worker              default 2
+  --host <addr>                 address containers listen on           default 127.0.0.1
+  --base-port <port>            port of w1's first container           default 5000
+  --port-stride <n>             worker k uses base+(k-1)*stride+i      default 100
+  --state-path <file>           cluster state file                     default status/state.json
+  --work-ms <ms>                simulated inference time (WORK_MS)     default 0
+  --enable-crash-api            let containers expose the crash API    default off
+  --health-timeout-ms <ms>      time for all to become healthy         default 30000
+  --log-level <level>           JSON log on stderr                     default warn
+  --config <file>               JSON file with any of the keys above (camelCase)
+  --reset                       delete the state file first, even one that is not valid
+  --json                        print the result as JSON instead of a table
+  --help                        show this text
+`;
+
+const configKeys = Object.keys(provisionConfigSchema.shape);
+
+runCli(async () => {
+  const parsed = parseConfigFlags(process.argv.slice(2), configKeys, { switches: ['reset', 'json'], booleanKeys: ['enableCrashApi'] });
+  const command = parsed.positionals;
+  if (parsed.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  if (command.length !== 1 || (command[0] !== 'provision' && command[0] !== 'teardown')) {
+    throw new UsageError(`expected one command, provision or teardown; got ${command.join(' ') || 'none'} (see --help)`);
+  }
+  const flags = { ...parsed.config };
+  if (command[0] === 'teardown' && flags.runtime === undefined) {
+    // Tear down what was provisioned, whatever the default runtime is.
+    const state = loadProvisionConfig({ file: parsed.configFile, env: process.env, flags });
+    flags.runtime = (await recordedRuntime(state.statePath)) ?? state.runtime;
+  }
+  const config = loadProvisionConfig({ file: parsed.configFile, env: process.env, flags });
+  const logger = createLogger('provisioning', config.logLevel, process.stderr);
+  const provider = createProvider(config, logger, { env: process.env });
+  const reset = parsed.switches.reset === true;
+
+  if (command[0] === 'teardown') {
+    const report = await teardownCluster(config, { provider, reset });
+    for (const warning of report.warnings) process.stderr.write(`warning: ${warning}\n`);
+    process.stdout.write(parsed.switches.json ? JSON.stringify(report, null, 2) + '\n' : formatTeardownReport(report));
+    return 0;
+  }
+
+  // Ctrl-C stops what this run started instead of leaving half a cluster; a second one kills us outright.
+  const interrupt = new AbortController();
+  process.once('SIGINT', () => interrupt.abort());
+  const report = await provisionCluster(config, {
+    provider,
+    reset,
+    signal: interrupt.signal,
+    onProgress: (healthy, total) => process.stderr.write(`[provision] ${healthy}/${total} containers healthy\n`),
+  });
+  for (const warning of report.warnings) process.stderr.write(`warning: ${warning}\n`);
+  process.stdout.write(parsed.switches.json ? JSON.stringify(report, null, 2) + '\n' : formatProvisionReport(report));
+  return 0;
+});

@@ -1,0 +1,90 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { request } from 'undici';
+import { AbortedError, ContainerExitedError, HealthTimeoutError } from './errors.js';
+
+/** A container to check: healthy when `GET http://host:port/health` answers 200 naming `name` as its container. */
+export interface HealthTarget {
+  name: string;
+  host: string;
+  port: number;
+}
+
+/** Outcome of one health probe; `reason` says why it is not healthy, for progress and errors. */
+export type HealthProbe = { ok: true } | { ok: false; reason: string };
+
+/** One `GET /health`. Another program on the port (or another container's id) is not healthy. @param timeoutMs @default 2000 */
+export async function probeHealth(target: HealthTarget, timeoutMs = 2_000): Promise<HealthProbe> {
+  const host = target.host.includes(':') ? `[${target.host}]` : target.host;
+  try {
+    // reset: no keep-alive, so no pooled socket outlives the probe (and holds a stopped container's port in FIN-WAIT).
+    const res = await request(`http://${host}:${target.port}/health`, { reset: true, signal: AbortSignal.timeout(timeoutMs) });
+    if (res.statusCode !== 200) {
+      await res.body.dump();
+      return { ok: false, reason: `answered HTTP ${res.statusCode}` };
+    }
+    const body = (await res.body.json()) as { container?: unknown } | null;
+    if (body?.container !== target.name) return { ok: false, reason: `answered as container ${JSON.stringify(body?.container ?? null)}` };
+    return { ok: true };
+  } catch (error) {
+    return { ok: false, reason: describeFailure(error, timeoutMs) };
+  }
+}
+
+function describeFailure(error: unknown, timeoutMs: number): string {
+  const { code, name, message } = error as { code?: string; name?: string; message?: string };
+  if (code === 'ECONNREFUSED') return 'connection refused';
+  if (name === 'TimeoutError') return `no answer within ${timeoutMs} ms`;
+  if (name === 'SyntaxError') return 'answered something that is not JSON';
+  return message ?? String(error);
+}
+
+export interface WaitHealthyOptions {
+  /** Give up after this long, in ms. */
+  timeoutMs: number;
+  /** Pause between rounds of probes, in ms. @default 250 */
+  intervalMs?: number;
+  /** Called with the number of healthy targets whenever it changes (and once at first). */
+  onProgress?: (healthy: number, total: number) => void;
+  /** Why the target's process is gone (so waiting for it is pointless), or null while it runs. */
+  exited?: (target: HealthTarget) => Promise<string | null>;
+  signal?: AbortSignal;
+}
+
+/**
+ * Resolves once every target is healthy. Throws HealthTimeoutError naming the others after
+ * `timeoutMs`, ContainerExitedError as soon as one's process is gone, AbortedError on `signal`.
+ */
+export async function waitHealthy(targets: HealthTarget[], options: WaitHealthyOptions): Promise<void> {
+  const pending = new Map(targets.map((target) => [target.name, target]));
+  const reasons = new Map<string, string>();
+  const deadline = Date.now() + options.timeoutMs;
+  let reported = -1;
+  for (;;) {
+    if (options.signal?.aborted) throw new AbortedError();
+    await Promise.all(
+      [...pending.values()].map(async (target) => {
+        const probe = await probeHealth(target, Math.max(100, Math.min(2_000, deadline - Date.now())));
+        if (probe.ok) pending.delete(target.name);
+        else reasons.set(target.name, probe.reason);
+      }),
+    );
+    const healthy = targets.length - pending.size;
+    if (healthy !== reported) {
+      reported = healthy;
+      options.onProgress?.(healthy, targets.length);
+    }
+    if (pending.size === 0) return;
+    for (const target of pending.values()) {
+      const why = await options.exited?.(target);
+      if (why) throw new ContainerExitedError(target.name, why);
+    }
+    if (Date.now() >= deadline) {
+      throw new HealthTimeoutError(options.timeoutMs, [...pending.keys()].map((name) => `${name}: ${reasons.get(name) ?? 'not probed'}`));
+    }
+    try {
+      await sleep(Math.min(options.intervalMs ?? 250, deadline - Date.now()), undefined, { signal: options.signal });
+    } catch {
+      throw new AbortedError();
+    }
+  }
+}

@@ -1,0 +1,97 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConfigError } from '../../common/src/errors.js';
+import { loadProvisionConfig } from '../../provisioning/src/config.js';
+import { desiredLayout } from '../../provisioning/src/inventory.js';
+
+/** The config error thrown for these sources; fails the test when none is. */
+function configError(sources: Parameters<typeof loadProvisionConfig>[0]): ConfigError {
+  try {
+    loadProvisionConfig(sources);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return error as ConfigError;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('loadProvisionConfig', () => {
+  it('has the documented defaults', () => {
+    expect(loadProvisionConfig({ env: {} })).toEqual({
+      cluster: 'local',
+      provider: 'local',
+      runtime: 'process',
+      workerImage: 'inference-worker:latest',
+      workers: 2,
+      containersPerWorker: 2,
+      host: '127.0.0.1',
+      basePort: 5000,
+      portStride: 100,
+      statePath: 'status/state.json',
+      workMs: 0,
+      enableCrashApi: false,
+      healthTimeoutMs: 30_000,
+      logLevel: 'warn',
+    });
+  });
+
+  it('reads PROVISION_* env, and flags win over env and file', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'provision-config-'));
+    try {
+      const file = join(dir, 'cluster.json');
+      await writeFile(file, JSON.stringify({ workers: 5, workMs: 7 }));
+      const config = loadProvisionConfig({
+        file,
+        env: { PROVISION_WORKERS: '3', PROVISION_ENABLE_CRASH_API: 'yes' },
+        flags: { workers: '4' },
+      });
+      expect(config).toMatchObject({ workers: 4, workMs: 7, enableCrashApi: true });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('rejects workers=0 naming the key', () => {
+    expect(configError({ env: {}, flags: { workers: '0' } }).message).toContain('"workers"');
+  });
+
+  it('rejects a basePort that is not a number naming the key and the env variable', () => {
+    const error = configError({ env: { PROVISION_BASE_PORT: 'abc' } });
+    expect(error.code).toBe('CONFIG_INVALID');
+    expect(error.message).toContain('"basePort"');
+    expect(error.message).toContain('PROVISION_BASE_PORT');
+  });
+
+  it('rejects more containers per worker than the port stride allows', () => {
+    expect(configError({ env: {}, flags: { containersPerWorker: '11', portStride: '10' } }).message).toContain('"containersPerWorker"');
+  });
+
+  it('rejects a cluster whose last port would exceed 65535', () => {
+    expect(configError({ env: {}, flags: { basePort: '65000', workers: '10' } }).message).toContain('"workers"');
+  });
+
+  it('accepts runtime docker only with the two containers per worker the compose file runs', () => {
+    expect(loadProvisionConfig({ env: { PROVISION_RUNTIME: 'docker' } })).toMatchObject({ runtime: 'docker', containersPerWorker: 2 });
+    expect(configError({ env: {}, flags: { runtime: 'docker', containersPerWorker: '3' } }).message).toContain('"containersPerWorker"');
+    expect(configError({ env: {}, flags: { runtime: 'podman' } }).message).toContain('"runtime"');
+  });
+
+  it('rejects an unknown provider', () => {
+    expect(configError({ env: {}, flags: { provider: 'gcp' } }).message).toContain('"provider"');
+  });
+});
+
+describe('desiredLayout', () => {
+  it('gives worker k ports basePort+(k-1)*portStride+i and names containers after worker and port', () => {
+    const layout = desiredLayout(loadProvisionConfig({ env: {}, flags: { workers: '2' } }));
+    expect(layout.map((worker) => worker.id)).toEqual(['w1', 'w2']);
+    expect(layout.flatMap((worker) => worker.containers)).toEqual([
+      { name: 'w1-5000', workerId: 'w1', host: '127.0.0.1', port: 5000 },
+      { name: 'w1-5001', workerId: 'w1', host: '127.0.0.1', port: 5001 },
+      { name: 'w2-5100', workerId: 'w2', host: '127.0.0.1', port: 5100 },
+      { name: 'w2-5101', workerId: 'w2', host: '127.0.0.1', port: 5101 },
+    ]);
+  });
+});

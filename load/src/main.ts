@@ -1,0 +1,89 @@
+import { writeFile } from 'node:fs/promises';
+import { runCli } from '../../common/src/cli.js';
+import { parseArgsOrUsage } from '../../common/src/cli-flags.js';
+import { AppError } from '../../common/src/errors.js';
+import { DEFAULT_BODY, DEFAULT_URL, MAX_CONCURRENCY, MAX_REQUESTS, MAX_THREADS, validateOptions } from './options.js';
+import { formatResult } from './print-result.js';
+import { createProgressDisplay } from './progress.js';
+import { runLoad } from './run-load.js';
+
+const HELP = `Usage: npm run load -- [options]
+
+Sends N requests from T worker threads (keep-alive connections, C requests in flight in all),
+then prints status codes, errors, throughput, latency percentiles and requests per container
+(from the x-served-by header).
+
+Options:
+  --url <url>           target                          default ${DEFAULT_URL}
+  --requests <n>        requests in all (1-${MAX_REQUESTS})    default 100
+  --threads <n>         worker threads (1-${MAX_THREADS})            default 4
+  --concurrency <n>     requests in flight in all (1-${MAX_CONCURRENCY}) default = threads
+  --method <method>     GET, POST, PUT, PATCH, DELETE, HEAD   default POST
+  --body <json>         body, sent as application/json  default ${DEFAULT_BODY}
+  --timeout-ms <ms>     deadline of one request         default 30000
+  --json <file>         also write the result as JSON to <file> (- for stdout; the summary then goes to stderr)
+  --tolerate-errors     exit 0 even when requests failed
+  --no-progress         no progress bar or progress lines on stderr
+  --help                show this text
+
+A run uses min(threads, concurrency, requests) threads. It exits 1 when any request failed
+(non-2xx answer or network error) unless --tolerate-errors, and 2 on bad options.
+`;
+
+function parseFlags(args: string[]) {
+  return parseArgsOrUsage({
+    args,
+    strict: true,
+    allowPositionals: false,
+    options: {
+      url: { type: 'string' },
+      requests: { type: 'string' },
+      threads: { type: 'string' },
+      concurrency: { type: 'string' },
+      method: { type: 'string' },
+      body: { type: 'string' },
+      'timeout-ms': { type: 'string' },
+      json: { type: 'string' },
+      'tolerate-errors': { type: 'boolean' },
+      'no-progress': { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  }).values;
+}
+
+runCli(async () => {
+  const flags = parseFlags(process.argv.slice(2));
+  if (flags.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  const options = validateOptions({
+    url: flags.url,
+    requests: flags.requests,
+    threads: flags.threads,
+    concurrency: flags.concurrency,
+    method: flags.method,
+    body: flags.body,
+    timeoutMs: flags['timeout-ms'],
+    json: flags.json,
+    tolerateErrors: flags['tolerate-errors'],
+    noProgress: flags['no-progress'],
+  });
+
+  const progress = options.progress ? createProgressDisplay(options.requests, process.stderr) : undefined;
+  const result = await runLoad(options, { onProgress: (p) => progress?.update(p) }).finally(() => progress?.stop());
+
+  const json = `${JSON.stringify(result, null, 2)}\n`;
+  if (options.json === '-') {
+    // stdout carries only the JSON so it can be piped.
+    process.stdout.write(json);
+    process.stderr.write(formatResult(result));
+  } else {
+    process.stdout.write(formatResult(result));
+    if (options.json !== null) await writeFile(options.json, json);
+  }
+  if (result.failed > 0 && !options.tolerateErrors) {
+    throw new AppError('REQUESTS_FAILED', `${result.failed} of ${result.requests} requests failed (--tolerate-errors to exit 0 anyway)`);
+  }
+  return 0;
+});

@@ -1,54 +1,16 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { request } from 'undici';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { LoadResult } from '../../load/src/run-load.js';
-import { stateFileSchema, type StateFile } from '../../status/src/schema.js';
-import { REPO_ROOT, runEntry } from '../helpers/cli.js';
+import { runEntry } from '../helpers/cli.js';
 import { tempCluster, type TempCluster } from '../helpers/cluster.js';
+import { cleanEnv as env, containerHealth, liveStatus, readState, startOrchestrator, type OrchestratorProcess } from '../helpers/orchestrator-process.js';
 import { pidsGone } from '../helpers/processes.js';
-
-/** Keep developer settings (ORCH_*, PROVISION_*) out of the runs. */
-const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !/^(ORCH|PROVISION)_/.test(key)));
-
-interface Orchestrator {
-  child: ChildProcess;
-  url: string;
-  exited: Promise<number | null>;
-}
-
-/** Start the real orchestrator (as `npm start` does) on a free port; resolves once it listens. */
-function startOrchestrator(statePath: string): Promise<Orchestrator> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'orchestrator/src/main.ts', '--port', '0', '--state-path', statePath], {
-    cwd: REPO_ROOT,
-    env,
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  return new Promise((resolve, reject) => {
-    const lines = createInterface({ input: child.stdout! });
-    lines.on('line', (line) => {
-      const entry = JSON.parse(line) as { msg?: string; url?: string };
-      if (entry.msg === 'orchestrator listening') resolve({ child, url: entry.url!, exited });
-    });
-    void exited.then((code) => reject(new Error(`orchestrator exited with ${code} before listening`)));
-  });
-}
-
-async function readState(path: string): Promise<StateFile> {
-  return stateFileSchema.parse(JSON.parse(await readFile(path, 'utf8')));
-}
-
-async function containerHealth(url: string): Promise<{ served: number; maxInFlight: number; container: string }> {
-  const response = await request(`${url}/health`);
-  return (await response.body.json()) as { served: number; maxInFlight: number; container: string };
-}
 
 describe('the whole path on the local default', () => {
   let cluster: TempCluster;
-  let orchestrator: Orchestrator | undefined;
+  let orchestrator: OrchestratorProcess | undefined;
 
   beforeEach(async () => {
     cluster = await tempCluster(2);
@@ -86,7 +48,7 @@ describe('the whole path on the local default', () => {
     const sample = await request(`${orchestrator.url}/new_request`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"text":"What a wonderful day"}' });
     expect(await sample.body.json()).toMatchObject({ prediction: { label: 'positive' }, model: expect.stringMatching(/^vader-sentiment@/) });
 
-    const live = (await (await request(`${orchestrator.url}/status`)).body.json()) as StateFile;
+    const live = await liveStatus(orchestrator.url);
     expect(live.containers.map((c) => c.state)).toEqual(['free', 'free', 'free', 'free']);
     expect(live.queue).toMatchObject({ length: 0 });
     const status = await runEntry('status/src/main.ts', ['--url', `${orchestrator.url}/status`, '--file', cluster.statePath], { env });
@@ -122,7 +84,7 @@ describe('the whole path on the local default', () => {
     const victim = inventory.containers[1]!;
     const survivors = inventory.containers.filter((c) => c !== victim);
     for (;;) {
-      const live = (await (await request(`${url}/status`)).body.json()) as StateFile;
+      const live = await liveStatus(url);
       if ((live.counters?.completed ?? 0) > 100 && live.containers.find((c) => c.id === victim.id)?.state === 'busy') break;
       await new Promise((r) => setTimeout(r, 10));
     }
@@ -134,7 +96,7 @@ describe('the whole path on the local default', () => {
     expect(result.statusCodes).toEqual({ '200': 1000 });
     expect(result.failed).toBe(0);
     for (const c of survivors) expect((await containerHealth(`http://${c.host}:${c.port}`)).maxInFlight).toBe(1);
-    const live = (await (await request(`${url}/status`)).body.json()) as StateFile;
+    const live = await liveStatus(url);
     expect(live.containers.find((c) => c.id === victim.id)?.state).toBe('unhealthy');
     // The request the victim was computing was sent again, not lost.
     expect(live.counters?.redispatched).toBeGreaterThanOrEqual(1);
@@ -151,7 +113,7 @@ describe('the whole path on the local default', () => {
 
     orchestrator = await startOrchestrator(cluster.statePath);
     const url = orchestrator.url;
-    const live = (await (await request(`${url}/status`)).body.json()) as StateFile;
+    const live = await liveStatus(url);
     expect(live.containers).toHaveLength(4);
     expect(live.containers.find((c) => c.id === dead.id)?.state).toBe('down');
     expect(live.containers.find((c) => c.id === forgotten.id)).toMatchObject({ runtimeId: forgotten.runtimeId, workerId: forgotten.workerId, port: forgotten.port });

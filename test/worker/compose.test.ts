@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LABELS } from '../../runtime/src/driver.js';
-import { ENGINE_SETUP_TIMEOUT_MS, ensureDockerEngine } from '../helpers/docker.js';
+import { run } from '../helpers/cli.js';
+import { buildWorkerImage, ENGINE_SETUP_TIMEOUT_MS, ensureDockerEngine, healthOf, inspect, removeDockerObjects, runOk, uniqueName } from '../helpers/docker.js';
 import { findFreeBasePort } from '../helpers/processes.js';
-import { buildWorkerImage, healthOf, inspect, removeDockerObjects, run, runOk, uniqueName } from './docker.js';
 
 // Real engine and the compose tool this machine has: Debian's docker-compose 1.29, else the v2 plugin.
 const image = `inference-worker:${uniqueName('test-compose')}`;

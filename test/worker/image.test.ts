@@ -1,18 +1,18 @@
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ENGINE_SETUP_TIMEOUT_MS, ensureDockerEngine } from '../helpers/docker.js';
-import type { CliResult } from '../helpers/cli.js';
-import { findFreeBasePort } from '../helpers/processes.js';
+import { run, type CliResult } from '../helpers/cli.js';
 import {
   buildWorkerImage,
+  ENGINE_SETUP_TIMEOUT_MS,
+  ensureDockerEngine,
   healthOf,
   inspect,
   poll,
   removeDockerObjects,
-  run,
   runOk,
   uniqueName,
-} from './docker.js';
+} from '../helpers/docker.js';
+import { findFreeBasePort } from '../helpers/processes.js';
 import { postJson } from './helpers.js';
 
 // Real engine, real image: built once for the file and removed afterwards with every container it ran.

@@ -1,0 +1,49 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { createInterface } from 'node:readline';
+import { request } from 'undici';
+import { stateFileSchema, type StateFile } from '../../status/src/schema.js';
+import { REPO_ROOT } from './cli.js';
+
+/** The test process's environment without developer settings (ORCH_*, PROVISION_*), for CLI runs. */
+export const cleanEnv: NodeJS.ProcessEnv = Object.fromEntries(Object.entries(process.env).filter(([key]) => !/^(ORCH|PROVISION)_/.test(key)));
+
+export interface OrchestratorProcess {
+  child: ChildProcess;
+  url: string;
+  exited: Promise<number | null>;
+}
+
+/** Start the real orchestrator (as `npm start` does) on a free port; resolves once it listens. */
+export function startOrchestrator(statePath: string): Promise<OrchestratorProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'orchestrator/src/main.ts', '--port', '0', '--state-path', statePath], {
+    cwd: REPO_ROOT,
+    env: cleanEnv,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return new Promise((resolve, reject) => {
+    const lines = createInterface({ input: child.stdout! });
+    lines.on('line', (line) => {
+      const entry = JSON.parse(line) as { msg?: string; url?: string };
+      if (entry.msg === 'orchestrator listening') resolve({ child, url: entry.url!, exited });
+    });
+    void exited.then((code) => reject(new Error(`orchestrator exited with ${code} before listening`)));
+  });
+}
+
+/** The state file, validated. */
+export async function readState(path: string): Promise<StateFile> {
+  return stateFileSchema.parse(JSON.parse(await readFile(path, 'utf8')));
+}
+
+/** GET /status of a running orchestrator. */
+export async function liveStatus(url: string): Promise<StateFile> {
+  return (await (await request(`${url}/status`)).body.json()) as StateFile;
+}
+
+/** A model container's own /health counters. */
+export async function containerHealth(url: string): Promise<{ served: number; maxInFlight: number; container: string }> {
+  const response = await request(`${url}/health`);
+  return (await response.body.json()) as { served: number; maxInFlight: number; container: string };
+}

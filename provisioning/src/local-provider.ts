@@ -171,7 +171,9 @@ export class LocalProvider implements Provider {
   /** The one of `infos` that runs where `container` should and answers /health as it; null if none does. */
   async #findHealthy(container: DesiredContainer, infos: ContainerInfo[]): Promise<ContainerInfo | null> {
     for (const info of infos) {
-      if (info.state !== 'running' || info.host !== container.host || info.port !== container.port) continue;
+      // 'starting' too: Docker reports that until its own healthcheck first runs; our probe decides.
+      const up = info.state === 'running' || info.state === 'starting';
+      if (!up || info.host !== container.host || info.port !== container.port) continue;
       if ((await probeHealth(container)).ok) return info;
     }
     return null;

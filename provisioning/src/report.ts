@@ -5,13 +5,13 @@ export function formatProvisionReport(report: ProvisionReport): string {
   const rows = report.containers.map((container) => {
     const host = container.host.includes(':') ? `[${container.host}]` : container.host;
     const action = report.kept.includes(container.id) ? 'kept' : report.removed.includes(container.id) ? 'replaced' : 'started';
-    return [container.id, container.workerId, `http://${host}:${container.port}`, container.runtimeId ?? '-', action];
+    return [container.id, container.workerId, `http://${host}:${container.port}`, container.runtimeId ? shortRuntimeId(container.runtimeId) : '-', action];
   });
   const lines = [
     `cluster "${report.cluster}": ${report.workers.length} workers, ${report.containers.length} containers healthy ` +
       `(${report.started.length} started, ${report.kept.length} kept${report.removed.length ? `, ${report.removed.length} removed` : ''})`,
     '',
-    ...table(['CONTAINER', 'WORKER', 'URL', 'PID', 'ACTION'], rows),
+    ...table(['CONTAINER', 'WORKER', 'URL', 'RUNTIME ID', 'ACTION'], rows),
     '',
     `inventory written to ${report.statePath}`,
     'next: npm start',
@@ -29,6 +29,11 @@ export function formatTeardownReport(report: TeardownReport): string {
   if (report.unknown.length > 0) lines.push(`not stopped, unknown to the runtime: ${report.unknown.join(', ')}`);
   lines.push(`inventory cleared in ${report.statePath}`);
   return lines.join('\n') + '\n';
+}
+
+/** Docker ids are 64 hex digits; the 12 that `docker ps` shows are enough to find one. */
+function shortRuntimeId(runtimeId: string): string {
+  return /^[0-9a-f]{64}$/.test(runtimeId) ? runtimeId.slice(0, 12) : runtimeId;
 }
 
 function table(header: string[], rows: string[][]): string[] {

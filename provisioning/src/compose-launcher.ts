@@ -1,4 +1,5 @@
-import { LABELS, type RuntimeDriver } from '../../runtime/src/driver.js';
+import type { DockerDriver } from '../../runtime/src/docker-driver.js';
+import { LABELS } from '../../runtime/src/driver.js';
 import type { Compose } from './compose.js';
 import type { ProvisionConfig } from './config.js';
 import { desiredLayout } from './inventory.js';
@@ -12,11 +13,13 @@ export const composeProject = (cluster: string, workerId: string): string => `${
  * for each worker concerned (two containers, on the worker's two ports), then reads the
  * containers' ids back from the engine by label.
  */
-export function composeLauncher(compose: Compose, driver: RuntimeDriver, config: ProvisionConfig): Launcher {
+export function composeLauncher(compose: Compose, driver: Pick<DockerDriver, 'ensureImage' | 'list'>, config: ProvisionConfig): Launcher {
   const layout = desiredLayout(config);
   return {
     async launch(containers, onStarted) {
       const workerIds = [...new Set(containers.map((container) => container.workerId))];
+      // Compose would otherwise try a registry for a missing image and fail with a network error.
+      if (workerIds.length > 0) await driver.ensureImage(config.workerImage);
       for (const workerId of workerIds) {
         const worker = layout.find((w) => w.id === workerId)!;
         const [a, b] = worker.containers;

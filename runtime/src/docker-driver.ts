@@ -97,6 +97,18 @@ export class DockerDriver implements RuntimeDriver {
     return (await this.inspect(container.id)) ?? { runtimeId: container.id, name: spec.name, state: 'unknown', labels: labelsOf(spec), host: spec.host, port: spec.port, exitCode: null };
   }
 
+  /** Resolves when the engine has `image` (pulling it first when the driver may pull); else IMAGE_NOT_FOUND. */
+  async ensureImage(image: string): Promise<void> {
+    const docker = await this.#docker();
+    try {
+      await docker.getImage(image).inspect();
+    } catch (error) {
+      if (statusOf(error) !== 404) throw this.#fail(error, `inspect image ${image}`);
+      if (!this.#pull) throw new ImageNotFoundError(image, error);
+      await this.#pullImage(docker, image);
+    }
+  }
+
   async stop(runtimeId: string, options: { timeoutMs?: number } = {}): Promise<void> {
     const docker = await this.#docker();
     try {

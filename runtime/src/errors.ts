@@ -66,7 +66,7 @@ export class HostKeyMismatchError extends AppError {
 /** The image is not on the engine (and was not, or could not be, pulled). */
 export class ImageNotFoundError extends AppError {
   constructor(image: string, cause?: unknown) {
-    super('IMAGE_NOT_FOUND', `image ${image} is not available on the engine`, { status: 404, cause });
+    super('IMAGE_NOT_FOUND', `image ${image} is not available on the engine (build it, or docker pull it there)`, { status: 404, cause });
   }
 }
 

@@ -58,6 +58,14 @@ afterAll(async () => {
 }, 180_000);
 
 describe('a Docker cluster from docker-compose.worker.yml', () => {
+  it('refuses an image the engine lacks with one line, starting nothing and writing no inventory', { timeout: 60_000 }, async () => {
+    const missing = await runEntry('provisioning/src/main.ts', ['provision', ...provisionFlags(), '--worker-image', `${image}-missing`], { env });
+    expect(missing.code).toBe(1);
+    expect(missing.stderr.trim().split('\n')).toEqual([expect.stringMatching(/IMAGE_NOT_FOUND/)]);
+    expect(await labelledContainers()).toEqual([]);
+    await expect(readFile(cluster.statePath, 'utf8')).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
   it('provisions 2 workers × 2 containers, and a re-run keeps them', { timeout: 240_000 }, async () => {
     const first = await runEntry('provisioning/src/main.ts', ['provision', ...provisionFlags()], { env, timeoutMs: 180_000 });
     expect(first.code, first.stderr).toBe(0);

@@ -101,6 +101,14 @@ describe('DockerDriver over the local socket', () => {
     expect(await driver.list(labels)).toEqual([]);
   });
 
+  it('ensureImage resolves for an image the engine has and fails with IMAGE_NOT_FOUND, pulling nothing, for one it lacks', async () => {
+    await expect(driver.ensureImage(NODE_BASE_IMAGE)).resolves.toBeUndefined();
+    await expect(driver.ensureImage(`local/no-such-image:${suffix}`)).rejects.toMatchObject({
+      code: 'IMAGE_NOT_FOUND',
+      message: expect.stringContaining(`local/no-such-image:${suffix}`),
+    });
+  });
+
   it('uses defaultImage when the spec names none', async () => {
     const withDefault = new DockerDriver({ connection: { socketPath: SOCKET }, defaultImage: NODE_BASE_IMAGE });
     const { image: _image, ...spec } = healthSpec(`dd-${suffix}-i`, basePort, labels);

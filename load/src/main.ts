@@ -1,6 +1,5 @@
 import { writeFile } from 'node:fs/promises';
-import { runCli } from '../../common/src/cli.js';
-import { parseArgsOrUsage } from '../../common/src/cli-flags.js';
+import { runFlagsCli } from '../../common/src/cli.js';
 import { AppError } from '../../common/src/errors.js';
 import { DEFAULT_BODY, DEFAULT_URL, MAX_CONCURRENCY, MAX_REQUESTS, MAX_THREADS, validateOptions } from './options.js';
 import { formatResult } from './print-result.js';
@@ -30,33 +29,20 @@ A run uses min(threads, concurrency, requests) threads. It exits 1 when any requ
 (non-2xx answer or network error) unless --tolerate-errors, and 2 on bad options.
 `;
 
-function parseFlags(args: string[]) {
-  return parseArgsOrUsage({
-    args,
-    strict: true,
-    allowPositionals: false,
-    options: {
-      url: { type: 'string' },
-      requests: { type: 'string' },
-      threads: { type: 'string' },
-      concurrency: { type: 'string' },
-      method: { type: 'string' },
-      body: { type: 'string' },
-      'timeout-ms': { type: 'string' },
-      json: { type: 'string' },
-      'tolerate-errors': { type: 'boolean' },
-      'no-progress': { type: 'boolean' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  }).values;
-}
+const FLAGS = {
+  url: { type: 'string' },
+  requests: { type: 'string' },
+  threads: { type: 'string' },
+  concurrency: { type: 'string' },
+  method: { type: 'string' },
+  body: { type: 'string' },
+  'timeout-ms': { type: 'string' },
+  json: { type: 'string' },
+  'tolerate-errors': { type: 'boolean' },
+  'no-progress': { type: 'boolean' },
+} as const;
 
-runCli(async () => {
-  const flags = parseFlags(process.argv.slice(2));
-  if (flags.help) {
-    process.stdout.write(HELP);
-    return 0;
-  }
+runFlagsCli(HELP, FLAGS, async (flags) => {
   const options = validateOptions({
     url: flags.url,
     requests: flags.requests,

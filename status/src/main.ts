@@ -1,6 +1,5 @@
 import { request } from 'undici';
-import { runCli } from '../../common/src/cli.js';
-import { parseArgsOrUsage } from '../../common/src/cli-flags.js';
+import { runFlagsCli } from '../../common/src/cli.js';
 import { AppError, UsageError } from '../../common/src/errors.js';
 import { formatStatus, type StatusSource } from './print-status.js';
 import { stateFileSchema, type StateFile } from './schema.js';
@@ -25,19 +24,11 @@ Options:
 Exits 1 when neither source gives a valid state, 2 on bad options.
 `;
 
-function parseFlags(args: string[]) {
-  return parseArgsOrUsage({
-    args,
-    strict: true,
-    allowPositionals: false,
-    options: {
-      url: { type: 'string' },
-      file: { type: 'string' },
-      json: { type: 'boolean' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  }).values;
-}
+const FLAGS = {
+  url: { type: 'string' },
+  file: { type: 'string' },
+  json: { type: 'boolean' },
+} as const;
 
 /** The orchestrator's state, validated; throws with a short reason when it cannot be had. */
 async function fetchLive(url: string): Promise<StateFile> {
@@ -82,12 +73,7 @@ async function readStatus(url: string, file: string): Promise<{ state: StateFile
   return { state, source: { kind: 'file', path: file } };
 }
 
-runCli(async () => {
-  const flags = parseFlags(process.argv.slice(2));
-  if (flags.help) {
-    process.stdout.write(HELP);
-    return 0;
-  }
+runFlagsCli(HELP, FLAGS, async (flags) => {
   const url = flags.url ?? DEFAULT_URL;
   if (!URL.canParse(url) || !['http:', 'https:'].includes(new URL(url).protocol)) {
     throw new UsageError(`--url: expected an http:// or https:// URL; received ${JSON.stringify(url)}`);

@@ -1,5 +1,4 @@
-import { runCli } from '../../common/src/cli.js';
-import { parseArgsOrUsage } from '../../common/src/cli-flags.js';
+import { runFlagsCli } from '../../common/src/cli.js';
 import { createLogger } from '../../common/src/logger.js';
 import { startWorker } from './app.js';
 import { loadWorkerConfig } from './config.js';
@@ -18,27 +17,14 @@ Options (flags override environment variables):
 Environment only: ENABLE_CRASH_API (default false), MAX_BODY_BYTES (default 1048576), LOG_LEVEL (default info).
 `;
 
-function parseFlags(args: string[]) {
-  return parseArgsOrUsage({
-    args,
-    strict: true,
-    allowPositionals: false,
-    options: {
-      host: { type: 'string' },
-      port: { type: 'string' },
-      'container-id': { type: 'string' },
-      'work-ms': { type: 'string' },
-      help: { type: 'boolean' },
-    },
-  }).values;
-}
+const FLAGS = {
+  host: { type: 'string' },
+  port: { type: 'string' },
+  'container-id': { type: 'string' },
+  'work-ms': { type: 'string' },
+} as const;
 
-runCli(async () => {
-  const flags = parseFlags(process.argv.slice(2));
-  if (flags.help) {
-    process.stdout.write(HELP);
-    return 0;
-  }
+runFlagsCli(HELP, FLAGS, async (flags) => {
   const config = loadWorkerConfig({
     env: process.env,
     flags: { host: flags.host, port: flags.port, containerId: flags['container-id'], workMs: flags['work-ms'] },

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { createLogger, type Logger } from '../../common/src/logger.js';
 import { loadOrchestratorConfig, type OrchestratorConfig } from '../../orchestrator/src/config.js';
 import { Orchestrator } from '../../orchestrator/src/orchestrator.js';
+import { containerRecord } from '../../provisioning/src/inventory.js';
 import { emptyState, type StateFile } from '../../status/src/schema.js';
 import type { Backend } from './backend.js';
 
@@ -11,21 +12,9 @@ import type { Backend } from './backend.js';
 export function inventoryFor(backends: ReadonlyArray<Pick<Backend, 'id' | 'port'>>): StateFile {
   const state = emptyState('test', 'provisioning');
   state.workers.push({ id: 'w1', provider: 'local', host: '127.0.0.1', runtime: { driver: 'process' }, state: 'up' });
+  // Unmanaged: the tests own the backends; the orchestrator only routes to them.
   for (const b of backends) {
-    state.containers.push({
-      id: b.id,
-      workerId: 'w1',
-      host: '127.0.0.1',
-      port: b.port,
-      runtimeId: null,
-      managed: false,
-      state: 'free',
-      limit: 1,
-      inFlight: 0,
-      served: 0,
-      failures: 0,
-      lastError: null,
-    });
+    state.containers.push({ ...containerRecord({ name: b.id, workerId: 'w1', host: '127.0.0.1', port: b.port }, ''), runtimeId: null, managed: false });
   }
   return state;
 }
@@ -58,4 +47,10 @@ export async function startOrchestrator(backends: ReadonlyArray<Pick<Backend, 'i
       await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** Stop what one test started: the orchestrator first (it drains), then the backends. For afterEach. */
+export async function stopRig(running: RunningOrchestrator | undefined, backends: readonly Backend[]): Promise<void> {
+  await running?.close();
+  await Promise.all(backends.map((b) => b.kill().catch(() => undefined)));
 }

@@ -2,15 +2,13 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { validateOptions } from '../../load/src/options.js';
 import { runLoad } from '../../load/src/run-load.js';
 import { startBackend, type Backend } from '../helpers/backend.js';
-import { startOrchestrator, type RunningOrchestrator } from '../helpers/orchestrator-fixture.js';
+import { startOrchestrator, stopRig, type RunningOrchestrator } from '../helpers/orchestrator-fixture.js';
 
 let backends: Backend[] = [];
 let running: RunningOrchestrator | undefined;
 afterEach(async () => {
-  await running?.close();
-  await Promise.all(backends.map((b) => b.kill()));
-  running = undefined;
-  backends = [];
+  await stopRig(running, backends);
+  [running, backends] = [undefined, []];
 });
 
 // Against the real orchestrator: the x-served-by contract and the spread the script reports.

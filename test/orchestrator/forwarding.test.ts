@@ -4,17 +4,15 @@ import { request } from 'undici';
 import { createLogger } from '../../common/src/logger.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startBackend, type Backend } from '../helpers/backend.js';
-import { startOrchestrator, type RunningOrchestrator } from '../helpers/orchestrator-fixture.js';
+import { startOrchestrator, stopRig, type RunningOrchestrator } from '../helpers/orchestrator-fixture.js';
 import { waitFor } from '../helpers/wait-for.js';
 
 let backends: Backend[] = [];
 let running: RunningOrchestrator | undefined;
 
 afterEach(async () => {
-  await running?.close();
-  await Promise.all(backends.map((b) => b.kill()));
-  backends = [];
-  running = undefined;
+  await stopRig(running, backends);
+  [running, backends] = [undefined, []];
 });
 
 describe('forwarding fidelity', () => {

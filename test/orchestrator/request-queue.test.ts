@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { startBackend, type Backend } from '../helpers/backend.js';
-import { startOrchestrator, type RunningOrchestrator } from '../helpers/orchestrator-fixture.js';
+import { startOrchestrator, stopRig, type RunningOrchestrator } from '../helpers/orchestrator-fixture.js';
 import { waitFor } from '../helpers/wait-for.js';
 
 let backends: Backend[] = [];
@@ -8,10 +8,8 @@ let running: RunningOrchestrator | undefined;
 
 afterEach(async () => {
   for (const b of backends) while (b.held > 0) b.answerNext();
-  await running?.close();
-  await Promise.all(backends.map((b) => b.kill()));
-  backends = [];
-  running = undefined;
+  await stopRig(running, backends);
+  [running, backends] = [undefined, []];
 });
 
 const post = (url: string, seq: number, signal?: AbortSignal): Promise<Response> =>

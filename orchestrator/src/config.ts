@@ -38,6 +38,46 @@ export const orchestratorConfigSchema = z.object({
   healthFall: intFrom(1, 100).default(3),
   /** Consecutive good probes that put it back. @default 2 */
   healthRise: intFrom(1, 100).default(2),
+  /** Replace managed containers that leave the rotation (unhealthy, or gone from their runtime). @default true */
+  replaceUnhealthy: boolFrom().default(true),
+  /** Back-off before the second replacement of a container in a row; doubles for each further one. @default 1000 */
+  restartBackoffMs: intFrom(1).default(1_000),
+  /** Longest back-off between replacements. @default 300000 */
+  restartBackoffMaxMs: intFrom(1).default(300_000),
+  /** A replaced container healthy this long has its back-off reset. @default 600000 */
+  restartBackoffResetMs: intFrom(1).default(600_000),
+  /** How long a new container has to answer /health. @default 30000 */
+  startTimeoutMs: intFrom(1).default(30_000),
+  /** How long stopping a container may take before it is killed. @default 10000 */
+  stopTimeoutMs: intFrom(0).default(10_000),
+  /** How long a drained container's requests get to finish before it is removed anyway. @default 30000 */
+  drainTimeoutMs: intFrom(0).default(30_000),
+  /** Autoscaling policy: none, requests (the seeds' windowed rule) or concurrency (Knative style). @default 'none' */
+  autoscalePolicy: z.enum(['none', 'requests', 'concurrency']).default('none'),
+  /** Fewest containers in the cluster. @default 1 */
+  minContainers: intFrom(0, 10_000).default(1),
+  /** Most containers in the cluster. @default 16 */
+  maxContainers: intFrom(1, 10_000).default(16),
+  /** Most containers on one worker. @default 8 */
+  maxContainersPerWorker: intFrom(1, 10_000).default(8),
+  /** Containers added or removed by one decision at most. @default 2 */
+  maxScaleStep: intFrom(1, 10_000).default(2),
+  /** `requests` policy: the counting window and decision period. @default 120000 */
+  scaleWindowMs: intFrom(100).default(120_000),
+  /** `requests` policy: desired = floor(requests in the window / this) + 1. @default 20 */
+  requestsPerContainer: intFrom(1).default(20),
+  /** `concurrency` policy: the decision period. @default 2000 */
+  scaleIntervalMs: intFrom(100).default(2_000),
+  /** `concurrency` policy: in-flight plus queued requests one container should carry. @default 1 */
+  targetConcurrency: z.coerce.number().positive().default(1),
+  /** `concurrency` policy: scale in only to the highest count wanted over this window. @default 30000 */
+  scaleDownStabilizationMs: intFrom(0).default(30_000),
+  /** Least time between two scale-outs. @default 0 */
+  scaleUpCooldownMs: intFrom(0).default(0),
+  /** Least time between two scale-ins. @default 10000 */
+  scaleDownCooldownMs: intFrom(0).default(10_000),
+  /** Bearer token of the admin API (/admin/...); without one the admin API is off. Never logged or shown. */
+  adminToken: z.string().min(16, 'expected at least 16 characters').optional(),
   /** Least time between two writes of the status file. @default 250 */
   statusWriteIntervalMs: intFrom(10).default(250),
   /** On SIGTERM, how long in-flight and queued requests get to finish. @default 30000 */
@@ -46,6 +86,10 @@ export const orchestratorConfigSchema = z.object({
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** Log one line per request: method, path, status, duration, container, request id. @default false */
   accessLog: boolFrom().default(false),
+}).superRefine((config, ctx) => {
+  if (config.minContainers > config.maxContainers) {
+    ctx.addIssue({ code: 'custom', path: ['minContainers'], message: `expected at most maxContainers (${config.maxContainers})` });
+  }
 });
 
 export type OrchestratorConfig = Readonly<z.infer<typeof orchestratorConfigSchema>>;

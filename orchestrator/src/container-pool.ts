@@ -11,11 +11,20 @@ export interface Container {
   readonly port: number;
   /** `http://host:port`, the upstream origin. */
   readonly origin: string;
-  readonly runtimeId: string | null;
+  /** Changes when the container is replaced. */
+  runtimeId: string | null;
   readonly managed: boolean;
   readonly limit: number;
   health: Health;
   draining: boolean;
+  /** A replacement or removal is under way: the control loops leave it alone. */
+  busyWithRuntime: boolean;
+  /** Times it was replaced after failing. */
+  restarts: number;
+  /** Epoch ms before which it may not be replaced again (crash-loop back-off); 0 when not waiting. */
+  nextRestartAt: number;
+  /** Latest health changes, oldest first (at most HISTORY_LENGTH). */
+  history: HealthChange[];
   inFlight: number;
   served: number;
   /** Consecutive failures (probes or requests); reset by a success. */
@@ -26,6 +35,16 @@ export interface Container {
   /** When it last finished a request (ms, monotonic): the least recently used free container goes first. */
   lastReleasedAt: number;
 }
+
+/** One change of a container's shown state, and why. */
+export interface HealthChange {
+  at: string;
+  state: ContainerState;
+  reason: string;
+}
+
+/** Health changes kept per container. */
+export const HISTORY_LENGTH = 10;
 
 /** How a lease on a container ended: it answered, it was never used, or it failed. */
 export type LeaseOutcome = 'served' | 'unused' | { error: string };
@@ -63,28 +82,76 @@ export class ContainerPool {
   /** Register a worker and its containers from the inventory. New containers start as `starting`. */
   load(workers: readonly WorkerRecord[], containers: readonly ContainerRecord[], defaultLimit: number): void {
     for (const w of workers) this.#workers.set(w.id, w);
-    for (const r of containers) {
-      if (this.#containers.has(r.id)) continue;
-      this.#containers.set(r.id, {
-        id: r.id,
-        workerId: r.workerId,
-        host: r.host,
-        port: r.port,
-        origin: `http://${r.host.includes(':') ? `[${r.host}]` : r.host}:${r.port}`,
-        runtimeId: r.runtimeId,
-        managed: r.managed,
-        limit: Math.max(r.limit, defaultLimit),
-        health: r.state === 'down' ? 'down' : 'starting',
-        draining: false,
-        inFlight: 0,
-        served: r.served,
-        failures: 0,
-        successes: 0,
-        lastError: r.lastError,
-        lastReleasedAt: 0,
-      });
+    for (const r of containers) this.add(r, defaultLimit);
+  }
+
+  /** Add a container from its record (a no-op if the id is known); it starts as `starting` unless recorded `down`. */
+  add(r: ContainerRecord, defaultLimit: number): Container {
+    const known = this.#containers.get(r.id);
+    if (known) return known;
+    const c: Container = {
+      id: r.id,
+      workerId: r.workerId,
+      host: r.host,
+      port: r.port,
+      origin: `http://${r.host.includes(':') ? `[${r.host}]` : r.host}:${r.port}`,
+      runtimeId: r.runtimeId,
+      managed: r.managed,
+      limit: Math.max(r.limit, defaultLimit),
+      health: r.state === 'down' ? 'down' : 'starting',
+      draining: false,
+      busyWithRuntime: false,
+      restarts: r.restarts,
+      nextRestartAt: r.nextRestartAt ? Date.parse(r.nextRestartAt) : 0,
+      history: [...r.history],
+      inFlight: 0,
+      served: r.served,
+      failures: 0,
+      successes: 0,
+      lastError: r.lastError,
+      lastReleasedAt: 0,
+    };
+    this.#containers.set(r.id, c);
+    this.version++;
+    return c;
+  }
+
+  /** Forget a container (removed from its runtime). Only an idle one may go. */
+  remove(c: Container): void {
+    if (c.inFlight > 0) throw new Error(`container ${c.id} still serves ${c.inFlight} requests`);
+    this.#containers.delete(c.id);
+    this.version++;
+  }
+
+  /** A new runtime container now holds this slot (same id, worker and port): it starts over as `starting`. */
+  replaced(c: Container, runtimeId: string): void {
+    c.runtimeId = runtimeId;
+    c.restarts++;
+    c.failures = 0;
+    c.successes = 0;
+    this.setHealth(c, 'starting', `replaced by ${runtimeId.slice(0, 12)}`);
+  }
+
+  /** Change health (recording the change and why) and hand the container to a waiter if it became usable. */
+  setHealth(c: Container, health: Health, reason: string): void {
+    const before = containerState(c);
+    c.health = health;
+    const after = containerState(c);
+    if (after !== before) {
+      c.history.push({ at: new Date().toISOString(), state: after, reason });
+      if (c.history.length > HISTORY_LENGTH) c.history.shift();
     }
     this.version++;
+    if (health === 'healthy') this.#handOver();
+  }
+
+  /** Containers of one worker. */
+  onWorker(workerId: string): Container[] {
+    return [...this.#containers.values()].filter((c) => c.workerId === workerId);
+  }
+
+  worker(id: string): WorkerRecord | undefined {
+    return this.#workers.get(id);
   }
 
   get size(): number {
@@ -176,30 +243,42 @@ export class ContainerPool {
     c.successes = 0;
     c.failures++;
     c.lastError = error;
-    if (c.health === 'healthy' || c.health === 'starting') {
-      c.health = 'unhealthy';
-      this.version++;
+    if (c.health === 'healthy' || c.health === 'starting') this.setHealth(c, 'unhealthy', error);
+  }
+
+  /**
+   * Passive health from real traffic: a 5xx answer is a failure, but one may be the model's own
+   * error, so it takes `fall` in a row to leave the rotation; any other answer resets the count.
+   */
+  recordAnswer(c: Container, status: number, fall: number): void {
+    if (status < 500) {
+      c.failures = 0;
+      return;
     }
+    c.successes = 0;
+    c.failures++;
+    c.lastError = `answered ${status}`;
+    if (c.health === 'healthy' && c.failures >= fall) this.setHealth(c, 'unhealthy', `${c.failures} answers in a row were ${status}`);
   }
 
   /** Record a probe result; `fall`/`rise` consecutive results change health. Returns the new health if it changed. */
   recordProbe(c: Container, ok: boolean, error: string | null, thresholds: { rise: number; fall: number }): Health | null {
     const before = c.health;
+    let next = before;
     if (ok) {
       c.failures = 0;
       c.successes++;
       // A container seen for the first time joins at once; one coming back must prove itself `rise` times.
-      if (c.health === 'starting' || (c.health !== 'healthy' && c.successes >= thresholds.rise)) c.health = 'healthy';
+      if (c.health === 'starting' || (c.health !== 'healthy' && c.successes >= thresholds.rise)) next = 'healthy';
     } else {
       c.successes = 0;
       c.failures++;
       c.lastError = error;
-      if ((c.health === 'healthy' || c.health === 'starting') && c.failures >= thresholds.fall) c.health = 'unhealthy';
+      if ((c.health === 'healthy' || c.health === 'starting') && c.failures >= thresholds.fall) next = 'unhealthy';
     }
-    if (c.health === before) return null;
-    this.version++;
-    if (c.health === 'healthy') this.#handOver();
-    return c.health;
+    if (next === before) return null;
+    this.setHealth(c, next, ok ? `${c.successes} good health probes` : `${c.failures} failed health probes: ${error}`);
+    return next;
   }
 
   #handOver(): void {

@@ -55,3 +55,45 @@ export class InventoryError extends AppError {
     super('INVENTORY_INVALID', message, { expose: true });
   }
 }
+
+/** A new container did not start or never answered /health. */
+export class ContainerStartError extends AppError {
+  constructor(id: string, detail: string, cause?: unknown) {
+    super('CONTAINER_START_FAILED', `container ${id} did not start: ${detail}`, { status: 502, expose: true, cause });
+  }
+}
+
+/** No worker has room (container cap or port range) for another container. */
+export class NoPlacementError extends AppError {
+  constructor() {
+    super('NO_PLACEMENT', 'no worker has room for another container (per-worker maximum or port range reached, or every worker down)', { status: 409, expose: true });
+  }
+}
+
+/** Admin endpoints without a configured token. */
+export class AdminDisabledError extends AppError {
+  constructor() {
+    super('ADMIN_DISABLED', 'the admin API is off: set adminToken (ORCH_ADMIN_TOKEN) to enable it', { status: 403, expose: true });
+  }
+}
+
+/** Missing or wrong admin token. */
+export class UnauthorizedError extends AppError {
+  constructor() {
+    super('UNAUTHORIZED', 'the admin API needs the header Authorization: Bearer <adminToken>', { status: 401, expose: true });
+  }
+}
+
+/** An admin request with a bad body or a value out of bounds. */
+export class BadRequestError extends AppError {
+  constructor(message: string) {
+    super('BAD_REQUEST', message, { status: 400, expose: true });
+  }
+}
+
+/** An admin request that conflicts with the container's state (unmanaged, already going). */
+export class ConflictError extends AppError {
+  constructor(message: string) {
+    super('CONFLICT', message, { status: 409, expose: true });
+  }
+}

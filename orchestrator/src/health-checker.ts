@@ -34,13 +34,12 @@ export class HealthChecker extends ControlLoop {
 
   /** One pass over every container, probes in parallel. */
   override async tick(): Promise<void> {
-    await Promise.all([...this.#pool.containers()].map((c) => this.#probe(c)));
+    // A container being replaced or removed is the container manager's to watch.
+    await Promise.all([...this.#pool.containers()].filter((c) => !c.busyWithRuntime).map((c) => this.#probe(c)));
   }
 
-  async #probe(c: Container): Promise<void> {
-    const busyAtStart = c.inFlight > 0;
-    let ok = false;
-    let error: string | null = null;
+  /** One `GET /health` on `c`: whether it answered 200, and if not why (and whether it timed out). */
+  async check(c: Container): Promise<{ ok: boolean; error: string | null; timedOut: boolean }> {
     try {
       const response = await this.#upstream.send(c, {
         method: 'GET',
@@ -50,14 +49,22 @@ export class HealthChecker extends ControlLoop {
         signal: AbortSignal.timeout(this.#options.timeoutMs),
       });
       await response.body.dump();
-      ok = response.statusCode === 200;
-      if (!ok) error = `health answered ${response.statusCode}`;
+      return response.statusCode === 200
+        ? { ok: true, error: null, timedOut: false }
+        : { ok: false, error: `health answered ${response.statusCode}`, timedOut: false };
     } catch (e) {
       const cause = (e as Error).cause as { name?: string } | undefined;
       const timedOut = cause?.name === 'TimeoutError' || cause?.name === 'AbortError';
-      if (timedOut && (busyAtStart || c.inFlight > 0)) return;
-      error = timedOut ? `health probe timed out after ${this.#options.timeoutMs} ms` : (e as Error).message;
+      return { ok: false, error: timedOut ? `health probe timed out after ${this.#options.timeoutMs} ms` : (e as Error).message, timedOut };
     }
+  }
+
+  async #probe(c: Container): Promise<void> {
+    const busyAtStart = c.inFlight > 0;
+    const { ok, error, timedOut } = await this.check(c);
+    if (timedOut && (busyAtStart || c.inFlight > 0)) return;
+    // It may have been taken for replacement or removal while the probe ran.
+    if (c.busyWithRuntime) return;
     const changed = this.#pool.recordProbe(c, ok, error, this.#options);
     if (changed) {
       const level = changed === 'healthy' ? 'info' : 'warn';

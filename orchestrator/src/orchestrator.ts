@@ -3,14 +3,18 @@ import type { AddressInfo } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../../common/src/logger.js';
 import { createDriver } from '../../runtime/src/create-driver.js';
-import { LABELS } from '../../runtime/src/driver.js';
-import type { StateFile } from '../../status/src/schema.js';
+import { LABELS, type RuntimeDriver } from '../../runtime/src/driver.js';
+import type { StateFile, WorkerRecord } from '../../status/src/schema.js';
 import { StateStore } from '../../status/src/state-store.js';
 import { createApp } from './app.js';
+import { Autoscaler } from './autoscaler.js';
+import { ContainerManager } from './container-manager.js';
 import type { OrchestratorConfig } from './config.js';
-import { ContainerPool } from './container-pool.js';
-import { InventoryError } from './errors.js';
+import { ContainerPool, type Container } from './container-pool.js';
+import { ConflictError, InventoryError } from './errors.js';
+import { NotFoundError } from '../../common/src/http-errors.js';
 import { reconcile, type ListWorkerContainers } from './reconciler.js';
+import { Healer } from './healer.js';
 import { HealthChecker } from './health-checker.js';
 import { ProxyHandler } from './proxy-handler.js';
 import { RequestQueue } from './request-queue.js';
@@ -23,6 +27,9 @@ export class Orchestrator {
   readonly queue: RequestQueue;
   readonly proxy: ProxyHandler;
   readonly health: HealthChecker;
+  readonly manager: ContainerManager;
+  readonly healer: Healer;
+  readonly autoscaler: Autoscaler;
   readonly publisher: StatusPublisher;
   readonly #config: OrchestratorConfig;
   readonly #log: Logger;
@@ -33,7 +40,13 @@ export class Orchestrator {
   #url = '';
   #closing: Promise<void> | undefined;
 
-  private constructor(config: OrchestratorConfig, inventory: StateFile, store: StateStore, log: Logger) {
+  private constructor(
+    config: OrchestratorConfig,
+    inventory: StateFile,
+    store: StateStore,
+    log: Logger,
+    driverFor: (worker: WorkerRecord) => RuntimeDriver,
+  ) {
     this.#config = config;
     this.#log = log;
     this.pool = new ContainerPool();
@@ -50,11 +63,54 @@ export class Orchestrator {
         maxAttempts: config.maxAttempts,
         idempotentPaths: config.idempotentPaths,
         upstreamTimeoutMs: config.upstreamTimeoutMs,
+        healthFall: config.healthFall,
       },
     });
     this.health = new HealthChecker(
       { pool: this.pool, upstream: this.#upstream, log },
       { intervalMs: config.healthIntervalMs, timeoutMs: config.healthTimeoutMs, fall: config.healthFall, rise: config.healthRise },
+    );
+    this.manager = new ContainerManager(
+      {
+        pool: this.pool,
+        driverFor,
+        probe: async (c) => (await this.health.check(c)).ok,
+        forget: (id) => this.#upstream.forget(id),
+        log,
+      },
+      {
+        cluster: inventory.cluster,
+        containerConcurrency: config.containerConcurrency,
+        startTimeoutMs: config.startTimeoutMs,
+        stopTimeoutMs: config.stopTimeoutMs,
+        drainTimeoutMs: config.drainTimeoutMs,
+        maxPerWorker: config.maxContainersPerWorker,
+      },
+    );
+    this.healer = new Healer(
+      { pool: this.pool, manager: this.manager, log },
+      {
+        intervalMs: config.healthIntervalMs,
+        backoffInitialMs: config.restartBackoffMs,
+        backoffMaxMs: config.restartBackoffMaxMs,
+        backoffResetMs: config.restartBackoffResetMs,
+      },
+    );
+    this.autoscaler = new Autoscaler(
+      { pool: this.pool, manager: this.manager, forwarded: () => this.proxy.counters.accepted, queued: () => this.queue.length, log },
+      {
+        policy: config.autoscalePolicy,
+        min: config.minContainers,
+        max: config.maxContainers,
+        maxStep: config.maxScaleStep,
+        windowMs: config.scaleWindowMs,
+        requestsPerContainer: config.requestsPerContainer,
+        intervalMs: config.scaleIntervalMs,
+        targetConcurrency: config.targetConcurrency,
+        stabilizationMs: config.scaleDownStabilizationMs,
+        scaleUpCooldownMs: config.scaleUpCooldownMs,
+        scaleDownCooldownMs: config.scaleDownCooldownMs,
+      },
     );
     this.#sources = {
       cluster: inventory.cluster,
@@ -63,6 +119,13 @@ export class Orchestrator {
       maxQueue: config.maxQueue,
       counters: () => this.proxy.counters,
       orchestrator: () => ({ pid: process.pid, url: this.#url, startedAt: this.#startedAt, running: this.#closing === undefined }),
+      autoscaler: () => ({
+        policy: this.autoscaler.options.policy,
+        paused: this.autoscaler.paused,
+        min: this.autoscaler.options.min,
+        max: this.autoscaler.options.max,
+        decisions: [...this.autoscaler.decisions],
+      }),
     };
     this.publisher = new StatusPublisher({ store, sources: this.#sources, log }, { intervalMs: config.statusWriteIntervalMs });
     const app = createApp({
@@ -75,6 +138,17 @@ export class Orchestrator {
           detail: { capacity, containers: this.pool.size, queued: this.queue.length, shuttingDown: this.#closing !== undefined },
         };
       },
+      admin: {
+        token: config.adminToken,
+        scaleTo: (n) => this.autoscaler.scaleTo(n, 'admin request', { ignoreCooldown: true }),
+        drain: (id) => this.manager.drain(this.#managed(id), 'admin request'),
+        remove: (id) => this.manager.drainAndRemove(this.#managed(id), 'admin request'),
+        setPaused: (paused) => {
+          this.autoscaler.paused = paused;
+          this.pool.version++;
+          log.info({ paused }, paused ? 'autoscaler paused' : 'autoscaler resumed');
+        },
+      },
       log,
       retryAfterSeconds: 1,
       accessLog: config.accessLog,
@@ -84,27 +158,52 @@ export class Orchestrator {
     this.#server.keepAliveTimeout = 65_000;
   }
 
+  /** A container the admin API may act on: known, managed, not already being replaced or removed. */
+  #managed(id: string): Container {
+    const c = this.pool.get(id);
+    if (!c) throw new NotFoundError(`no container ${id}`);
+    if (!c.managed) throw new ConflictError(`container ${id} is not managed by the orchestrator (managed: false); whoever runs it owns it`);
+    if (c.busyWithRuntime) throw new ConflictError(`container ${id} is already being replaced or removed`);
+    return c;
+  }
+
   /**
    * Load the inventory from the status store (refusing a missing, empty or foreign state file)
    * and reconcile it with what the workers' runtimes really run.
    */
-  static async create(config: OrchestratorConfig, log: Logger, deps: { listContainers?: ListWorkerContainers } = {}): Promise<Orchestrator> {
+  static async create(config: OrchestratorConfig, log: Logger, deps: { driverFor?: (worker: WorkerRecord) => RuntimeDriver } = {}): Promise<Orchestrator> {
     const store = new StateStore(config.statePath);
     const recorded = await store.read();
-    if (!recorded || recorded.containers.length === 0) {
+    // With an autoscaler, workers without containers are enough: it starts the minimum.
+    const canFill = config.autoscalePolicy !== 'none' && config.minContainers > 0;
+    if (!recorded || recorded.workers.length === 0 || (recorded.containers.length === 0 && !canFill)) {
       throw new InventoryError(`no containers in ${config.statePath}: run \`npm run provision\` first`);
     }
-    const list =
-      deps.listContainers ??
-      ((worker) => createDriver(worker.runtime, { statePath: config.statePath, cluster: recorded.cluster }).list({ [LABELS.cluster]: recorded.cluster, [LABELS.worker]: worker.id }));
+    const drivers = new Map<string, RuntimeDriver>();
+    const driverFor =
+      deps.driverFor ??
+      ((worker: WorkerRecord): RuntimeDriver => {
+        let driver = drivers.get(worker.id);
+        if (!driver) {
+          driver = createDriver(worker.runtime, { statePath: config.statePath, cluster: recorded.cluster });
+          drivers.set(worker.id, driver);
+        }
+        return driver;
+      });
+    const list: ListWorkerContainers = (worker) => driverFor(worker).list({ [LABELS.cluster]: recorded.cluster, [LABELS.worker]: worker.id });
     const { containers } = await reconcile(recorded, list, log);
-    return new Orchestrator(config, { ...recorded, containers }, store, log);
+    return new Orchestrator(config, { ...recorded, containers }, store, log, driverFor);
   }
 
   /** Probe every container once, start the loops, then listen. Resolves with the base URL. */
   async listen(): Promise<string> {
     await this.health.tick();
     this.health.start();
+    if (this.#config.replaceUnhealthy) this.healer.start();
+    if (this.autoscaler.options.policy !== 'none') {
+      await this.autoscaler.enforceBounds();
+      this.autoscaler.start();
+    }
     this.publisher.start();
     await new Promise<void>((resolve, reject) => {
       this.#server.once('error', reject);
@@ -136,6 +235,8 @@ export class Orchestrator {
       const deadline = performance.now() + this.#config.shutdownTimeoutMs;
       while (this.proxy.active > 0 && performance.now() < deadline) await sleep(20);
       if (this.proxy.active > 0) this.#log.warn({ unfinished: this.proxy.active }, 'shutdown deadline reached with requests unfinished');
+      await this.autoscaler.stop();
+      await this.healer.stop();
       await this.health.stop();
       await this.publisher.stop();
       this.#server.closeAllConnections();

@@ -14,6 +14,8 @@ export interface ProxyOptions {
   /** Upstream paths that may be resent after the container got them but failed to answer. */
   idempotentPaths: readonly string[];
   upstreamTimeoutMs: number;
+  /** Consecutive 5xx answers that take a container out of rotation. */
+  healthFall: number;
 }
 
 /** Lifetime counts of forwarded requests (the queue counts its own rejections). */
@@ -84,6 +86,7 @@ export class ProxyHandler {
           continue;
         }
         this.counters.completed++;
+        pool.recordAnswer(container, response.statusCode, options.healthFall);
         await this.#respond(ctx, response, container, { waitMs, requestId, attempts: attempt });
         return;
       }

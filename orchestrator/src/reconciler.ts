@@ -1,6 +1,6 @@
 import type { Logger } from '../../common/src/logger.js';
 import { LABELS, type ContainerInfo } from '../../runtime/src/driver.js';
-import type { ContainerRecord, StateFile, WorkerRecord } from '../../status/src/schema.js';
+import { containerRecordSchema, type ContainerRecord, type StateFile, type WorkerRecord } from '../../status/src/schema.js';
 
 /** What the runtime says runs on one worker; null when it could not be asked. */
 export type ListWorkerContainers = (worker: WorkerRecord) => Promise<ContainerInfo[] | null>;
@@ -54,20 +54,7 @@ export async function reconcile(inventory: StateFile, list: ListWorkerContainers
       const name = info.labels[LABELS.container] ?? info.name;
       if (recorded.some((r) => r.id === name || r.runtimeId === info.runtimeId)) continue;
       adopted.push(name);
-      containers.push({
-        id: name,
-        workerId: worker.id,
-        host: worker.host,
-        port: info.port,
-        runtimeId: info.runtimeId,
-        managed: true,
-        state: 'starting',
-        limit: 1,
-        inFlight: 0,
-        served: 0,
-        failures: 0,
-        lastError: null,
-      });
+      containers.push(containerRecordSchema.parse({ id: name, workerId: worker.id, host: worker.host, port: info.port, runtimeId: info.runtimeId, state: 'starting' }));
     }
   }
   // Containers of workers that are no longer recorded stay as they were.

@@ -12,6 +12,7 @@ export interface StatusSources {
   queue: RequestQueue;
   counters: () => ProxyCounters;
   orchestrator: () => StateFile['orchestrator'];
+  autoscaler: () => StateFile['autoscaler'];
   maxQueue: number;
 }
 
@@ -37,10 +38,14 @@ export function snapshot(s: StatusSources): StateFile {
       served: c.served,
       failures: c.failures,
       lastError: c.lastError,
+      restarts: c.restarts,
+      nextRestartAt: c.nextRestartAt > Date.now() ? new Date(c.nextRestartAt).toISOString() : null,
+      history: c.history,
     })),
     orchestrator: s.orchestrator(),
     queue: { length: s.queue.length, capacity: s.maxQueue, oldestWaitMs: Math.round(s.queue.oldestWaitMs()) },
     counters: { ...proxy, ...s.queue.counters },
+    autoscaler: s.autoscaler(),
   };
 }
 

@@ -1,4 +1,4 @@
-import type { ContainerRecord, RuntimeTarget, WorkerRecord } from '../../status/src/schema.js';
+import { containerRecordSchema, workerRecordSchema, type ContainerRecord, type ContainerTemplate, type RuntimeTarget, type WorkerRecord } from '../../status/src/schema.js';
 import type { ProvisionConfig } from './config.js';
 
 /** One container the config asks for. */
@@ -15,6 +15,8 @@ export interface DesiredWorker {
   /** `w1`, `w2`, ... */
   id: string;
   host: string;
+  /** The worker's port range: the orchestrator places new containers in it. */
+  ports: { first: number; last: number };
   containers: DesiredContainer[];
 }
 
@@ -35,18 +37,31 @@ export function desiredLayout(config: ProvisionConfig): DesiredWorker[] {
       host: config.host,
       port: firstPort + i,
     }));
-    return { id, host: config.host, containers };
+    return { id, host: config.host, ports: { first: firstPort, last: firstPort + config.portStride - 1 }, containers };
   });
 }
 
+/** How every container of the cluster is started: what the orchestrator reuses to replace or add one. */
+export function containerTemplate(config: ProvisionConfig): ContainerTemplate {
+  return {
+    ...(config.runtime === 'docker' ? { image: config.workerImage } : {}),
+    env: { WORK_MS: String(config.workMs), ENABLE_CRASH_API: String(config.enableCrashApi) },
+  };
+}
+
 /** A worker as the state file lists it after provisioning. */
-export function workerRecord(worker: DesiredWorker, provider: WorkerRecord['provider'], runtime: RuntimeTarget): WorkerRecord {
-  return { id: worker.id, provider, host: worker.host, runtime, state: 'up' };
+export function workerRecord(
+  worker: DesiredWorker,
+  provider: WorkerRecord['provider'],
+  runtime: RuntimeTarget,
+  template: ContainerTemplate,
+): WorkerRecord {
+  return workerRecordSchema.parse({ id: worker.id, provider, host: worker.host, runtime, state: 'up', ports: worker.ports, template });
 }
 
 /** A healthy, idle container as the state file lists it after provisioning. */
 export function containerRecord(container: DesiredContainer, runtimeId: string): ContainerRecord {
-  return {
+  return containerRecordSchema.parse({
     id: container.name,
     workerId: container.workerId,
     host: container.host,
@@ -54,10 +69,5 @@ export function containerRecord(container: DesiredContainer, runtimeId: string):
     runtimeId,
     managed: true,
     state: 'free',
-    limit: 1,
-    inFlight: 0,
-    served: 0,
-    failures: 0,
-    lastError: null,
-  };
+  });
 }

@@ -2,7 +2,7 @@ import type { Logger } from '../../common/src/logger.js';
 import { LABELS, type ContainerInfo, type RuntimeDriver } from '../../runtime/src/driver.js';
 import type { RuntimeTarget } from '../../status/src/schema.js';
 import type { ProvisionConfig } from './config.js';
-import { containerRecord, desiredLayout, workerRecord, type DesiredContainer, type Inventory } from './inventory.js';
+import { containerRecord, containerTemplate, desiredLayout, workerRecord, type DesiredContainer, type Inventory } from './inventory.js';
 import type { ProvisionOptions, ProvisionResult, Provider, TeardownResult } from './provider.js';
 import { probeHealth, waitHealthy } from './wait-healthy.js';
 
@@ -46,7 +46,7 @@ export function driverLauncher(driver: RuntimeDriver, config: ProvisionConfig): 
           name: container.name,
           host: container.host,
           port: container.port,
-          env: { WORK_MS: String(config.workMs), ENABLE_CRASH_API: String(config.enableCrashApi) },
+          env: containerTemplate(config).env,
           labels: containerLabels(config.cluster, container),
         });
         onStarted(container.name, info.runtimeId);
@@ -133,7 +133,7 @@ export class LocalProvider implements Provider {
     }
 
     return {
-      workers: layout.map((worker) => workerRecord(worker, 'local', this.#runtime)),
+      workers: layout.map((worker) => workerRecord(worker, 'local', this.#runtime, containerTemplate(this.#config))),
       containers: wanted.map((container) => containerRecord(container, runtimeIds.get(container.name)!)),
       started,
       kept,

@@ -30,6 +30,15 @@ export const runtimeTargetSchema = z.discriminatedUnion('driver', [
 ]);
 export type RuntimeTarget = z.infer<typeof runtimeTargetSchema>;
 
+/** How the orchestrator starts a new container on a worker (replacement, scale-out): as provisioning did. */
+export const containerTemplateSchema = z.object({
+  /** Image (Docker runtime); the process runtime runs the worker app. */
+  image: z.string().min(1).optional(),
+  /** Environment of the model app (WORK_MS, ENABLE_CRASH_API...); PORT, HOST and CONTAINER_ID are set per container. */
+  env: z.record(z.string(), z.string()).default({}),
+});
+export type ContainerTemplate = z.infer<typeof containerTemplateSchema>;
+
 export const workerRecordSchema = z.object({
   id: z.string().min(1),
   provider: z.enum(['local', 'docker', 'aws']),
@@ -37,6 +46,9 @@ export const workerRecordSchema = z.object({
   host: z.string().min(1),
   runtime: runtimeTargetSchema,
   state: z.enum(['up', 'down']).default('up'),
+  /** Ports new containers may take on this worker, lowest free first. Absent: above the highest port in use. */
+  ports: z.object({ first: z.number().int().min(1).max(65535), last: z.number().int().min(1).max(65535) }).optional(),
+  template: containerTemplateSchema.default({ env: {} }),
 });
 export type WorkerRecord = z.infer<typeof workerRecordSchema>;
 
@@ -55,6 +67,12 @@ export const containerRecordSchema = z.object({
   served: z.number().int().min(0).default(0),
   failures: z.number().int().min(0).default(0),
   lastError: z.string().nullable().default(null),
+  /** Times the orchestrator replaced it after it failed. */
+  restarts: z.number().int().min(0).default(0),
+  /** When the next replacement may happen, while a crash loop backs off (ISO time); null when not waiting. */
+  nextRestartAt: z.string().nullable().default(null),
+  /** Its latest health changes, oldest first. */
+  history: z.array(z.object({ at: z.string(), state: z.enum(containerStates), reason: z.string() })).default([]),
 });
 export type ContainerRecord = z.infer<typeof containerRecordSchema>;
 
@@ -78,6 +96,26 @@ export const countersSchema = z.object({
 });
 export type Counters = z.infer<typeof countersSchema>;
 
+export const scalingDecisionSchema = z.object({
+  at: z.string(),
+  policy: z.string(),
+  /** Containers counted before the decision, and what the policy asked for (after bounds and step). */
+  current: z.number().int(),
+  desired: z.number().int(),
+  action: z.enum(['scale-out', 'scale-in', 'none']),
+  reason: z.string(),
+});
+export type ScalingDecision = z.infer<typeof scalingDecisionSchema>;
+
+export const autoscalerSnapshotSchema = z.object({
+  policy: z.string(),
+  paused: z.boolean(),
+  min: z.number().int(),
+  max: z.number().int(),
+  /** Latest decisions, newest last. */
+  decisions: z.array(scalingDecisionSchema),
+});
+
 export const stateFileSchema = z.object({
   version: z.literal(STATE_VERSION),
   cluster: z.string().min(1),
@@ -93,6 +131,7 @@ export const stateFileSchema = z.object({
     .default(null),
   queue: queueSnapshotSchema.nullable().default(null),
   counters: countersSchema.nullable().default(null),
+  autoscaler: autoscalerSnapshotSchema.nullable().default(null),
 });
 export type StateFile = z.infer<typeof stateFileSchema>;
 
@@ -108,5 +147,6 @@ export function emptyState(cluster: string, writer: StateFile['writer']): StateF
     orchestrator: null,
     queue: null,
     counters: null,
+    autoscaler: null,
   };
 }

@@ -5,13 +5,13 @@ import { createLogger, type Logger } from '../../common/src/logger.js';
 import { loadOrchestratorConfig, type OrchestratorConfig } from '../../orchestrator/src/config.js';
 import { Orchestrator } from '../../orchestrator/src/orchestrator.js';
 import { containerRecord } from '../../provisioning/src/inventory.js';
-import { emptyState, type StateFile } from '../../status/src/schema.js';
+import { emptyState, workerRecordSchema, type StateFile } from '../../status/src/schema.js';
 import type { Backend } from './backend.js';
 
 /** An inventory with one worker per backend group, every backend a container on 127.0.0.1. */
 export function inventoryFor(backends: ReadonlyArray<Pick<Backend, 'id' | 'port'>>): StateFile {
   const state = emptyState('test', 'provisioning');
-  state.workers.push({ id: 'w1', provider: 'local', host: '127.0.0.1', runtime: { driver: 'process' }, state: 'up' });
+  state.workers.push(workerRecordSchema.parse({ id: 'w1', provider: 'local', host: '127.0.0.1', runtime: { driver: 'process' } }));
   // Unmanaged: the tests own the backends; the orchestrator only routes to them.
   for (const b of backends) {
     state.containers.push({ ...containerRecord({ name: b.id, workerId: 'w1', host: '127.0.0.1', port: b.port }, ''), runtimeId: null, managed: false });

@@ -2,12 +2,12 @@ import { describe, expect, it } from 'vitest';
 import { createLogger } from '../../common/src/logger.js';
 import { reconcile } from '../../orchestrator/src/reconciler.js';
 import { LABELS, type ContainerInfo } from '../../runtime/src/driver.js';
-import { emptyState, type ContainerRecord, type StateFile } from '../../status/src/schema.js';
+import { containerRecordSchema, emptyState, workerRecordSchema, type ContainerRecord, type StateFile } from '../../status/src/schema.js';
 
 const log = createLogger('test', 'silent');
 
 function record(id: string, workerId: string, port: number, runtimeId: string | null, managed = true): ContainerRecord {
-  return { id, workerId, host: '127.0.0.1', port, runtimeId, managed, state: 'free', limit: 1, inFlight: 0, served: 3, failures: 0, lastError: null };
+  return containerRecordSchema.parse({ id, workerId, host: '127.0.0.1', port, runtimeId, managed, state: 'free', served: 3 });
 }
 
 function running(name: string, workerId: string, port: number, runtimeId: string, state: ContainerInfo['state'] = 'running'): ContainerInfo {
@@ -25,8 +25,8 @@ function running(name: string, workerId: string, port: number, runtimeId: string
 function inventory(containers: ContainerRecord[]): StateFile {
   const state = emptyState('c', 'provisioning');
   state.workers = [
-    { id: 'w1', provider: 'local', host: '127.0.0.1', runtime: { driver: 'process' }, state: 'up' },
-    { id: 'w2', provider: 'local', host: '127.0.0.1', runtime: { driver: 'process' }, state: 'up' },
+    workerRecordSchema.parse({ id: 'w1', provider: 'local', host: '127.0.0.1', runtime: { driver: 'process' } }),
+    workerRecordSchema.parse({ id: 'w2', provider: 'local', host: '127.0.0.1', runtime: { driver: 'process' } }),
   ];
   state.containers = containers;
   return state;

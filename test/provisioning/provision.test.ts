@@ -5,7 +5,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ProcessDriver, processDriverDirs } from '../../runtime/src/process-driver.js';
 import { LABELS } from '../../runtime/src/driver.js';
 import { StateStore } from '../../status/src/state-store.js';
-import { stateFileSchema } from '../../status/src/schema.js';
+import { emptyState, stateFileSchema } from '../../status/src/schema.js';
 import type { ProvisionConfig } from '../../provisioning/src/config.js';
 import { provisionCluster, teardownCluster } from '../../provisioning/src/commands.js';
 import { createProvider } from '../../provisioning/src/create-provider.js';
@@ -42,11 +42,13 @@ describe('provision and teardown (local processes)', () => {
 
     const state = await readState(cluster.statePath);
     expect(state).toMatchObject({ cluster: 'local', writer: 'provisioning' });
-    expect(state.workers).toEqual([
-      { id: 'w1', provider: 'local', host: '127.0.0.1', runtime: { driver: 'process' }, state: 'up' },
-      { id: 'w2', provider: 'local', host: '127.0.0.1', runtime: { driver: 'process' }, state: 'up' },
-    ]);
     const base = cluster.basePort;
+    // Each worker records its port range and how its containers are started, for the orchestrator to add or replace one.
+    const template = { env: { WORK_MS: '0', ENABLE_CRASH_API: 'false' } };
+    expect(state.workers).toEqual([
+      { id: 'w1', provider: 'local', host: '127.0.0.1', runtime: { driver: 'process' }, state: 'up', ports: { first: base, last: base + 9 }, template },
+      { id: 'w2', provider: 'local', host: '127.0.0.1', runtime: { driver: 'process' }, state: 'up', ports: { first: base + 10, last: base + 19 }, template },
+    ]);
     expect(state.containers.map((c) => [c.id, c.workerId, c.port])).toEqual([
       [`w1-${base}`, 'w1', base],
       [`w1-${base + 1}`, 'w1', base + 1],
@@ -146,17 +148,7 @@ describe('provision and teardown (local processes)', () => {
   });
 
   it("refuses another cluster's state file", async () => {
-    await new StateStore(cluster.statePath).write({
-      version: 1,
-      cluster: 'other',
-      updatedAt: '',
-      writer: 'provisioning',
-      workers: [],
-      containers: [],
-      orchestrator: null,
-      queue: null,
-      counters: null,
-    });
+    await new StateStore(cluster.statePath).write(emptyState('other', 'provisioning'));
     await expect(provision(cluster.config())).rejects.toMatchObject({ code: 'CLUSTER_MISMATCH' });
   });
 

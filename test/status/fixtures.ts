@@ -1,7 +1,7 @@
-import type { StateFile } from '../../status/src/schema.js';
+import { stateFileSchema, type StateFile } from '../../status/src/schema.js';
 
 /** A cluster of two workers (one local, one over SSH) with containers in several states. */
-export const sampleState: StateFile = {
+export const sampleState: StateFile = stateFileSchema.parse({
   version: 1,
   cluster: 'demo',
   updatedAt: '2025-03-01T12:00:00.000Z',
@@ -37,4 +37,4 @@ export const sampleState: StateFile = {
   orchestrator: { pid: 999, url: 'http://127.0.0.1:8080', startedAt: '2025-03-01T11:00:00.000Z', running: true },
   queue: { length: 3, capacity: 1000, oldestWaitMs: 152.4 },
   counters: { accepted: 250, queued: 40, completed: 241, failed: 2, rejected: 1, timedOut: 1, cancelled: 0, redispatched: 5 },
-};
+});

@@ -1,0 +1,177 @@
+import { ControlLoop } from '../../common/src/control-loop.js';
+import type { Logger } from '../../common/src/logger.js';
+import type { ScalingDecision } from '../../status/src/schema.js';
+import type { ContainerManager } from './container-manager.js';
+import type { Container, ContainerPool } from './container-pool.js';
+
+export type ScalingPolicy = 'none' | 'requests' | 'concurrency';
+
+export interface AutoscalerOptions {
+  policy: ScalingPolicy;
+  min: number;
+  max: number;
+  /** Containers added or removed per decision at most. */
+  maxStep: number;
+  /** `requests`: the window over which forwarded requests are counted, and the decision period. */
+  windowMs: number;
+  /** `requests`: desired = floor(requests in the window / requestsPerContainer) + 1. */
+  requestsPerContainer: number;
+  /** `concurrency`: the decision period. */
+  intervalMs: number;
+  /** `concurrency`: desired = ceil((in flight + queued) / targetConcurrency). */
+  targetConcurrency: number;
+  /** `concurrency`: scale in only to the highest desired count seen over this window. */
+  stabilizationMs: number;
+  /** Least time between a scale-out and the next one, and between a scale-in and the next one. */
+  scaleUpCooldownMs: number;
+  scaleDownCooldownMs: number;
+}
+
+export interface AutoscalerSources {
+  pool: ContainerPool;
+  manager: Pick<ContainerManager, 'scaleOut' | 'drainAndRemove'>;
+  /** Requests forwarded since start (health, status and admin calls are not forwarded). */
+  forwarded(): number;
+  /** Requests waiting for a container. */
+  queued(): number;
+  log: Logger;
+  now?: () => number;
+}
+
+/** Decisions kept for the status. */
+const DECISIONS_KEPT = 20;
+
+/**
+ * Follows the load with the number of containers, by one of two policies: the seeds' `requests`
+ * rule over fixed windows, or Knative-style `concurrency` with immediate scale-out and a
+ * stabilization window before scale-in (so a dip in steady load does not remove a container that
+ * is needed again a moment later). Bounded by min/max, maxStep and cooldowns; every decision that
+ * changes something, or that a bound or cooldown held back, is kept with its reason.
+ */
+export class Autoscaler extends ControlLoop {
+  readonly options: AutoscalerOptions;
+  readonly decisions: ScalingDecision[] = [];
+  paused = false;
+  readonly #sources: AutoscalerSources;
+  readonly #now: () => number;
+  #lastForwarded = 0;
+  #lastUp = -Infinity;
+  #lastDown = -Infinity;
+  /** `concurrency`: (time, desired) samples within the stabilization window. */
+  #samples: Array<{ at: number; desired: number }> = [];
+  #acting: Promise<void> | undefined;
+
+  constructor(sources: AutoscalerSources, options: AutoscalerOptions) {
+    super('autoscaler', options.policy === 'requests' ? options.windowMs : options.intervalMs, sources.log);
+    this.#sources = sources;
+    this.options = options;
+    this.#now = sources.now ?? performance.now.bind(performance);
+  }
+
+  /** Containers that count: in rotation, starting, or failed and about to be replaced; not draining. */
+  current(): number {
+    let n = 0;
+    for (const c of this.#sources.pool.containers()) if (!c.draining && c.health !== 'down') n++;
+    return n;
+  }
+
+  /** One decision by the policy. */
+  override async tick(): Promise<void> {
+    const forwarded = this.#sources.forwarded();
+    const inWindow = forwarded - this.#lastForwarded;
+    this.#lastForwarded = forwarded;
+    if (this.paused || this.options.policy === 'none' || this.#acting) return;
+    const current = this.current();
+    let desired: number;
+    let reason: string;
+    if (this.options.policy === 'requests') {
+      desired = Math.floor(inWindow / this.options.requestsPerContainer) + 1;
+      reason = `${inWindow} requests in the last ${this.options.windowMs / 1000} s / ${this.options.requestsPerContainer} per container + 1 = ${desired}`;
+    } else {
+      const load = this.#sources.pool.inFlightTotal() + this.#sources.queued();
+      const raw = Math.ceil(load / this.options.targetConcurrency);
+      const now = this.#now();
+      this.#samples = this.#samples.filter((s) => now - s.at < this.options.stabilizationMs);
+      this.#samples.push({ at: now, desired: raw });
+      const stable = Math.max(...this.#samples.map((s) => s.desired));
+      desired = raw >= current ? raw : stable;
+      reason =
+        raw >= current
+          ? `${load} in flight or queued / target ${this.options.targetConcurrency} = ${raw}`
+          : `${load} in flight or queued wants ${raw}, but ${stable} was wanted within the last ${this.options.stabilizationMs / 1000} s`;
+    }
+    await this.scaleTo(desired, `${this.options.policy}: ${reason}`);
+  }
+
+  /** Bring the count within [min, max] at once (on start). */
+  async enforceBounds(): Promise<void> {
+    const current = this.current();
+    if (current < this.options.min) await this.scaleTo(this.options.min, `below the minimum of ${this.options.min}`);
+    else if (current > this.options.max) await this.scaleTo(this.options.max, `above the maximum of ${this.options.max}`);
+  }
+
+  /**
+   * Move toward `desired` (clamped to [min, max], at most maxStep, after cooldowns): start
+   * containers where placement says, or drain and remove idle ones. Resolves when done.
+   */
+  async scaleTo(wanted: number, reason: string, options: { ignoreCooldown?: boolean } = {}): Promise<ScalingDecision> {
+    const current = this.current();
+    const bounded = Math.min(this.options.max, Math.max(this.options.min, wanted));
+    const step = Math.max(-this.options.maxStep, Math.min(this.options.maxStep, bounded - current));
+    const now = this.#now();
+    let action: ScalingDecision['action'] = step > 0 ? 'scale-out' : step < 0 ? 'scale-in' : 'none';
+    let why = reason;
+    if (bounded !== wanted) why += `; bounded to [${this.options.min}, ${this.options.max}]`;
+    if (Math.abs(bounded - current) > this.options.maxStep) why += `; at most ${this.options.maxStep} per decision`;
+    if (!options.ignoreCooldown && action === 'scale-out' && now - this.#lastUp < this.options.scaleUpCooldownMs) {
+      why += `; held: scale-out cooldown`;
+      action = 'none';
+    }
+    if (!options.ignoreCooldown && action === 'scale-in' && now - this.#lastDown < this.options.scaleDownCooldownMs) {
+      why += `; held: scale-in cooldown`;
+      action = 'none';
+    }
+    const decision: ScalingDecision = {
+      at: new Date().toISOString(),
+      policy: this.options.policy,
+      current,
+      desired: action === 'none' ? current : current + step,
+      action,
+      reason: why,
+    };
+    // A steady "nothing to do" is not worth keeping; a change, or one held back, is.
+    if (action !== 'none' || bounded !== current) this.#record(decision);
+    if (action === 'none') return decision;
+    if (action === 'scale-out') this.#lastUp = now;
+    else this.#lastDown = now;
+    this.#acting = action === 'scale-out' ? this.#scaleOut(step, why) : this.#scaleIn(-step, why);
+    await this.#acting.finally(() => (this.#acting = undefined));
+    return decision;
+  }
+
+  async #scaleOut(n: number, reason: string): Promise<void> {
+    const results = await Promise.allSettled(Array.from({ length: n }, () => this.#sources.manager.scaleOut(reason)));
+    for (const r of results) if (r.status === 'rejected') this.log.error({ err: r.reason }, 'scale-out failed');
+  }
+
+  /** Idle containers only, from the most crowded worker first, highest port first. Never a busy one. */
+  async #scaleIn(n: number, reason: string): Promise<void> {
+    const { pool } = this.#sources;
+    const perWorker = (c: Container): number => pool.onWorker(c.workerId).filter((x) => !x.draining).length;
+    const idle = [...pool.containers()]
+      .filter((c) => c.managed && !c.draining && !c.busyWithRuntime && c.inFlight === 0 && c.health !== 'down')
+      .sort((a, b) => perWorker(b) - perWorker(a) || b.port - a.port)
+      .slice(0, n);
+    if (idle.length < n) this.log.info({ wanted: n, idle: idle.length }, 'fewer idle containers than the scale-in asks for; busy ones stay');
+    // Draining is synchronous, so none of them can take a request from here on.
+    const removals = idle.map((c) => this.#sources.manager.drainAndRemove(c, `scale-in: ${reason}`));
+    const results = await Promise.allSettled(removals);
+    for (const r of results) if (r.status === 'rejected') this.log.error({ err: r.reason }, 'scale-in removal failed');
+  }
+
+  #record(decision: ScalingDecision): void {
+    this.decisions.push(decision);
+    if (this.decisions.length > DECISIONS_KEPT) this.decisions.shift();
+    if (decision.action !== 'none') this.log.info(decision, `autoscaler ${decision.action} ${decision.current} -> ${decision.desired}`);
+  }
+}

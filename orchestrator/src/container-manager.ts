@@ -1,0 +1,206 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Logger } from '../../common/src/logger.js';
+import { LABELS, type ContainerSpec, type RuntimeDriver } from '../../runtime/src/driver.js';
+import { containerRecordSchema, type WorkerRecord } from '../../status/src/schema.js';
+import type { Container, ContainerPool } from './container-pool.js';
+import { ContainerStartError, NoPlacementError } from './errors.js';
+
+export interface ContainerManagerDeps {
+  pool: ContainerPool;
+  /** The driver of a worker's runtime (one per worker, made on first use). */
+  driverFor(worker: WorkerRecord): RuntimeDriver;
+  /** One `GET /health`; true when it answered 200. */
+  probe(c: Container): Promise<boolean>;
+  /** Drop the keep-alive connections to a container that was replaced or removed. */
+  forget(containerId: string): Promise<void>;
+  log: Logger;
+}
+
+export interface ContainerManagerOptions {
+  cluster: string;
+  /** Requests a new container serves at once. */
+  containerConcurrency: number;
+  /** How long a new container has to answer /health. */
+  startTimeoutMs: number;
+  /** How long `stop` waits before killing. */
+  stopTimeoutMs: number;
+  /** How long a drained container's requests get to finish before it is removed anyway. */
+  drainTimeoutMs: number;
+  /** Containers one worker may hold. */
+  maxPerWorker: number;
+}
+
+/** Where a new container goes. */
+export interface Placement {
+  worker: WorkerRecord;
+  port: number;
+}
+
+/**
+ * Starts, replaces and removes containers through the workers' runtime drivers, keeping the pool
+ * in step: a new container joins the rotation only once it answered /health, and a container
+ * leaves it (drained) before it is stopped.
+ */
+export class ContainerManager {
+  readonly #deps: ContainerManagerDeps;
+  readonly #options: ContainerManagerOptions;
+
+  constructor(deps: ContainerManagerDeps, options: ContainerManagerOptions) {
+    this.#deps = deps;
+    this.#options = options;
+  }
+
+  /**
+   * The worker with the fewest containers (ties: the least loaded, then the first), on its lowest
+   * free port; null when every worker is full or down.
+   */
+  place(): Placement | null {
+    const { pool } = this.#deps;
+    let best: { worker: WorkerRecord; count: number; load: number } | undefined;
+    for (const worker of pool.workers()) {
+      if (worker.state === 'down') continue;
+      const containers = pool.onWorker(worker.id);
+      if (containers.length >= this.#options.maxPerWorker || freePort(worker, containers) === null) continue;
+      const load = containers.reduce((n, c) => n + c.inFlight, 0);
+      if (!best || containers.length < best.count || (containers.length === best.count && load < best.load)) {
+        best = { worker, count: containers.length, load };
+      }
+    }
+    return best ? { worker: best.worker, port: freePort(best.worker, pool.onWorker(best.worker.id))! } : null;
+  }
+
+  /** Start a container where `place()` says, wait until it is healthy, and put it in rotation. */
+  async scaleOut(reason: string): Promise<Container> {
+    const placement = this.place();
+    if (!placement) throw new NoPlacementError();
+    const { worker, port } = placement;
+    const record = containerRecordSchema.parse({ id: `${worker.id}-${port}`, workerId: worker.id, host: worker.host, port, runtimeId: null, state: 'starting' });
+    const c = this.#deps.pool.add(record, this.#options.containerConcurrency);
+    c.busyWithRuntime = true;
+    try {
+      c.runtimeId = await this.#startHealthy(worker, c);
+      this.#deps.pool.setHealth(c, 'healthy', reason);
+      this.#deps.log.info({ container: c.id, runtimeId: c.runtimeId, reason }, 'container added');
+      return c;
+    } catch (error) {
+      this.#deps.pool.remove(c);
+      throw error;
+    } finally {
+      c.busyWithRuntime = false;
+    }
+  }
+
+  /** Remove the failed runtime container behind `c` and start a new one on the same worker and port. */
+  async replace(c: Container): Promise<void> {
+    const worker = this.#worker(c);
+    c.busyWithRuntime = true;
+    try {
+      if (c.runtimeId) await this.#stopAndRemove(worker, c.runtimeId);
+      await this.#deps.forget(c.id);
+      const runtimeId = await this.#startHealthy(worker, c);
+      this.#deps.pool.replaced(c, runtimeId);
+      this.#deps.pool.setHealth(c, 'healthy', 'replacement answered /health');
+      this.#deps.log.info({ container: c.id, runtimeId, restarts: c.restarts }, 'container replaced');
+    } catch (error) {
+      c.lastError = (error as Error).message;
+      this.#deps.pool.setHealth(c, 'down', `replacement failed: ${(error as Error).message}`);
+      throw error;
+    } finally {
+      c.busyWithRuntime = false;
+    }
+  }
+
+  /**
+   * Take `c` out of rotation, wait for its requests to finish (up to drainTimeoutMs), then stop and
+   * remove it and forget it. Only managed containers can be removed.
+   */
+  async drainAndRemove(c: Container, reason: string): Promise<void> {
+    const worker = this.#worker(c);
+    c.busyWithRuntime = true;
+    this.drain(c, reason);
+    const deadline = performance.now() + this.#options.drainTimeoutMs;
+    while (c.inFlight > 0 && performance.now() < deadline) await sleep(20);
+    // Past the deadline the answers in flight are lost with the container: say so.
+    if (c.inFlight > 0) this.#deps.log.warn({ container: c.id, inFlight: c.inFlight }, 'drain deadline passed; removing the container anyway');
+    try {
+      if (c.runtimeId) await this.#stopAndRemove(worker, c.runtimeId);
+    } finally {
+      c.busyWithRuntime = false;
+    }
+    // Requests still on it will release into a container the pool no longer lists.
+    c.inFlight = 0;
+    this.#deps.pool.remove(c);
+    await this.#deps.forget(c.id);
+    this.#deps.log.info({ container: c.id, reason }, 'container removed');
+  }
+
+  /** No new requests for `c`; the ones it serves finish. */
+  drain(c: Container, reason: string): void {
+    c.draining = true;
+    this.#deps.pool.setHealth(c, c.health, reason);
+  }
+
+  #worker(c: Container): WorkerRecord {
+    const worker = this.#deps.pool.worker(c.workerId);
+    if (!worker) throw new Error(`container ${c.id} names an unknown worker ${c.workerId}`);
+    return worker;
+  }
+
+  /** Start the container `c` describes; resolves with its runtime id once it answers /health. */
+  async #startHealthy(worker: WorkerRecord, c: Container): Promise<string> {
+    const driver = this.#deps.driverFor(worker);
+    const spec: ContainerSpec = {
+      name: c.id,
+      host: listenHost(worker, c.host),
+      port: c.port,
+      env: worker.template.env,
+      image: worker.template.image,
+      labels: {
+        [LABELS.cluster]: this.#options.cluster,
+        [LABELS.worker]: worker.id,
+        [LABELS.container]: c.id,
+        [LABELS.port]: String(c.port),
+        [LABELS.host]: listenHost(worker, c.host),
+      },
+    };
+    const info = await driver.start(spec).catch((error: unknown) => {
+      throw new ContainerStartError(c.id, (error as Error).message, error);
+    });
+    const deadline = performance.now() + this.#options.startTimeoutMs;
+    for (let i = 0; ; i++) {
+      if (await this.#deps.probe(c).catch(() => false)) return info.runtimeId;
+      // Every second or so, ask whether it died instead of waiting out the deadline.
+      if (i % 10 === 9 && (await driver.inspect(info.runtimeId))?.state === 'exited') {
+        await this.#stopAndRemove(worker, info.runtimeId);
+        throw new ContainerStartError(c.id, 'it exited before answering /health');
+      }
+      if (performance.now() > deadline) {
+        await this.#stopAndRemove(worker, info.runtimeId);
+        throw new ContainerStartError(c.id, `no answer on /health within ${this.#options.startTimeoutMs} ms`);
+      }
+      await sleep(100);
+    }
+  }
+
+  async #stopAndRemove(worker: WorkerRecord, runtimeId: string): Promise<void> {
+    const driver = this.#deps.driverFor(worker);
+    await driver.stop(runtimeId, { timeoutMs: this.#options.stopTimeoutMs });
+    await driver.remove(runtimeId);
+  }
+}
+
+/** A remote worker's containers listen on every interface; a local one's on the address they are reached at. */
+function listenHost(worker: WorkerRecord, host: string): string {
+  return worker.runtime.driver === 'docker' && worker.runtime.ssh ? '0.0.0.0' : host;
+}
+
+/** The lowest port of the worker's range that no container of it holds; above the highest in use without a range. */
+function freePort(worker: WorkerRecord, containers: readonly Container[]): number | null {
+  const used = new Set(containers.map((c) => c.port));
+  if (!worker.ports) {
+    const highest = Math.max(4999, ...used);
+    return highest < 65535 ? highest + 1 : null;
+  }
+  for (let port = worker.ports.first; port <= worker.ports.last; port++) if (!used.has(port)) return port;
+  return null;
+}

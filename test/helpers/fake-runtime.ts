@@ -1,0 +1,88 @@
+import { createLogger } from '../../common/src/logger.js';
+import { ContainerManager } from '../../orchestrator/src/container-manager.js';
+import { ContainerPool, type Container } from '../../orchestrator/src/container-pool.js';
+import type { ContainerInfo, ContainerSpec, RuntimeDriver } from '../../runtime/src/driver.js';
+import { containerRecordSchema, workerRecordSchema, type WorkerRecord } from '../../status/src/schema.js';
+
+/** An in-memory runtime: records every call; `failStarts` makes the next starts throw. */
+export class FakeDriver implements RuntimeDriver {
+  readonly kind = 'fake';
+  readonly running = new Map<string, ContainerSpec>();
+  readonly started: ContainerSpec[] = [];
+  readonly removed: string[] = [];
+  failStarts = 0;
+  #next = 1;
+
+  async start(spec: ContainerSpec): Promise<ContainerInfo> {
+    if (this.failStarts > 0) {
+      this.failStarts--;
+      throw new Error(`cannot start ${spec.name}`);
+    }
+    const runtimeId = `rt-${this.#next++}`;
+    this.running.set(runtimeId, spec);
+    this.started.push(spec);
+    return this.#info(runtimeId, spec);
+  }
+
+  async stop(): Promise<void> {}
+
+  async remove(runtimeId: string): Promise<void> {
+    if (this.running.delete(runtimeId)) this.removed.push(runtimeId);
+  }
+
+  async inspect(runtimeId: string): Promise<ContainerInfo | null> {
+    const spec = this.running.get(runtimeId);
+    return spec ? this.#info(runtimeId, spec) : null;
+  }
+
+  async list(): Promise<ContainerInfo[]> {
+    return [...this.running].map(([id, spec]) => this.#info(id, spec));
+  }
+
+  #info(runtimeId: string, spec: ContainerSpec): ContainerInfo {
+    return { runtimeId, name: spec.name, state: 'running', labels: spec.labels, host: spec.host, port: spec.port, exitCode: null };
+  }
+}
+
+export interface FakeCluster {
+  pool: ContainerPool;
+  driver: FakeDriver;
+  manager: ContainerManager;
+  /** Ports whose /health answers 200 (a new container answers once its port is here). */
+  healthy: Set<number>;
+  add(workerId: string, port: number): Container;
+}
+
+/** `workers` workers w1..wN with ports 5000.. (stride 100), no containers yet, a fake driver and probe. */
+export function fakeCluster(workers: number, options: { maxPerWorker?: number; startTimeoutMs?: number } = {}): FakeCluster {
+  const pool = new ContainerPool();
+  const driver = new FakeDriver();
+  const healthy = new Set<number>();
+  const records: WorkerRecord[] = Array.from({ length: workers }, (_, i) =>
+    workerRecordSchema.parse({
+      id: `w${i + 1}`,
+      provider: 'local',
+      host: '127.0.0.1',
+      runtime: { driver: 'process' },
+      ports: { first: 5000 + i * 100, last: 5000 + i * 100 + 9 },
+      template: { env: { WORK_MS: '0' } },
+    }),
+  );
+  pool.load(records, [], 1);
+  const manager = new ContainerManager(
+    { pool, driverFor: () => driver, probe: async (c) => healthy.has(c.port), forget: async () => {}, log: createLogger('test', 'silent') },
+    { cluster: 'test', containerConcurrency: 1, startTimeoutMs: options.startTimeoutMs ?? 1_000, stopTimeoutMs: 0, drainTimeoutMs: 1_000, maxPerWorker: options.maxPerWorker ?? 8 },
+  );
+  return {
+    pool,
+    driver,
+    manager,
+    healthy,
+    add(workerId, port) {
+      healthy.add(port);
+      const c = pool.add(containerRecordSchema.parse({ id: `${workerId}-${port}`, workerId, host: '127.0.0.1', port, runtimeId: `pre-${port}` }), 1);
+      pool.setHealth(c, 'healthy', 'test');
+      return c;
+    },
+  };
+}

@@ -1,0 +1,169 @@
+import { describe, expect, it } from 'vitest';
+import { createLogger } from '../../common/src/logger.js';
+import { Autoscaler, type AutoscalerOptions } from '../../orchestrator/src/autoscaler.js';
+import { fakeCluster, type FakeCluster } from '../helpers/fake-runtime.js';
+
+const log = createLogger('test', 'silent');
+const base: AutoscalerOptions = {
+  policy: 'requests',
+  min: 1,
+  max: 10,
+  maxStep: 10,
+  windowMs: 120_000,
+  requestsPerContainer: 20,
+  intervalMs: 2_000,
+  targetConcurrency: 1,
+  stabilizationMs: 30_000,
+  scaleUpCooldownMs: 0,
+  scaleDownCooldownMs: 0,
+};
+
+function scaler(cluster: FakeCluster, options: Partial<AutoscalerOptions> = {}) {
+  const load = { forwarded: 0, queued: 0 };
+  let now = 0;
+  const autoscaler = new Autoscaler(
+    { pool: cluster.pool, manager: cluster.manager, forwarded: () => load.forwarded, queued: () => load.queued, log, now: () => now },
+    { ...base, ...options },
+  );
+  // New containers answer /health as soon as they start.
+  for (let port = 5000; port < 5010; port++) for (const offset of [0, 100, 200]) cluster.healthy.add(port + offset);
+  return { autoscaler, load, advance: (ms: number) => (now += ms) };
+}
+
+const ports = (cluster: FakeCluster): string[] => [...cluster.pool.containers()].map((c) => c.id).sort();
+
+describe('Autoscaler, requests policy (the seeds\' rule)', () => {
+  it('wants floor(requests in the window / 20) + 1 containers, placed on the worker with fewest, lowest free port', async () => {
+    const cluster = fakeCluster(2);
+    cluster.add('w1', 5000);
+    const { autoscaler, load } = scaler(cluster);
+
+    load.forwarded = 45;
+    await autoscaler.tick();
+    // The first goes to w2 (fewest); then both have one, and the tie goes to the first worker.
+    expect(ports(cluster)).toEqual(['w1-5000', 'w1-5001', 'w2-5100']);
+    expect(autoscaler.decisions.at(-1)).toMatchObject({ action: 'scale-out', current: 1, desired: 3, reason: expect.stringContaining('45 requests') });
+
+    // The next window saw 20 more: 2 containers. The idle one on the fuller worker goes, highest port first.
+    load.forwarded = 65;
+    await autoscaler.tick();
+    expect(ports(cluster)).toEqual(['w1-5000', 'w2-5100']);
+    expect(autoscaler.decisions.at(-1)).toMatchObject({ action: 'scale-in', current: 3, desired: 2 });
+  });
+
+  it('never removes a busy container and never goes below the minimum', async () => {
+    const cluster = fakeCluster(1);
+    const a = cluster.add('w1', 5000);
+    const b = cluster.add('w1', 5001);
+    const { autoscaler } = scaler(cluster, { min: 1 });
+    expect(cluster.pool.tryAcquire()).toBe(a);
+    expect(cluster.pool.tryAcquire()).toBe(b);
+
+    await autoscaler.tick();
+    expect(ports(cluster)).toEqual(['w1-5000', 'w1-5001']);
+    cluster.pool.release(b, 'served');
+    await autoscaler.tick();
+    expect(ports(cluster)).toEqual(['w1-5000']);
+    cluster.pool.release(a, 'served');
+    await autoscaler.tick();
+    expect(ports(cluster)).toEqual(['w1-5000']);
+  });
+
+  it('bounds a decision by max and maxStep, and says so', async () => {
+    const cluster = fakeCluster(1);
+    cluster.add('w1', 5000);
+    const { autoscaler, load } = scaler(cluster, { max: 4, maxStep: 2 });
+    load.forwarded = 1_000;
+    await autoscaler.tick();
+    expect(cluster.pool.size).toBe(3);
+    expect(autoscaler.decisions.at(-1)!.reason).toMatch(/bounded to \[1, 4\]; at most 2 per decision/);
+    await autoscaler.tick();
+    expect(cluster.pool.size).toBe(1 + 2 - 2);
+  });
+
+  it('does nothing while paused', async () => {
+    const cluster = fakeCluster(1);
+    cluster.add('w1', 5000);
+    const { autoscaler, load } = scaler(cluster);
+    autoscaler.paused = true;
+    load.forwarded = 100;
+    await autoscaler.tick();
+    expect(cluster.pool.size).toBe(1);
+  });
+});
+
+describe('Autoscaler, concurrency policy (Knative style)', () => {
+  it('scales out at once to ceil((in flight + queued) / target)', async () => {
+    const cluster = fakeCluster(2);
+    const a = cluster.add('w1', 5000);
+    const { autoscaler, load } = scaler(cluster, { policy: 'concurrency' });
+    cluster.pool.tryAcquire();
+    load.queued = 4;
+    await autoscaler.tick();
+    expect(cluster.pool.size).toBe(5);
+    expect(a.health).toBe('healthy');
+  });
+
+  it('scales in only to the highest count wanted over the stabilization window: no flapping', async () => {
+    const cluster = fakeCluster(2);
+    cluster.add('w1', 5000);
+    const { autoscaler, load, advance } = scaler(cluster, { policy: 'concurrency', stabilizationMs: 30_000 });
+    load.queued = 3;
+    await autoscaler.tick();
+    expect(cluster.pool.size).toBe(3);
+
+    // The load stops: nothing is removed for 30 s, then the count drops to what the window wants.
+    load.queued = 0;
+    for (let t = 0; t < 28_000; t += 2_000) {
+      advance(2_000);
+      await autoscaler.tick();
+      expect(cluster.pool.size).toBe(3);
+    }
+    advance(4_000);
+    await autoscaler.tick();
+    expect(cluster.pool.size).toBe(1);
+    expect(autoscaler.decisions.filter((d) => d.action !== 'none').map((d) => d.action)).toEqual(['scale-out', 'scale-in']);
+  });
+
+  it('holds a scale-in within the cooldown and records why', async () => {
+    const cluster = fakeCluster(1);
+    cluster.add('w1', 5000);
+    cluster.add('w1', 5001);
+    cluster.add('w1', 5002);
+    const { autoscaler, advance } = scaler(cluster, { policy: 'concurrency', stabilizationMs: 0, maxStep: 1, scaleDownCooldownMs: 10_000 });
+    advance(1);
+    await autoscaler.tick();
+    expect(cluster.pool.size).toBe(2);
+    advance(2_000);
+    await autoscaler.tick();
+    expect(cluster.pool.size).toBe(2);
+    expect(autoscaler.decisions.at(-1)!.reason).toMatch(/held: scale-in cooldown/);
+    advance(10_000);
+    await autoscaler.tick();
+    expect(cluster.pool.size).toBe(1);
+  });
+});
+
+describe('placement and bounds', () => {
+  it('starts the minimum on an empty cluster, spreading over workers, and respects the per-worker maximum', async () => {
+    const cluster = fakeCluster(2, { maxPerWorker: 1 });
+    const { autoscaler } = scaler(cluster, { min: 3 });
+    await autoscaler.enforceBounds();
+    // Two workers of one container each: the third has nowhere to go.
+    expect(ports(cluster)).toEqual(['w1-5000', 'w2-5100']);
+    expect(cluster.driver.started.map((s) => s.labels)).toEqual([
+      expect.objectContaining({ 'io.inference-orchestrator.worker': 'w1', 'io.inference-orchestrator.port': '5000' }),
+      expect.objectContaining({ 'io.inference-orchestrator.worker': 'w2', 'io.inference-orchestrator.port': '5100' }),
+    ]);
+  });
+
+  it('forgets a container that never answers /health, removing it from its runtime', async () => {
+    const cluster = fakeCluster(1, { startTimeoutMs: 200 });
+    const { autoscaler } = scaler(cluster);
+    cluster.healthy.delete(5000);
+    await autoscaler.enforceBounds();
+    expect(cluster.pool.size).toBe(0);
+    expect(cluster.driver.running.size).toBe(0);
+    expect(cluster.driver.removed).toEqual(['rt-1']);
+  });
+});

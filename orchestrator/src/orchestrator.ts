@@ -141,8 +141,8 @@ export class Orchestrator {
       admin: {
         token: config.adminToken,
         scaleTo: (n) => this.autoscaler.scaleTo(n, 'admin request', { ignoreCooldown: true }),
-        drain: (id) => this.manager.drain(this.#managed(id), 'admin request'),
-        remove: (id) => this.manager.drainAndRemove(this.#managed(id), 'admin request'),
+        drain: (id) => this.manager.drain(this.#adminTarget(id, { removing: false }), 'admin request'),
+        remove: (id) => this.manager.drainAndRemove(this.#adminTarget(id, { removing: true }), 'admin request'),
         setPaused: (paused) => {
           this.autoscaler.paused = paused;
           this.pool.version++;
@@ -158,11 +158,11 @@ export class Orchestrator {
     this.#server.keepAliveTimeout = 65_000;
   }
 
-  /** A container the admin API may act on: known, managed, not already being replaced or removed. */
-  #managed(id: string): Container {
+  /** A container the admin API may act on: known and not already being replaced or removed; managed, to be removed. */
+  #adminTarget(id: string, options: { removing: boolean }): Container {
     const c = this.pool.get(id);
     if (!c) throw new NotFoundError(`no container ${id}`);
-    if (!c.managed) throw new ConflictError(`container ${id} is not managed by the orchestrator (managed: false); whoever runs it owns it`);
+    if (options.removing && !c.managed) throw new ConflictError(`container ${id} is not managed by the orchestrator (managed: false); whoever runs it owns it`);
     if (c.busyWithRuntime) throw new ConflictError(`container ${id} is already being replaced or removed`);
     return c;
   }

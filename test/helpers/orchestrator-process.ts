@@ -14,21 +14,31 @@ export interface OrchestratorProcess {
   exited: Promise<number | null>;
 }
 
-/** Start the real orchestrator (as `npm start` does) on a free port; resolves once it listens. */
-export function startOrchestrator(statePath: string): Promise<OrchestratorProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'orchestrator/src/main.ts', '--port', '0', '--state-path', statePath], {
+/** Start the real orchestrator (as `npm start` does) on a free port, with more flags if given; resolves once it listens. */
+export function startOrchestrator(statePath: string, flags: string[] = []): Promise<OrchestratorProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'orchestrator/src/main.ts', '--port', '0', '--state-path', statePath, ...flags], {
     cwd: REPO_ROOT,
     env: cleanEnv,
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   return new Promise((resolve, reject) => {
+    // Never leave it running when it does not come up: the caller has no handle to stop it.
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error('orchestrator did not log "orchestrator listening" within 30 s'));
+    }, 30_000);
     const lines = createInterface({ input: child.stdout! });
     lines.on('line', (line) => {
       const entry = JSON.parse(line) as { msg?: string; url?: string };
-      if (entry.msg === 'orchestrator listening') resolve({ child, url: entry.url!, exited });
+      if (entry.msg !== 'orchestrator listening') return;
+      clearTimeout(timer);
+      resolve({ child, url: entry.url!, exited });
     });
-    void exited.then((code) => reject(new Error(`orchestrator exited with ${code} before listening`)));
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`orchestrator exited with ${code} before listening`));
+    });
   });
 }
 

@@ -5,6 +5,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { LoadResult } from '../../load/src/run-load.js';
 import { runEntry } from '../helpers/cli.js';
 import { tempCluster, type TempCluster } from '../helpers/cluster.js';
+import { poll } from '../helpers/docker.js';
 import { cleanEnv as env, containerHealth, liveStatus, readState, startOrchestrator, type OrchestratorProcess } from '../helpers/orchestrator-process.js';
 import { pidsGone } from '../helpers/processes.js';
 
@@ -97,9 +98,16 @@ describe('the whole path on the local default', () => {
     expect(result.failed).toBe(0);
     for (const c of survivors) expect((await containerHealth(`http://${c.host}:${c.port}`)).maxInFlight).toBe(1);
     const live = await liveStatus(url);
-    expect(live.containers.find((c) => c.id === victim.id)?.state).toBe('unhealthy');
     // The request the victim was computing was sent again, not lost.
     expect(live.counters?.redispatched).toBeGreaterThanOrEqual(1);
+    // And the victim was replaced: a new process on the same port, back in rotation.
+    const healed = await poll(async () => {
+      const record = (await liveStatus(url)).containers.find((c) => c.id === victim.id);
+      return record?.restarts === 1 && record.state === 'free' ? record : undefined;
+    }, `${victim.id} replaced`);
+    expect(healed.runtimeId).not.toBe(victim.runtimeId);
+    expect(healed.history.map((h) => h.state)).toEqual(expect.arrayContaining(['unhealthy', 'starting', 'free']));
+    expect((await containerHealth(`http://${victim.host}:${victim.port}`)).container).toBe(victim.id);
   });
 
   it('reconciles on start: a recorded container that died is down, a running one missing from the record is adopted', { timeout: 120_000 }, async () => {
@@ -111,7 +119,8 @@ describe('the whole path on the local default', () => {
     expect(await pidsGone([Number(dead.runtimeId)])).toBe(true);
     await writeFile(cluster.statePath, JSON.stringify({ ...recorded, containers: recorded.containers.filter((c) => c !== forgotten) }));
 
-    orchestrator = await startOrchestrator(cluster.statePath);
+    // Without replacement, so what reconciliation decided stays visible.
+    orchestrator = await startOrchestrator(cluster.statePath, ['--replace-unhealthy', 'false']);
     const url = orchestrator.url;
     const live = await liveStatus(url);
     expect(live.containers).toHaveLength(4);

@@ -19,7 +19,7 @@ export interface Container {
   draining: boolean;
   /** A replacement or removal is under way: the control loops leave it alone. */
   busyWithRuntime: boolean;
-  /** Times it was replaced after failing. */
+  /** Replacements tried after it failed, successful or not (Kubernetes' restartCount). */
   restarts: number;
   /** Epoch ms before which it may not be replaced again (crash-loop back-off); 0 when not waiting. */
   nextRestartAt: number;
@@ -126,7 +126,6 @@ export class ContainerPool {
   /** A new runtime container now holds this slot (same id, worker and port): it starts over as `starting`. */
   replaced(c: Container, runtimeId: string): void {
     c.runtimeId = runtimeId;
-    c.restarts++;
     c.failures = 0;
     c.successes = 0;
     this.setHealth(c, 'starting', `replaced by ${runtimeId.slice(0, 12)}`);
@@ -137,7 +136,8 @@ export class ContainerPool {
     const before = containerState(c);
     c.health = health;
     const after = containerState(c);
-    if (after !== before) {
+    // A new reason for the same state is news too (a replacement that failed differently); a repeat is not.
+    if (after !== before || c.history.at(-1)?.reason !== reason) {
       c.history.push({ at: new Date().toISOString(), state: after, reason });
       if (c.history.length > HISTORY_LENGTH) c.history.shift();
     }

@@ -76,6 +76,7 @@ export class Healer extends ControlLoop {
     const streak = this.#streaks.get(c.id) ?? { count: 0, healthySince: null };
     streak.count++;
     this.#streaks.set(c.id, streak);
+    c.restarts++;
     // The delay applies to the next replacement: the first one is immediate.
     c.nextRestartAt = now + Math.min(this.#options.backoffInitialMs * 2 ** (streak.count - 1), this.#options.backoffMaxMs);
     this.log.warn({ container: c.id, health: c.health, lastError: c.lastError, streak: streak.count }, 'replacing container');

@@ -67,7 +67,7 @@ export const containerRecordSchema = z.object({
   served: z.number().int().min(0).default(0),
   failures: z.number().int().min(0).default(0),
   lastError: z.string().nullable().default(null),
-  /** Times the orchestrator replaced it after it failed. */
+  /** Replacements tried after it failed, successful or not (as Kubernetes counts restarts). */
   restarts: z.number().int().min(0).default(0),
   /** When the next replacement may happen, while a crash loop backs off (ISO time); null when not waiting. */
   nextRestartAt: z.string().nullable().default(null),

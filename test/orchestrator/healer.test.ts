@@ -107,6 +107,6 @@ describe('Healer', () => {
     await healer.tick();
     await healer.settled();
     expect(c.health).toBe('healthy');
-    expect(c.restarts).toBe(1);
+    expect(c.restarts).toBe(2);
   });
 });

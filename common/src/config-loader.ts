@@ -24,6 +24,9 @@ export const toKebab = (key: string): string => key.replace(/([a-z0-9])([A-Z])/g
 /** The environment variable that sets `key`. */
 export const envName = (prefix: string, key: string): string => prefix + toSnake(key);
 
+/** Config keys whose values are secrets. */
+const SECRET_KEY = /token|secret|password|privateKey/i;
+
 /**
  * Parse one program's flat config from file, env and flags (later wins) into a frozen object.
  * String values from env and flags are coerced by the schema (use `intFrom`/`boolFrom`).
@@ -71,7 +74,8 @@ export function loadConfig<S extends z.ZodObject>(schema: S, sources: ConfigSour
     const key = issue.path.map(String).join('.') || '(root)';
     const top = String(issue.path[0] ?? '');
     const from = describeOrigin(origin[top] ?? 'default', top, sources.envPrefix);
-    const received = top in merged ? JSON.stringify(merged[top]) : 'nothing';
+    // A secret's value never goes into an error message (errors end up in logs and terminals).
+    const received = !(top in merged) ? 'nothing' : SECRET_KEY.test(top) ? 'a value (not shown: secret)' : JSON.stringify(merged[top]);
     throw new ConfigError(`config key "${key}"${from}: ${issue.message}; received ${received}`);
   }
   return Object.freeze(result.data);

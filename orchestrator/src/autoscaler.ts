@@ -1,10 +1,11 @@
 import { ControlLoop } from '../../common/src/control-loop.js';
 import type { Logger } from '../../common/src/logger.js';
 import type { ScalingDecision } from '../../status/src/schema.js';
+import type { ScaleRule } from './config.js';
 import type { ContainerManager } from './container-manager.js';
 import type { Container, ContainerPool } from './container-pool.js';
 
-export type ScalingPolicy = 'none' | 'requests' | 'concurrency';
+export type ScalingPolicy = 'none' | 'requests' | 'concurrency' | 'rules';
 
 export interface AutoscalerOptions {
   policy: ScalingPolicy;
@@ -16,8 +17,10 @@ export interface AutoscalerOptions {
   windowMs: number;
   /** `requests`: desired = floor(requests in the window / requestsPerContainer) + 1. */
   requestsPerContainer: number;
-  /** `concurrency`: the decision period. */
+  /** `concurrency` and `rules`: the decision period. */
   intervalMs: number;
+  /** `rules`: user-defined rules. */
+  rules: readonly ScaleRule[];
   /** `concurrency`: desired = ceil((in flight + queued) / targetConcurrency). */
   targetConcurrency: number;
   /** `concurrency`: scale in only to the highest desired count seen over this window. */
@@ -34,6 +37,8 @@ export interface AutoscalerSources {
   forwarded(): number;
   /** Requests waiting for a container. */
   queued(): number;
+  /** p90 of request latencies over the last `windowMs`; null without requests. */
+  p90LatencyMs(windowMs: number): number | null;
   log: Logger;
   now?: () => number;
 }
@@ -59,6 +64,8 @@ export class Autoscaler extends ControlLoop {
   #lastDown = -Infinity;
   /** `concurrency`: (time, desired) samples within the stabilization window. */
   #samples: Array<{ at: number; desired: number }> = [];
+  /** `rules`: what each tick saw, kept for the longest rule window. */
+  #observed: Array<{ at: number; forwarded: number; queued: number; inFlight: number }> = [];
   #acting: Promise<void> | undefined;
 
   constructor(sources: AutoscalerSources, options: AutoscalerOptions) {
@@ -84,7 +91,9 @@ export class Autoscaler extends ControlLoop {
     const current = this.current();
     let desired: number;
     let reason: string;
-    if (this.options.policy === 'requests') {
+    if (this.options.policy === 'rules') {
+      [desired, reason] = this.#byRules(current, forwarded);
+    } else if (this.options.policy === 'requests') {
       desired = Math.floor(inWindow / this.options.requestsPerContainer) + 1;
       reason = `${inWindow} requests in the last ${this.options.windowMs / 1000} s / ${this.options.requestsPerContainer} per container + 1 = ${desired}`;
     } else {
@@ -101,6 +110,41 @@ export class Autoscaler extends ControlLoop {
           : `${load} in flight or queued wants ${raw}, but ${stable} was wanted within the last ${this.options.stabilizationMs / 1000} s`;
     }
     await this.scaleTo(desired, `${this.options.policy}: ${reason}`);
+  }
+
+  /** The first matching scale-out rule, else the first matching scale-in rule; no match keeps the count. */
+  #byRules(current: number, forwarded: number): [number, string] {
+    const now = this.#now();
+    const longest = Math.max(...this.options.rules.map((r) => r.windowMs));
+    // One period more than the longest window, so a sample from just before each window's start remains.
+    this.#observed = this.#observed.filter((o) => now - o.at <= longest + this.options.intervalMs);
+    this.#observed.push({ at: now, forwarded, queued: this.#sources.queued(), inFlight: this.#sources.pool.inFlightTotal() });
+    const matches = this.options.rules
+      .map((rule, index) => ({ rule, index, value: this.#metric(rule, now) }))
+      .filter(({ rule, value }) => value !== null && (rule.op === '>' ? value > rule.threshold : value < rule.threshold));
+    const hit = matches.find((m) => m.rule.action === 'scale-out') ?? matches.find((m) => m.rule.action === 'scale-in');
+    if (!hit) return [current, 'no rule matched'];
+    const { rule, index, value } = hit;
+    const desired = rule.action === 'scale-out' ? current + rule.by : current - rule.by;
+    const shown = Number.isInteger(value) ? value : value!.toFixed(1);
+    return [desired, `rule ${index + 1}: ${rule.metric} ${shown} ${rule.op} ${rule.threshold} over ${rule.windowMs / 1000} s, ${rule.action} by ${rule.by}`];
+  }
+
+  #metric(rule: ScaleRule, now: number): number | null {
+    const inWindow = this.#observed.filter((o) => now - o.at <= rule.windowMs);
+    switch (rule.metric) {
+      case 'requests': {
+        // Unknown until the observations cover the whole window.
+        const before = this.#observed.findLast((o) => now - o.at >= rule.windowMs);
+        return before ? inWindow.at(-1)!.forwarded - before.forwarded : null;
+      }
+      case 'queueLength':
+        return inWindow.reduce((n, o) => n + o.queued, 0) / inWindow.length;
+      case 'inFlight':
+        return inWindow.reduce((n, o) => n + o.inFlight, 0) / inWindow.length;
+      case 'p90LatencyMs':
+        return this.#sources.p90LatencyMs(rule.windowMs);
+    }
   }
 
   /** Bring the count within [min, max] at once (on start). */

@@ -6,6 +6,28 @@ const pathList = z.preprocess(
   z.array(z.string().startsWith('/', 'expected paths starting with "/"')),
 );
 
+/** A user-defined scaling rule: when `metric` over the last `windowMs` is `op` `threshold`, scale `action` by `by`. */
+export const scaleRuleSchema = z.object({
+  /** requests: forwarded in the window; queueLength, inFlight: their mean over it; p90LatencyMs: of requests answered in it. */
+  metric: z.enum(['requests', 'queueLength', 'inFlight', 'p90LatencyMs']),
+  windowMs: z.number().int().min(100),
+  op: z.enum(['>', '<']),
+  threshold: z.number().min(0),
+  action: z.enum(['scale-out', 'scale-in']),
+  by: z.number().int().min(1).default(1),
+});
+export type ScaleRule = z.infer<typeof scaleRuleSchema>;
+
+/** Rules come as a JSON array from the config file, or as a JSON string from env or a flag. */
+const ruleList = z.preprocess((value) => {
+  if (typeof value !== 'string') return value;
+  try {
+    return JSON.parse(value);
+  } catch {
+    return value;
+  }
+}, z.array(scaleRuleSchema));
+
 /** The orchestrator's whole configuration: defaults here, overridden by `--config FILE`, `ORCH_*` env, then flags. */
 export const orchestratorConfigSchema = z.object({
   /** Address to listen on. @default '127.0.0.1' ('0.0.0.0' on a server) */
@@ -52,8 +74,10 @@ export const orchestratorConfigSchema = z.object({
   stopTimeoutMs: intFrom(0).default(10_000),
   /** How long a drained container's requests get to finish before it is removed anyway. @default 30000 */
   drainTimeoutMs: intFrom(0).default(30_000),
-  /** Autoscaling policy: none, requests (the seeds' windowed rule) or concurrency (Knative style). @default 'none' */
-  autoscalePolicy: z.enum(['none', 'requests', 'concurrency']).default('none'),
+  /** Autoscaling policy: none, requests (the seeds' windowed rule), concurrency (Knative style) or rules (scaleRules). @default 'none' */
+  autoscalePolicy: z.enum(['none', 'requests', 'concurrency', 'rules']).default('none'),
+  /** `rules` policy: the rules, evaluated every scaleIntervalMs; a matching scale-out rule wins over scale-in ones. @default [] */
+  scaleRules: ruleList.default([]),
   /** Fewest containers in the cluster. @default 1 */
   minContainers: intFrom(0, 10_000).default(1),
   /** Most containers in the cluster. @default 16 */
@@ -87,6 +111,9 @@ export const orchestratorConfigSchema = z.object({
   /** Log one line per request: method, path, status, duration, container, request id. @default false */
   accessLog: boolFrom().default(false),
 }).superRefine((config, ctx) => {
+  if (config.autoscalePolicy === 'rules' && config.scaleRules.length === 0) {
+    ctx.addIssue({ code: 'custom', path: ['scaleRules'], message: 'expected at least one rule with autoscalePolicy rules' });
+  }
   if (config.minContainers > config.maxContainers) {
     ctx.addIssue({ code: 'custom', path: ['minContainers'], message: `expected at most maxContainers (${config.maxContainers})` });
   }

@@ -97,7 +97,14 @@ export class Orchestrator {
       },
     );
     this.autoscaler = new Autoscaler(
-      { pool: this.pool, manager: this.manager, forwarded: () => this.proxy.counters.accepted, queued: () => this.queue.length, log },
+      {
+        pool: this.pool,
+        manager: this.manager,
+        forwarded: () => this.proxy.counters.accepted,
+        queued: () => this.queue.length,
+        p90LatencyMs: (windowMs) => this.proxy.latencies.percentile(90, windowMs),
+        log,
+      },
       {
         policy: config.autoscalePolicy,
         min: config.minContainers,
@@ -106,6 +113,7 @@ export class Orchestrator {
         windowMs: config.scaleWindowMs,
         requestsPerContainer: config.requestsPerContainer,
         intervalMs: config.scaleIntervalMs,
+        rules: config.scaleRules,
         targetConcurrency: config.targetConcurrency,
         stabilizationMs: config.scaleDownStabilizationMs,
         scaleUpCooldownMs: config.scaleUpCooldownMs,

@@ -1,3 +1,4 @@
+import { LatencyWindow } from './latency-window.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { finished, pipeline } from 'node:stream/promises';
 import type { Context } from 'koa';
@@ -46,6 +47,8 @@ export const REQUEST_ID_HEADER = 'x-request-id';
  */
 export class ProxyHandler {
   readonly counters: ProxyCounters = { accepted: 0, completed: 0, failed: 0, redispatched: 0 };
+  /** End-to-end latency (queue wait included) of answered requests. */
+  readonly latencies = new LatencyWindow();
   /** Requests accepted and not yet finished (graceful shutdown waits for zero). */
   active = 0;
   readonly #deps: ProxyDeps;
@@ -58,6 +61,7 @@ export class ProxyHandler {
   async forward(ctx: Context, method: string, upstreamPath: string, requestId: string): Promise<void> {
     const { pool, queue, upstream, options } = this.#deps;
     this.counters.accepted++;
+    const startedAt = performance.now();
     this.active++;
     try {
       const body = await readBody(ctx.req, options.maxBodyBytes);
@@ -88,6 +92,7 @@ export class ProxyHandler {
         this.counters.completed++;
         pool.recordAnswer(container, response.statusCode, options.healthFall);
         await this.#respond(ctx, response, container, { waitMs, requestId, attempts: attempt });
+        this.latencies.record(performance.now() - startedAt);
         return;
       }
       this.counters.failed++;

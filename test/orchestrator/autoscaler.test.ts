@@ -12,6 +12,7 @@ const base: AutoscalerOptions = {
   windowMs: 120_000,
   requestsPerContainer: 20,
   intervalMs: 2_000,
+  rules: [],
   targetConcurrency: 1,
   stabilizationMs: 30_000,
   scaleUpCooldownMs: 0,
@@ -19,10 +20,10 @@ const base: AutoscalerOptions = {
 };
 
 function scaler(cluster: FakeCluster, options: Partial<AutoscalerOptions> = {}) {
-  const load = { forwarded: 0, queued: 0 };
+  const load = { forwarded: 0, queued: 0, p90: null as number | null };
   let now = 0;
   const autoscaler = new Autoscaler(
-    { pool: cluster.pool, manager: cluster.manager, forwarded: () => load.forwarded, queued: () => load.queued, log, now: () => now },
+    { pool: cluster.pool, manager: cluster.manager, forwarded: () => load.forwarded, queued: () => load.queued, p90LatencyMs: () => load.p90, log, now: () => now },
     { ...base, ...options },
   );
   // New containers answer /health as soon as they start.
@@ -141,6 +142,58 @@ describe('Autoscaler, concurrency policy (Knative style)', () => {
     advance(10_000);
     await autoscaler.tick();
     expect(cluster.pool.size).toBe(1);
+  });
+});
+
+describe('Autoscaler, user-defined rules', () => {
+  const rules: AutoscalerOptions['rules'] = [
+    { metric: 'p90LatencyMs', windowMs: 10_000, op: '>', threshold: 500, action: 'scale-out', by: 2 },
+    { metric: 'queueLength', windowMs: 6_000, op: '>', threshold: 3, action: 'scale-out', by: 1 },
+    { metric: 'requests', windowMs: 10_000, op: '<', threshold: 5, action: 'scale-in', by: 1 },
+  ];
+
+  it('scales out by the first matching scale-out rule, naming it and the value it saw', async () => {
+    const cluster = fakeCluster(1);
+    cluster.add('w1', 5000);
+    const { autoscaler, load } = scaler(cluster, { policy: 'rules', rules });
+    load.p90 = 812.5;
+    await autoscaler.tick();
+    expect(cluster.pool.size).toBe(3);
+    expect(autoscaler.decisions.at(-1)!.reason).toBe('rules: rule 1: p90LatencyMs 812.5 > 500 over 10 s, scale-out by 2');
+  });
+
+  it('averages the queue length over the window: one spike does not scale out, a sustained queue does', async () => {
+    const cluster = fakeCluster(1);
+    cluster.add('w1', 5000);
+    const { autoscaler, load, advance } = scaler(cluster, { policy: 'rules', rules: [rules[1]!] });
+    const tickWith = async (queued: number): Promise<void> => {
+      load.queued = queued;
+      await autoscaler.tick();
+      advance(2_000);
+    };
+    for (const queued of [0, 0, 0, 9]) await tickWith(queued);
+    expect(cluster.pool.size).toBe(1);
+    await tickWith(9);
+    expect(cluster.pool.size).toBe(2);
+    expect(autoscaler.decisions.at(-1)!.reason).toBe('rules: rule 1: queueLength 4.5 > 3 over 6 s, scale-out by 1');
+  });
+
+  it('scales in when few requests arrived over a whole window and no scale-out rule matches', async () => {
+    const cluster = fakeCluster(1);
+    cluster.add('w1', 5000);
+    cluster.add('w1', 5001);
+    const { autoscaler, load, advance } = scaler(cluster, { policy: 'rules', rules });
+    // Until the observations cover 10 s, the request count is unknown and nothing happens.
+    for (const forwarded of [100, 101, 101, 102, 102]) {
+      load.forwarded = forwarded;
+      await autoscaler.tick();
+      advance(2_000);
+    }
+    expect(cluster.pool.size).toBe(2);
+    load.forwarded = 103;
+    await autoscaler.tick();
+    expect(cluster.pool.size).toBe(1);
+    expect(autoscaler.decisions.at(-1)!.reason).toBe('rules: rule 3: requests 3 < 5 over 10 s, scale-in by 1');
   });
 });
 

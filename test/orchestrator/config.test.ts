@@ -1,0 +1,51 @@
+import { describe, expect, it } from 'vitest';
+import type { ConfigError } from '../../common/src/errors.js';
+import { loadOrchestratorConfig } from '../../orchestrator/src/config.js';
+
+function configError(env: Record<string, string>): ConfigError {
+  try {
+    loadOrchestratorConfig({ env });
+  } catch (error) {
+    return error as ConfigError;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('loadOrchestratorConfig', () => {
+  it('defaults to port 8080, one request per container, replacement on and no autoscaling or admin API', () => {
+    expect(loadOrchestratorConfig({ env: {} })).toMatchObject({
+      port: 8080,
+      containerConcurrency: 1,
+      replaceUnhealthy: true,
+      autoscalePolicy: 'none',
+      minContainers: 1,
+      scaleRules: [],
+    });
+    expect(loadOrchestratorConfig({ env: {} }).adminToken).toBeUndefined();
+  });
+
+  it('reads scale rules as JSON from ORCH_SCALE_RULES, defaulting `by` to 1', () => {
+    const config = loadOrchestratorConfig({
+      env: {
+        ORCH_AUTOSCALE_POLICY: 'rules',
+        ORCH_SCALE_RULES: '[{"metric":"p90LatencyMs","windowMs":30000,"op":">","threshold":400,"action":"scale-out"}]',
+      },
+    });
+    expect(config.scaleRules).toEqual([{ metric: 'p90LatencyMs', windowMs: 30_000, op: '>', threshold: 400, action: 'scale-out', by: 1 }]);
+  });
+
+  it.each([
+    ['a rule with an unknown metric', { ORCH_SCALE_RULES: '[{"metric":"cpu","windowMs":1000,"op":">","threshold":1,"action":"scale-out"}]' }, '"scaleRules'],
+    ['rules that are not JSON', { ORCH_SCALE_RULES: '[{' }, '"scaleRules"'],
+    ['the rules policy without rules', { ORCH_AUTOSCALE_POLICY: 'rules' }, '"scaleRules"'],
+    ['an unknown policy', { ORCH_AUTOSCALE_POLICY: 'cpu' }, '"autoscalePolicy"'],
+    ['a minimum above the maximum', { ORCH_MIN_CONTAINERS: '5', ORCH_MAX_CONTAINERS: '4' }, '"minContainers"'],
+    ['an admin token shorter than 16 characters', { ORCH_ADMIN_TOKEN: 'short' }, '"adminToken"'],
+  ])('rejects %s naming the key', (_what, env, key) => {
+    const error = configError(env);
+    expect(error.code).toBe('CONFIG_INVALID');
+    expect(error.message).toContain(key);
+    // A token never appears in an error.
+    expect(error.message).not.toContain('"short"');
+  });
+});

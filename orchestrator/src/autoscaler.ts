@@ -11,6 +11,8 @@ export interface AutoscalerOptions {
   policy: ScalingPolicy;
   min: number;
   max: number;
+  /** Fewest containers a worker that is up keeps: scale-in never takes one below it. (The most is the container manager's.) */
+  minPerWorker: number;
   /** Containers added or removed per decision at most. */
   maxStep: number;
   /** `requests`: the window over which forwarded requests are counted, and the decision period. */
@@ -147,11 +149,21 @@ export class Autoscaler extends ControlLoop {
     }
   }
 
-  /** Bring the count within [min, max] at once (on start). */
+  /** Bring the count within [min, max], and every worker up to minPerWorker, at once (on start). */
   async enforceBounds(): Promise<void> {
     const current = this.current();
-    if (current < this.options.min) await this.scaleTo(this.options.min, `below the minimum of ${this.options.min}`);
-    else if (current > this.options.max) await this.scaleTo(this.options.max, `above the maximum of ${this.options.max}`);
+    const { pool } = this.#sources;
+    const short = [...pool.workers()]
+      .filter((w) => w.state !== 'down')
+      .reduce((n, w) => n + Math.max(0, this.options.minPerWorker - this.#countOn(w.id)), 0);
+    // Placement fills the emptiest workers first, so the shortfall lands where it is.
+    const wanted = Math.max(this.options.min, current + short);
+    if (current < wanted) await this.scaleTo(wanted, `below the minimum of ${this.options.min} (${this.options.minPerWorker} per worker)`, { ignoreCooldown: true });
+    else if (current > this.options.max) await this.scaleTo(this.options.max, `above the maximum of ${this.options.max}`, { ignoreCooldown: true });
+  }
+
+  #countOn(workerId: string): number {
+    return this.#sources.pool.onWorker(workerId).filter((c) => !c.draining && c.health !== 'down').length;
   }
 
   /**
@@ -201,14 +213,21 @@ export class Autoscaler extends ControlLoop {
   /** Idle containers only, from the most crowded worker first, highest port first. Never a busy one. */
   async #scaleIn(n: number, reason: string): Promise<void> {
     const { pool } = this.#sources;
-    const perWorker = (c: Container): number => pool.onWorker(c.workerId).filter((x) => !x.draining).length;
     const idle = [...pool.containers()]
       .filter((c) => c.managed && !c.draining && !c.busyWithRuntime && c.inFlight === 0 && c.health !== 'down')
-      .sort((a, b) => perWorker(b) - perWorker(a) || b.port - a.port)
-      .slice(0, n);
-    if (idle.length < n) this.log.info({ wanted: n, idle: idle.length }, 'fewer idle containers than the scale-in asks for; busy ones stay');
+      .sort((a, b) => this.#countOn(b.workerId) - this.#countOn(a.workerId) || b.port - a.port);
+    const chosen: Container[] = [];
+    const left = new Map<string, number>();
+    for (const c of idle) {
+      if (chosen.length === n) break;
+      const count = left.get(c.workerId) ?? this.#countOn(c.workerId);
+      if (count <= this.options.minPerWorker) continue;
+      left.set(c.workerId, count - 1);
+      chosen.push(c);
+    }
+    if (chosen.length < n) this.log.info({ wanted: n, removable: chosen.length }, 'fewer idle containers above the per-worker minimum than the scale-in asks for');
     // Draining is synchronous, so none of them can take a request from here on.
-    const removals = idle.map((c) => this.#sources.manager.drainAndRemove(c, `scale-in: ${reason}`));
+    const removals = chosen.map((c) => this.#sources.manager.drainAndRemove(c, `scale-in: ${reason}`));
     const results = await Promise.allSettled(removals);
     for (const r of results) if (r.status === 'rejected') this.log.error({ err: r.reason }, 'scale-in removal failed');
   }

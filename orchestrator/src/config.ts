@@ -82,6 +82,8 @@ export const orchestratorConfigSchema = z.object({
   minContainers: intFrom(0, 10_000).default(1),
   /** Most containers in the cluster. @default 16 */
   maxContainers: intFrom(1, 10_000).default(16),
+  /** Fewest containers on each worker that is up (scale-in never goes below; the start fills up to it). @default 0 */
+  minContainersPerWorker: intFrom(0, 10_000).default(0),
   /** Most containers on one worker. @default 8 */
   maxContainersPerWorker: intFrom(1, 10_000).default(8),
   /** Containers added or removed by one decision at most. @default 2 */
@@ -113,6 +115,9 @@ export const orchestratorConfigSchema = z.object({
 }).superRefine((config, ctx) => {
   if (config.autoscalePolicy === 'rules' && config.scaleRules.length === 0) {
     ctx.addIssue({ code: 'custom', path: ['scaleRules'], message: 'expected at least one rule with autoscalePolicy rules' });
+  }
+  if (config.minContainersPerWorker > config.maxContainersPerWorker) {
+    ctx.addIssue({ code: 'custom', path: ['minContainersPerWorker'], message: `expected at most maxContainersPerWorker (${config.maxContainersPerWorker})` });
   }
   if (config.minContainers > config.maxContainers) {
     ctx.addIssue({ code: 'custom', path: ['minContainers'], message: `expected at most maxContainers (${config.maxContainers})` });

@@ -109,6 +109,7 @@ export class Orchestrator {
         policy: config.autoscalePolicy,
         min: config.minContainers,
         max: config.maxContainers,
+        minPerWorker: config.minContainersPerWorker,
         maxStep: config.maxScaleStep,
         windowMs: config.scaleWindowMs,
         requestsPerContainer: config.requestsPerContainer,

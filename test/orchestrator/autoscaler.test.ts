@@ -8,6 +8,7 @@ const base: AutoscalerOptions = {
   policy: 'requests',
   min: 1,
   max: 10,
+  minPerWorker: 0,
   maxStep: 10,
   windowMs: 120_000,
   requestsPerContainer: 20,
@@ -208,6 +209,19 @@ describe('placement and bounds', () => {
       expect.objectContaining({ 'io.inference-orchestrator.worker': 'w1', 'io.inference-orchestrator.port': '5000' }),
       expect.objectContaining({ 'io.inference-orchestrator.worker': 'w2', 'io.inference-orchestrator.port': '5100' }),
     ]);
+  });
+
+  it('keeps minPerWorker on every worker: fills each up to it at start, and scale-in takes from the others', async () => {
+    const cluster = fakeCluster(2);
+    cluster.add('w1', 5000);
+    cluster.add('w1', 5001);
+    cluster.add('w1', 5002);
+    const { autoscaler } = scaler(cluster, { minPerWorker: 1 });
+    await autoscaler.enforceBounds();
+    expect(ports(cluster)).toEqual(['w1-5000', 'w1-5001', 'w1-5002', 'w2-5100']);
+    // A quiet window wants 1 container, but each worker keeps one.
+    await autoscaler.scaleTo(1, 'test');
+    expect(ports(cluster)).toEqual(['w1-5000', 'w2-5100']);
   });
 
   it('forgets a container that never answers /health, removing it from its runtime', async () => {

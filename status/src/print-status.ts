@@ -52,8 +52,33 @@ function workerRows(state: StateFile): string[][] {
   ]);
 }
 
-function containerRows(containers: ContainerRecord[]): string[][] {
-  return containers.map((c) => [c.id, c.workerId, `${c.host}:${c.port}`, c.state, `${c.inFlight}/${c.limit}`, String(c.served), shortError(c.lastError)]);
+/** `2`, or `2, next in 8 s` while a crash loop backs off. */
+function restarts(c: ContainerRecord, now: Date): string {
+  const wait = c.nextRestartAt ? Date.parse(c.nextRestartAt) - now.getTime() : NaN;
+  return wait > 0 ? `${c.restarts}, next in ${Math.ceil(wait / 1000)} s` : String(c.restarts);
+}
+
+function containerRows(containers: ContainerRecord[], now: Date): string[][] {
+  return containers.map((c) => [
+    c.id,
+    c.workerId,
+    `${c.host}:${c.port}`,
+    c.state,
+    `${c.inFlight}/${c.limit}`,
+    String(c.served),
+    restarts(c, now),
+    shortError(c.lastError),
+  ]);
+}
+
+/** Decisions shown by `npm run status`; all are in `--json`. */
+const DECISIONS_SHOWN = 5;
+
+function autoscalerLines(autoscaler: StateFile['autoscaler']): string[] {
+  if (autoscaler === null) return ['autoscaler  (no orchestrator has reported one)'];
+  const head = `autoscaler  ${autoscaler.policy}${autoscaler.paused ? ' (paused)' : ''}, ${autoscaler.min} to ${autoscaler.max} containers`;
+  const recent = autoscaler.decisions.slice(-DECISIONS_SHOWN).map((d) => `  ${d.at}  ${d.action} ${d.current} -> ${d.desired}  ${d.reason}`);
+  return [head, ...recent];
 }
 
 /** The cluster as a readable text: header, orchestrator, workers, containers, queue and counters; ends with a newline. */
@@ -69,7 +94,7 @@ export function formatStatus(state: StateFile, source: StatusSource, now: Date =
   const busy = state.containers.filter((c) => c.state === 'busy').length;
   lines.push(`containers (${state.containers.length}, ${busy} busy)`);
   if (state.containers.length === 0) lines.push('  (none)');
-  else lines.push(...table(['ID', 'WORKER', 'ADDRESS', 'STATE', 'IN FLIGHT', 'SERVED', 'LAST ERROR'], containerRows(state.containers)));
+  else lines.push(...table(['ID', 'WORKER', 'ADDRESS', 'STATE', 'IN FLIGHT', 'SERVED', 'RESTARTS', 'LAST ERROR'], containerRows(state.containers, now)));
   lines.push('');
 
   const queue = state.queue;
@@ -81,5 +106,6 @@ export function formatStatus(state: StateFile, source: StatusSource, now: Date =
           `rejected ${counters.rejected}, timed out ${counters.timedOut}, cancelled ${counters.cancelled}, redispatched ${counters.redispatched}`
       : 'counters  (none yet)',
   );
+  lines.push(...autoscalerLines(state.autoscaler));
   return `${lines.join('\n')}\n`;
 }

@@ -27,15 +27,22 @@ describe('formatStatus', () => {
     ]);
   });
 
-  it('prints a containers table with address, state, in flight/limit, served and a one-line last error', () => {
+  it('prints a containers table with address, state, in flight/limit, served, restarts with the back-off, and a one-line last error', () => {
     const lines = formatStatus(sampleState, { kind: 'live', url: 'u' }, now).split('\n');
     const start = lines.indexOf('containers (3, 1 busy)');
     expect(lines.slice(start + 1, start + 5)).toEqual([
-      '  ID     WORKER  ADDRESS         STATE      IN FLIGHT  SERVED  LAST ERROR',
-      '  w1-c1  w1      127.0.0.1:5001  busy       1/1        120     -',
-      '  w1-c2  w1      127.0.0.1:5002  free       0/2        118     -',
-      '  w2-c1  w2      10.0.0.7:5000   unhealthy  0/1        3       connect ECONNREFUSED 10.0.0.7:5000 at TCPConnectWrap.afterC…',
+      '  ID     WORKER  ADDRESS         STATE      IN FLIGHT  SERVED  RESTARTS        LAST ERROR',
+      '  w1-c1  w1      127.0.0.1:5001  busy       1/1        120     0               -',
+      '  w1-c2  w1      127.0.0.1:5002  free       0/2        118     0               -',
+      '  w2-c1  w2      10.0.0.7:5000   unhealthy  0/1        3       2, next in 3 s  connect ECONNREFUSED 10.0.0.7:5000 at TCPConnectWrap.afterC…',
     ]);
+  });
+
+  it('prints the autoscaler and its latest decisions with their reasons', () => {
+    const text = formatStatus(sampleState, { kind: 'live', url: 'u' }, now);
+    expect(text).toContain(
+      'autoscaler  concurrency, 1 to 8 containers\n  2025-03-01T11:59:30.000Z  scale-out 2 -> 3  concurrency: 5 in flight or queued / target 2 = 3\n',
+    );
   });
 
   it('prints the queue and the counters', () => {
@@ -53,6 +60,7 @@ describe('formatStatus', () => {
     expect(text).toContain('containers (0, 0 busy)\n  (none)\n');
     expect(text).toContain('queue     (no orchestrator has reported one)');
     expect(text).toContain('counters  (none yet)');
+    expect(text).toContain('autoscaler  (no orchestrator has reported one)');
   });
 
   it('leaves out the age of an unreadable or future time', () => {

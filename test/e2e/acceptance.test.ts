@@ -1,12 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import { writeFile } from 'node:fs/promises';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LABELS } from '../../runtime/src/driver.js';
-import { emptyState, workerRecordSchema, type RuntimeTarget, type StateFile } from '../../status/src/schema.js';
+import type { RuntimeTarget, StateFile } from '../../status/src/schema.js';
 import { tempCluster, type TempCluster } from '../helpers/cluster.js';
 import { buildWorkerImage, ENGINE_SETUP_TIMEOUT_MS, ensureDockerEngine, poll, removeDockerObjects, runOk, uniqueName } from '../helpers/docker.js';
-import { containerHealth, liveStatus, startOrchestrator, type OrchestratorProcess } from '../helpers/orchestrator-process.js';
+import { containerHealth, liveStatus, startOrchestrator, stopOrchestrator, writeInventory, type OrchestratorProcess } from '../helpers/orchestrator-process.js';
 
 // The SelfieLessActs acceptance flow in compressed time (4 s windows), on the orchestrator as
 // users run it: it starts, replaces and removes the containers itself, through the real process
@@ -69,25 +68,16 @@ describe.each(runtimes)('the SelfieLessActs acceptance flow on $name', (runtime)
     const { image } = await runtime.setup();
     cluster = await tempCluster(1);
     // One worker, no containers yet: the orchestrator starts the minimum itself.
-    const state = emptyState(clusterName, 'provisioning');
-    state.workers.push(
-      workerRecordSchema.parse({
-        id: 'w1',
-        provider: 'local',
-        host: '127.0.0.1',
-        runtime: runtime.target,
-        ports: { first: cluster.basePort, last: cluster.basePort + 4 },
-        template: { ...(image ? { image } : {}), env: { ENABLE_CRASH_API: '1', LOG_LEVEL: 'warn' } },
-      }),
-    );
-    await writeFile(cluster.statePath, JSON.stringify(state));
+    await writeInventory(cluster, {
+      name: clusterName,
+      workers: 1,
+      runtime: runtime.target,
+      template: { ...(image ? { image } : {}), env: { ENABLE_CRASH_API: '1', LOG_LEVEL: 'warn' } },
+    });
   }, ENGINE_SETUP_TIMEOUT_MS + 300_000);
 
   afterAll(async () => {
-    if (orchestrator?.child.exitCode === null) {
-      orchestrator.child.kill('SIGTERM');
-      await orchestrator.exited;
-    }
+    await stopOrchestrator(orchestrator);
     await cluster?.cleanup();
     await runtime.cleanup(clusterName);
   }, 120_000);

@@ -1,11 +1,9 @@
-import { writeFile } from 'node:fs/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { LoadResult } from '../../load/src/run-load.js';
-import { emptyState, workerRecordSchema } from '../../status/src/schema.js';
 import { runEntry } from '../helpers/cli.js';
-import { tempCluster, TEST_PORT_STRIDE, type TempCluster } from '../helpers/cluster.js';
+import { tempCluster, type TempCluster } from '../helpers/cluster.js';
 import { poll } from '../helpers/docker.js';
-import { cleanEnv, liveStatus, startOrchestrator, type OrchestratorProcess } from '../helpers/orchestrator-process.js';
+import { cleanEnv, liveStatus, startOrchestrator, stopOrchestrator, writeInventory, type OrchestratorProcess } from '../helpers/orchestrator-process.js';
 
 describe('the concurrency policy under sustained load', () => {
   let cluster: TempCluster;
@@ -15,31 +13,13 @@ describe('the concurrency policy under sustained load', () => {
     cluster = await tempCluster(2);
   });
   afterEach(async () => {
-    if (orchestrator?.child.exitCode === null) {
-      orchestrator.child.kill('SIGTERM');
-      await orchestrator.exited;
-    }
-    orchestrator = undefined;
+    await stopOrchestrator(orchestrator);
     await cluster.cleanup();
   });
 
   it('scales out across both workers while the load lasts, then back in once, without flapping', { timeout: 120_000 }, async () => {
     // Two empty workers; containers take 50 ms per request, as a small model would.
-    const state = emptyState('local', 'provisioning');
-    for (const [i, id] of ['w1', 'w2'].entries()) {
-      const first = cluster.basePort + i * TEST_PORT_STRIDE;
-      state.workers.push(
-        workerRecordSchema.parse({
-          id,
-          provider: 'local',
-          host: '127.0.0.1',
-          runtime: { driver: 'process' },
-          ports: { first, last: first + 4 },
-          template: { env: { WORK_MS: '50', LOG_LEVEL: 'warn' } },
-        }),
-      );
-    }
-    await writeFile(cluster.statePath, JSON.stringify(state));
+    await writeInventory(cluster, { workers: 2, runtime: { driver: 'process' }, template: { env: { WORK_MS: '50', LOG_LEVEL: 'warn' } } });
     orchestrator = await startOrchestrator(cluster.statePath, [
       '--autoscale-policy', 'concurrency',
       '--scale-interval-ms', '1000',

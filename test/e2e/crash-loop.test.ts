@@ -1,8 +1,7 @@
-import { writeFile } from 'node:fs/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { containerRecordSchema, emptyState, workerRecordSchema } from '../../status/src/schema.js';
+import { containerRecordSchema } from '../../status/src/schema.js';
 import { tempCluster, type TempCluster } from '../helpers/cluster.js';
-import { liveStatus, startOrchestrator, type OrchestratorProcess } from '../helpers/orchestrator-process.js';
+import { liveStatus, startOrchestrator, stopOrchestrator, writeInventory, type OrchestratorProcess } from '../helpers/orchestrator-process.js';
 
 describe('a container that crashes on start', () => {
   let cluster: TempCluster;
@@ -12,29 +11,18 @@ describe('a container that crashes on start', () => {
     cluster = await tempCluster(1);
   });
   afterEach(async () => {
-    if (orchestrator?.child.exitCode === null) {
-      orchestrator.child.kill('SIGTERM');
-      await orchestrator.exited;
-    }
-    orchestrator = undefined;
+    await stopOrchestrator(orchestrator);
     await cluster.cleanup();
   });
 
   it('is retried with exponential back-off (0.5 s, 1 s, 2 s ...), shown in the status, and stays out of rotation', { timeout: 60_000 }, async () => {
     // The worker app refuses an invalid WORK_MS and exits at once: every replacement crashes on start.
-    const state = emptyState('local', 'provisioning');
-    state.workers.push(
-      workerRecordSchema.parse({
-        id: 'w1',
-        provider: 'local',
-        host: '127.0.0.1',
-        runtime: { driver: 'process' },
-        ports: { first: cluster.basePort, last: cluster.basePort + 4 },
-        template: { env: { WORK_MS: 'not-a-number' } },
-      }),
-    );
-    state.containers.push(containerRecordSchema.parse({ id: `w1-${cluster.basePort}`, workerId: 'w1', host: '127.0.0.1', port: cluster.basePort, state: 'down' }));
-    await writeFile(cluster.statePath, JSON.stringify(state));
+    await writeInventory(cluster, {
+      workers: 1,
+      runtime: { driver: 'process' },
+      template: { env: { WORK_MS: 'not-a-number' } },
+      containers: [containerRecordSchema.parse({ id: `w1-${cluster.basePort}`, workerId: 'w1', host: '127.0.0.1', port: cluster.basePort, state: 'down' })],
+    });
 
     orchestrator = await startOrchestrator(cluster.statePath, ['--restart-backoff-ms', '500', '--health-interval-ms', '200']);
     // nextRestartAt of each attempt, as the status shows it.

@@ -1,9 +1,18 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { request } from 'undici';
-import { stateFileSchema, type StateFile } from '../../status/src/schema.js';
+import {
+  emptyState,
+  stateFileSchema,
+  workerRecordSchema,
+  type ContainerRecord,
+  type ContainerTemplate,
+  type RuntimeTarget,
+  type StateFile,
+} from '../../status/src/schema.js';
 import { REPO_ROOT } from './cli.js';
+import { TEST_PORT_STRIDE, type TempCluster } from './cluster.js';
 
 /** The test process's environment without developer settings (ORCH_*, PROVISION_*), for CLI runs. */
 export const cleanEnv: NodeJS.ProcessEnv = Object.fromEntries(Object.entries(process.env).filter(([key]) => !/^(ORCH|PROVISION)_/.test(key)));
@@ -56,4 +65,37 @@ export async function liveStatus(url: string): Promise<StateFile> {
 export async function containerHealth(url: string): Promise<{ served: number; maxInFlight: number; container: string }> {
   const response = await request(`${url}/health`);
   return (await response.body.json()) as { served: number; maxInFlight: number; container: string };
+}
+
+/** SIGTERM (it drains), then wait for the exit; a no-op when it is not running. */
+export async function stopOrchestrator(orchestrator: OrchestratorProcess | undefined): Promise<void> {
+  if (!orchestrator || orchestrator.child.exitCode !== null) return;
+  orchestrator.child.kill('SIGTERM');
+  await orchestrator.exited;
+}
+
+/**
+ * Write an inventory of `workers` local workers w1.. (worker k on ports basePort+(k-1)*TEST_PORT_STRIDE
+ * and the next four), all run by `runtime` and started from `template`, with these containers.
+ */
+export async function writeInventory(
+  cluster: Pick<TempCluster, 'statePath' | 'basePort'>,
+  options: { name?: string; workers: number; runtime: RuntimeTarget; template: ContainerTemplate; containers?: ContainerRecord[] },
+): Promise<void> {
+  const state = emptyState(options.name ?? 'local', 'provisioning');
+  for (let k = 0; k < options.workers; k++) {
+    const first = cluster.basePort + k * TEST_PORT_STRIDE;
+    state.workers.push(
+      workerRecordSchema.parse({
+        id: `w${k + 1}`,
+        provider: 'local',
+        host: '127.0.0.1',
+        runtime: options.runtime,
+        ports: { first, last: first + 4 },
+        template: options.template,
+      }),
+    );
+  }
+  state.containers.push(...(options.containers ?? []));
+  await writeFile(cluster.statePath, JSON.stringify(state));
 }

@@ -12,7 +12,8 @@ import { AdminDisabledError, BadRequestError, UnauthorizedError } from './errors
 export interface AdminActions {
   /** Bearer token; undefined turns the admin API off. */
   token: string | undefined;
-  scaleTo(containers: number): Promise<ScalingDecision>;
+  /** Decide and start scaling (containers start or drain in the background). */
+  scaleTo(containers: number): ScalingDecision;
   drain(containerId: string): void;
   remove(containerId: string): Promise<void>;
   setPaused(paused: boolean): void;
@@ -135,7 +136,8 @@ function adminRouter(admin: AdminActions): Router {
     if (!Number.isInteger(containers) || (containers as number) < 0) {
       throw new BadRequestError('expected a JSON body {"containers": N} with N a whole number >= 0');
     }
-    ctx.body = { decision: await admin.scaleTo(containers as number) };
+    ctx.status = 202;
+    ctx.body = { decision: admin.scaleTo(containers as number) };
   });
   router.post('/containers/:id/drain', (ctx) => {
     admin.drain(ctx.params.id!);

@@ -68,7 +68,8 @@ export class Autoscaler extends ControlLoop {
   #samples: Array<{ at: number; desired: number }> = [];
   /** `rules`: what each tick saw, kept for the longest rule window. */
   #observed: Array<{ at: number; forwarded: number; queued: number; inFlight: number }> = [];
-  #acting: Promise<void> | undefined;
+  /** Scale-outs and scale-ins under way: decisions do not wait for containers to start or drain. */
+  readonly #actions = new Set<Promise<void>>();
 
   constructor(sources: AutoscalerSources, options: AutoscalerOptions) {
     super('autoscaler', options.policy === 'requests' ? options.windowMs : options.intervalMs, sources.log);
@@ -89,7 +90,7 @@ export class Autoscaler extends ControlLoop {
     const forwarded = this.#sources.forwarded();
     const inWindow = forwarded - this.#lastForwarded;
     this.#lastForwarded = forwarded;
-    if (this.paused || this.options.policy === 'none' || this.#acting) return;
+    if (this.paused || this.options.policy === 'none') return;
     const current = this.current();
     let desired: number;
     let reason: string;
@@ -111,7 +112,16 @@ export class Autoscaler extends ControlLoop {
           ? `${load} in flight or queued / target ${this.options.targetConcurrency} = ${raw}`
           : `${load} in flight or queued wants ${raw}, but ${stable} was wanted within the last ${this.options.stabilizationMs / 1000} s`;
     }
-    await this.scaleTo(desired, `${this.options.policy}: ${reason}`);
+    this.scaleTo(desired, `${this.options.policy}: ${reason}`);
+  }
+
+  /** Resolves when the scale-outs and scale-ins under way are done. */
+  async settled(): Promise<void> {
+    await Promise.all(this.#actions);
+  }
+
+  protected override async onStop(): Promise<void> {
+    await this.settled();
   }
 
   /** The first matching scale-out rule, else the first matching scale-in rule; no match keeps the count. */
@@ -158,8 +168,9 @@ export class Autoscaler extends ControlLoop {
       .reduce((n, w) => n + Math.max(0, this.options.minPerWorker - this.#countOn(w.id)), 0);
     // Placement fills the emptiest workers first, so the shortfall lands where it is.
     const wanted = Math.max(this.options.min, current + short);
-    if (current < wanted) await this.scaleTo(wanted, `below the minimum of ${this.options.min} (${this.options.minPerWorker} per worker)`, { ignoreCooldown: true });
-    else if (current > this.options.max) await this.scaleTo(this.options.max, `above the maximum of ${this.options.max}`, { ignoreCooldown: true });
+    if (current < wanted) this.scaleTo(wanted, `below the minimum of ${this.options.min} (${this.options.minPerWorker} per worker)`, { ignoreCooldown: true });
+    else if (current > this.options.max) this.scaleTo(this.options.max, `above the maximum of ${this.options.max}`, { ignoreCooldown: true });
+    await this.settled();
   }
 
   #countOn(workerId: string): number {
@@ -167,10 +178,12 @@ export class Autoscaler extends ControlLoop {
   }
 
   /**
-   * Move toward `desired` (clamped to [min, max], at most maxStep, after cooldowns): start
-   * containers where placement says, or drain and remove idle ones. Resolves when done.
+   * Decide a move toward `wanted` (clamped to [min, max], at most maxStep, after cooldowns) and
+   * start it: containers started where placement says, or idle ones drained and removed, in the
+   * background (see settled()). Starting containers count as current, so the next decision does
+   * not ask for them again.
    */
-  async scaleTo(wanted: number, reason: string, options: { ignoreCooldown?: boolean } = {}): Promise<ScalingDecision> {
+  scaleTo(wanted: number, reason: string, options: { ignoreCooldown?: boolean } = {}): ScalingDecision {
     const current = this.current();
     const bounded = Math.min(this.options.max, Math.max(this.options.min, wanted));
     const step = Math.max(-this.options.maxStep, Math.min(this.options.maxStep, bounded - current));
@@ -200,8 +213,9 @@ export class Autoscaler extends ControlLoop {
     if (action === 'none') return decision;
     if (action === 'scale-out') this.#lastUp = now;
     else this.#lastDown = now;
-    this.#acting = action === 'scale-out' ? this.#scaleOut(step, why) : this.#scaleIn(-step, why);
-    await this.#acting.finally(() => (this.#acting = undefined));
+    const work = action === 'scale-out' ? this.#scaleOut(step, why) : this.#scaleIn(-step, why);
+    this.#actions.add(work);
+    void work.finally(() => this.#actions.delete(work));
     return decision;
   }
 

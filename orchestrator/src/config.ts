@@ -86,8 +86,8 @@ export const orchestratorConfigSchema = z.object({
   minContainersPerWorker: intFrom(0, 10_000).default(0),
   /** Most containers on one worker. @default 8 */
   maxContainersPerWorker: intFrom(1, 10_000).default(8),
-  /** Containers added or removed by one decision at most. @default 2 */
-  maxScaleStep: intFrom(1, 10_000).default(2),
+  /** Containers added or removed by one decision at most. @default 8 */
+  maxScaleStep: intFrom(1, 10_000).default(8),
   /** `requests` policy: the counting window and decision period. @default 120000 */
   scaleWindowMs: intFrom(100).default(120_000),
   /** `requests` policy: desired = floor(requests in the window / this) + 1. @default 20 */

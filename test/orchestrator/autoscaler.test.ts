@@ -32,6 +32,12 @@ function scaler(cluster: FakeCluster, options: Partial<AutoscalerOptions> = {}) 
   return { autoscaler, load, advance: (ms: number) => (now += ms) };
 }
 
+/** One decision, and the scaling it started carried out. */
+async function decide(autoscaler: Autoscaler): Promise<void> {
+  await autoscaler.tick();
+  await autoscaler.settled();
+}
+
 const ports = (cluster: FakeCluster): string[] => [...cluster.pool.containers()].map((c) => c.id).sort();
 
 describe('Autoscaler, requests policy (the seeds\' rule)', () => {
@@ -41,14 +47,14 @@ describe('Autoscaler, requests policy (the seeds\' rule)', () => {
     const { autoscaler, load } = scaler(cluster);
 
     load.forwarded = 45;
-    await autoscaler.tick();
+    await decide(autoscaler);
     // The first goes to w2 (fewest); then both have one, and the tie goes to the first worker.
     expect(ports(cluster)).toEqual(['w1-5000', 'w1-5001', 'w2-5100']);
     expect(autoscaler.decisions.at(-1)).toMatchObject({ action: 'scale-out', current: 1, desired: 3, reason: expect.stringContaining('45 requests') });
 
     // The next window saw 20 more: 2 containers. The idle one on the fuller worker goes, highest port first.
     load.forwarded = 65;
-    await autoscaler.tick();
+    await decide(autoscaler);
     expect(ports(cluster)).toEqual(['w1-5000', 'w2-5100']);
     expect(autoscaler.decisions.at(-1)).toMatchObject({ action: 'scale-in', current: 3, desired: 2 });
   });
@@ -61,13 +67,13 @@ describe('Autoscaler, requests policy (the seeds\' rule)', () => {
     expect(cluster.pool.tryAcquire()).toBe(a);
     expect(cluster.pool.tryAcquire()).toBe(b);
 
-    await autoscaler.tick();
+    await decide(autoscaler);
     expect(ports(cluster)).toEqual(['w1-5000', 'w1-5001']);
     cluster.pool.release(b, 'served');
-    await autoscaler.tick();
+    await decide(autoscaler);
     expect(ports(cluster)).toEqual(['w1-5000']);
     cluster.pool.release(a, 'served');
-    await autoscaler.tick();
+    await decide(autoscaler);
     expect(ports(cluster)).toEqual(['w1-5000']);
   });
 
@@ -76,10 +82,10 @@ describe('Autoscaler, requests policy (the seeds\' rule)', () => {
     cluster.add('w1', 5000);
     const { autoscaler, load } = scaler(cluster, { max: 4, maxStep: 2 });
     load.forwarded = 1_000;
-    await autoscaler.tick();
+    await decide(autoscaler);
     expect(cluster.pool.size).toBe(3);
     expect(autoscaler.decisions.at(-1)!.reason).toMatch(/bounded to \[1, 4\]; at most 2 per decision/);
-    await autoscaler.tick();
+    await decide(autoscaler);
     expect(cluster.pool.size).toBe(1 + 2 - 2);
   });
 
@@ -89,7 +95,7 @@ describe('Autoscaler, requests policy (the seeds\' rule)', () => {
     const { autoscaler, load } = scaler(cluster);
     autoscaler.paused = true;
     load.forwarded = 100;
-    await autoscaler.tick();
+    await decide(autoscaler);
     expect(cluster.pool.size).toBe(1);
   });
 });
@@ -101,9 +107,25 @@ describe('Autoscaler, concurrency policy (Knative style)', () => {
     const { autoscaler, load } = scaler(cluster, { policy: 'concurrency' });
     cluster.pool.tryAcquire();
     load.queued = 4;
-    await autoscaler.tick();
+    await decide(autoscaler);
     expect(cluster.pool.size).toBe(5);
     expect(a.health).toBe('healthy');
+  });
+
+  it('decides without waiting for new containers to start, and counts the starting ones next time', async () => {
+    const cluster = fakeCluster(2, { startTimeoutMs: 5_000 });
+    cluster.add('w1', 5000);
+    const { autoscaler, load } = scaler(cluster, { policy: 'concurrency' });
+    cluster.healthy.clear();
+    cluster.healthy.add(5000);
+    load.queued = 3;
+    await autoscaler.tick();
+    expect([...cluster.pool.containers()].map((c) => c.health)).toEqual(['healthy', 'starting', 'starting']);
+    await autoscaler.tick();
+    expect(cluster.pool.size).toBe(3);
+    for (const port of [5001, 5100]) cluster.healthy.add(port);
+    await autoscaler.settled();
+    expect([...cluster.pool.containers()].every((c) => c.health === 'healthy')).toBe(true);
   });
 
   it('scales in only to the highest count wanted over the stabilization window: no flapping', async () => {
@@ -111,18 +133,18 @@ describe('Autoscaler, concurrency policy (Knative style)', () => {
     cluster.add('w1', 5000);
     const { autoscaler, load, advance } = scaler(cluster, { policy: 'concurrency', stabilizationMs: 30_000 });
     load.queued = 3;
-    await autoscaler.tick();
+    await decide(autoscaler);
     expect(cluster.pool.size).toBe(3);
 
     // The load stops: nothing is removed for 30 s, then the count drops to what the window wants.
     load.queued = 0;
     for (let t = 0; t < 28_000; t += 2_000) {
       advance(2_000);
-      await autoscaler.tick();
+      await decide(autoscaler);
       expect(cluster.pool.size).toBe(3);
     }
     advance(4_000);
-    await autoscaler.tick();
+    await decide(autoscaler);
     expect(cluster.pool.size).toBe(1);
     expect(autoscaler.decisions.filter((d) => d.action !== 'none').map((d) => d.action)).toEqual(['scale-out', 'scale-in']);
   });
@@ -134,14 +156,14 @@ describe('Autoscaler, concurrency policy (Knative style)', () => {
     cluster.add('w1', 5002);
     const { autoscaler, advance } = scaler(cluster, { policy: 'concurrency', stabilizationMs: 0, maxStep: 1, scaleDownCooldownMs: 10_000 });
     advance(1);
-    await autoscaler.tick();
+    await decide(autoscaler);
     expect(cluster.pool.size).toBe(2);
     advance(2_000);
-    await autoscaler.tick();
+    await decide(autoscaler);
     expect(cluster.pool.size).toBe(2);
     expect(autoscaler.decisions.at(-1)!.reason).toMatch(/held: scale-in cooldown/);
     advance(10_000);
-    await autoscaler.tick();
+    await decide(autoscaler);
     expect(cluster.pool.size).toBe(1);
   });
 });
@@ -158,7 +180,7 @@ describe('Autoscaler, user-defined rules', () => {
     cluster.add('w1', 5000);
     const { autoscaler, load } = scaler(cluster, { policy: 'rules', rules });
     load.p90 = 812.5;
-    await autoscaler.tick();
+    await decide(autoscaler);
     expect(cluster.pool.size).toBe(3);
     expect(autoscaler.decisions.at(-1)!.reason).toBe('rules: rule 1: p90LatencyMs 812.5 > 500 over 10 s, scale-out by 2');
   });
@@ -169,7 +191,7 @@ describe('Autoscaler, user-defined rules', () => {
     const { autoscaler, load, advance } = scaler(cluster, { policy: 'rules', rules: [rules[1]!] });
     const tickWith = async (queued: number): Promise<void> => {
       load.queued = queued;
-      await autoscaler.tick();
+      await decide(autoscaler);
       advance(2_000);
     };
     for (const queued of [0, 0, 0, 9]) await tickWith(queued);
@@ -187,12 +209,12 @@ describe('Autoscaler, user-defined rules', () => {
     // Until the observations cover 10 s, the request count is unknown and nothing happens.
     for (const forwarded of [100, 101, 101, 102, 102]) {
       load.forwarded = forwarded;
-      await autoscaler.tick();
+      await decide(autoscaler);
       advance(2_000);
     }
     expect(cluster.pool.size).toBe(2);
     load.forwarded = 103;
-    await autoscaler.tick();
+    await decide(autoscaler);
     expect(cluster.pool.size).toBe(1);
     expect(autoscaler.decisions.at(-1)!.reason).toBe('rules: rule 3: requests 3 < 5 over 10 s, scale-in by 1');
   });
@@ -220,7 +242,8 @@ describe('placement and bounds', () => {
     await autoscaler.enforceBounds();
     expect(ports(cluster)).toEqual(['w1-5000', 'w1-5001', 'w1-5002', 'w2-5100']);
     // A quiet window wants 1 container, but each worker keeps one.
-    await autoscaler.scaleTo(1, 'test');
+    autoscaler.scaleTo(1, 'test');
+    await autoscaler.settled();
     expect(ports(cluster)).toEqual(['w1-5000', 'w2-5100']);
   });
 

@@ -42,7 +42,8 @@ export async function reconcile(inventory: StateFile, list: ListWorkerContainers
         containers.push(record);
         continue;
       }
-      const live = running.find((info) => info.runtimeId === record.runtimeId || info.name === record.id);
+      // By runtime id, or by name: a compose-started container carries its name in a label (EC2 workers are recorded before their ids are known).
+      const live = running.find((info) => info.runtimeId === record.runtimeId || nameOf(info) === record.id);
       if (live) {
         containers.push({ ...record, runtimeId: live.runtimeId });
       } else {
@@ -51,7 +52,7 @@ export async function reconcile(inventory: StateFile, list: ListWorkerContainers
       }
     }
     for (const info of running) {
-      const name = info.labels[LABELS.container] ?? info.name;
+      const name = nameOf(info);
       if (recorded.some((r) => r.id === name || r.runtimeId === info.runtimeId)) continue;
       adopted.push(name);
       containers.push(containerRecordSchema.parse({ id: name, workerId: worker.id, host: worker.host, port: info.port, runtimeId: info.runtimeId, state: 'starting' }));
@@ -64,3 +65,6 @@ export async function reconcile(inventory: StateFile, list: ListWorkerContainers
   if (missing.length > 0) log.warn({ missing }, 'recorded containers are not running');
   return { containers, adopted, missing };
 }
+
+/** The container's name in the inventory: its label, else the runtime's name. */
+const nameOf = (info: ContainerInfo): string => info.labels[LABELS.container] ?? info.name;

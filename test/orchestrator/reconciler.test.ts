@@ -49,6 +49,14 @@ describe('reconcile on start', () => {
     expect(result.containers).toHaveLength(4);
   });
 
+  it('finds a recorded container with no runtime id by its name label (compose names it otherwise), without adopting it twice', async () => {
+    const state = inventory([record('w1-5000', 'w1', 5000, null)]);
+    const composed = { ...running('w1-5000', 'w1', 5000, 'abc'), name: 'local-w1_model-a_1' };
+    const result = await reconcile(state, async (worker) => (worker.id === 'w1' ? [composed] : []), log);
+    expect(result.adopted).toEqual([]);
+    expect(result.containers).toEqual([expect.objectContaining({ id: 'w1-5000', runtimeId: 'abc', state: 'free' })]);
+  });
+
   it('changes nothing on a worker whose runtime cannot be asked', async () => {
     const state = inventory([record('w1-5000', 'w1', 5000, '11'), record('w2-5100', 'w2', 5100, '21')]);
     const result = await reconcile(

@@ -80,14 +80,12 @@ function isAlive(pid: number): boolean {
   }
 }
 
-/**
- * The runtime the recorded cluster runs on, so `teardown` needs no `--runtime` flag to find its
- * containers; null when nothing usable is recorded (teardown then refuses or resets as usual).
- */
-export async function recordedRuntime(statePath: string): Promise<ProvisionConfig['runtime'] | null> {
+/** The provider and runtime a state file's workers were provisioned with, so teardown undoes that whatever the defaults are. */
+export async function recordedSetup(statePath: string): Promise<{ provider?: ProvisionConfig['provider']; runtime?: ProvisionConfig['runtime'] }> {
   const current = await new StateStore(statePath).read().catch(() => null);
-  const drivers = new Set(current?.workers.map((worker) => worker.runtime.driver));
-  if (drivers.has('docker')) return 'docker';
-  if (drivers.has('process')) return 'process';
-  return null;
+  const workers = current?.workers ?? [];
+  if (workers.some((worker) => worker.provider === 'aws')) return { provider: 'aws' };
+  if (workers.some((worker) => worker.runtime.driver === 'docker')) return { runtime: 'docker' };
+  if (workers.some((worker) => worker.runtime.driver === 'process')) return { runtime: 'process' };
+  return {};
 }

@@ -11,14 +11,14 @@ export const provisionConfigSchema = z
       .string()
       .regex(/^[a-z0-9][a-z0-9-]{0,39}$/, 'expected lowercase letters, digits and dashes (max 40)')
       .default('local'),
-    /** Where workers come from. @default 'local' */
-    provider: z.enum(['local']).default('local'),
+    /** Where workers come from: this machine, or EC2 instances. @default 'local' */
+    provider: z.enum(['local', 'aws']).default('local'),
     /** What runs a local worker's containers: plain processes, or the local Docker engine with docker-compose.worker.yml. @default 'process' */
     runtime: z.enum(['process', 'docker']).default('process'),
     /** Image of the model containers (runtime docker), as built by `npm run build:image`. @default 'inference-worker:latest' */
     workerImage: z.string().min(1).default('inference-worker:latest'),
-    /** Number of workers. @default 2 */
-    workers: intFrom(1, 100).default(2),
+    /** Number of workers. @default 2 locally, 4 on AWS */
+    workers: intFrom(1, 100).optional(),
     /** Model containers per worker. @default 2 */
     containersPerWorker: intFrom(1, 100).default(2),
     /** Address the containers listen on and are reached at. @default '127.0.0.1' */
@@ -35,6 +35,32 @@ export const provisionConfigSchema = z
     enableCrashApi: boolFrom().default(false),
     /** How long every container has to answer /health after start, in ms. @default 30000 */
     healthTimeoutMs: intFrom(1).default(30_000),
+    /** AWS region; else AWS_REGION or the profile's. */
+    region: z.string().min(1).optional(),
+    /** EC2 endpoint URL, for an EC2-compatible service (LocalStack) or tests; else AWS's own. */
+    awsEndpoint: z.url().optional(),
+    /** Instance type of the workers. @default 't3.small' */
+    instanceType: z.string().min(1).default('t3.small'),
+    /** AMI of the workers; else the newest Ubuntu 24.04 LTS amd64 image from Canonical. */
+    amiId: z.string().regex(/^ami-[0-9a-f]+$/, 'expected an AMI id like ami-0abc...').optional(),
+    /** An existing EC2 key pair to use (with sshKeyPath); else provisioning creates one and saves its private key. */
+    keyName: z.string().min(1).optional(),
+    /** Private key of keyName; for a created key pair, where it is saved. @default 'status/keys/<cluster>.pem' */
+    sshKeyPath: z.string().min(1).optional(),
+    /** SSH user of the AMI. @default 'ubuntu' */
+    sshUser: z.string().min(1).default('ubuntu'),
+    /** Who may SSH to the workers (CIDR): the operator's address, e.g. 203.0.113.7/32. Required with provider aws. */
+    sshCidr: z.string().regex(/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/, 'expected an IPv4 CIDR like 203.0.113.7/32').optional(),
+    /** Who may reach the model ports (CIDR): the orchestrator's address. @default sshCidr */
+    orchestratorCidr: z.string().regex(/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/, 'expected an IPv4 CIDR like 203.0.113.7/32').optional(),
+    /** Allow 0.0.0.0/0 in sshCidr or orchestratorCidr (open to the whole internet). @default false */
+    allowWorldOpen: boolFrom().default(false),
+    /** Which worker address goes into the inventory: public, or private when the orchestrator runs in the same VPC. @default 'public' */
+    addressType: z.enum(['public', 'private']).default('public'),
+    /** Check the workers' SSH host keys, read from their console output into a known_hosts file. @default true */
+    sshHostKeyCheck: boolFrom().default(true),
+    /** How long EC2 instances get to run and answer, in ms. @default 900000 */
+    launchTimeoutMs: intFrom(1).default(900_000),
     /** Level of the JSON log on stderr; progress and the summary are printed regardless. @default 'warn' */
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('warn'),
   })
@@ -47,23 +73,33 @@ export const provisionConfigSchema = z
         message: `expected at most portStride (${config.portStride}) containers per worker`,
       });
     }
-    if (config.runtime === 'docker' && config.containersPerWorker !== 2) {
+    if ((config.runtime === 'docker' || config.provider === 'aws') && config.containersPerWorker !== 2) {
       ctx.addIssue({
         code: 'custom',
         path: ['containersPerWorker'],
-        message: 'expected 2 with runtime docker (docker-compose.worker.yml runs two containers per worker)',
+        message: 'expected 2 with runtime docker or provider aws (docker-compose.worker.yml runs two containers per worker)',
       });
     }
-    const lastPort = config.basePort + (config.workers - 1) * config.portStride + config.containersPerWorker - 1;
+    if (config.provider === 'aws') {
+      if (!config.sshCidr) ctx.addIssue({ code: 'custom', path: ['sshCidr'], message: 'expected the CIDR allowed to SSH to the workers (your address, e.g. 203.0.113.7/32) with provider aws' });
+      if (config.keyName && !config.sshKeyPath) ctx.addIssue({ code: 'custom', path: ['sshKeyPath'], message: `expected the path of key pair ${config.keyName}'s private key` });
+      for (const key of ['sshCidr', 'orchestratorCidr'] as const) {
+        if (config[key]?.endsWith('/0') && !config.allowWorldOpen) {
+          ctx.addIssue({ code: 'custom', path: [key], message: 'refusing a rule open to the whole internet; set allowWorldOpen to mean it' });
+        }
+      }
+    }
+    const lastPort = config.basePort + ((config.workers ?? 2) - 1) * config.portStride + config.containersPerWorker - 1;
     if (lastPort > 65535) {
       ctx.addIssue({ code: 'custom', path: ['workers'], message: `the last container would need port ${lastPort} (> 65535)` });
     }
   });
 
-/** The validated, frozen provisioning config. */
-export type ProvisionConfig = Readonly<z.infer<typeof provisionConfigSchema>>;
+/** The validated, frozen provisioning config, with the provider's default worker count filled in. */
+export type ProvisionConfig = Readonly<Omit<z.infer<typeof provisionConfigSchema>, 'workers'> & { workers: number }>;
 
 /** Parse the provisioning config from an optional JSON file, `PROVISION_*` env and flags (later wins). */
 export function loadProvisionConfig(sources: Omit<ConfigSources, 'envPrefix'>): ProvisionConfig {
-  return loadConfig(provisionConfigSchema, { ...sources, envPrefix: ENV_PREFIX });
+  const config = loadConfig(provisionConfigSchema, { ...sources, envPrefix: ENV_PREFIX });
+  return Object.freeze({ ...config, workers: config.workers ?? (config.provider === 'aws' ? 4 : 2) });
 }

@@ -1,4 +1,5 @@
 import { join, resolve } from 'node:path';
+import { EC2Client } from '@aws-sdk/client-ec2';
 import type { Logger } from '../../common/src/logger.js';
 import { DockerDriver } from '../../runtime/src/docker-driver.js';
 import { LABELS } from '../../runtime/src/driver.js';
@@ -6,6 +7,7 @@ import { ProcessDriver, processDriverDirs } from '../../runtime/src/process-driv
 import { Compose } from './compose.js';
 import { composeLauncher } from './compose-launcher.js';
 import type { ProvisionConfig } from './config.js';
+import { Ec2Provider } from './aws/ec2-provider.js';
 import { LocalProvider } from './local-provider.js';
 import type { Provider } from './provider.js';
 
@@ -14,6 +16,12 @@ export interface ProviderOverrides {
   command?: readonly string[];
   /** Environment docker compose runs in (PATH, DOCKER_HOST). @default {} */
   env?: NodeJS.ProcessEnv;
+  /** EC2 client (tests pass one with fake credentials). @default one from the standard credential chain */
+  ec2?: EC2Client;
+  /** Seconds between EC2 waiter polls. @default 5 */
+  pollSeconds?: number;
+  /** Progress lines for the operator. */
+  say?: (line: string) => void;
 }
 
 /** The provider the config names, wired to its runtime; local processes keep their registry in `run/<cluster>` next to the state file. */
@@ -21,6 +29,14 @@ export function createProvider(config: ProvisionConfig, logger: Logger, override
   switch (config.provider) {
     case 'local':
       return config.runtime === 'docker' ? dockerProvider(config, logger, overrides) : processProvider(config, logger, overrides);
+    case 'aws':
+      return new Ec2Provider(config, {
+        // Throttling (RequestLimitExceeded) is retried by the SDK with back-off; a few more attempts than its default.
+        client: overrides.ec2 ?? new EC2Client({ region: config.region, endpoint: config.awsEndpoint, maxAttempts: 6 }),
+        logger,
+        pollSeconds: overrides.pollSeconds,
+        say: overrides.say,
+      });
   }
 }
 

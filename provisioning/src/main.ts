@@ -2,8 +2,10 @@ import { runCli } from '../../common/src/cli.js';
 import { parseConfigFlags } from '../../common/src/cli-flags.js';
 import { UsageError } from '../../common/src/errors.js';
 import { createLogger } from '../../common/src/logger.js';
-import { provisionCluster, recordedRuntime, teardownCluster } from './commands.js';
+import { Ec2Provider } from './aws/ec2-provider.js';
+import { provisionCluster, recordedSetup, teardownCluster } from './commands.js';
 import { loadProvisionConfig, provisionConfigSchema } from './config.js';
+import { AwsUnauthorizedError } from './aws/aws-errors.js';
 import { createProvider } from './create-provider.js';
 import { formatProvisionReport, formatTeardownReport } from './report.js';
 
@@ -38,7 +40,7 @@ Options (flags override PROVISION_* environment variables, which override --conf
 const configKeys = Object.keys(provisionConfigSchema.shape);
 
 runCli(async () => {
-  const parsed = parseConfigFlags(process.argv.slice(2), configKeys, { switches: ['reset', 'json'], booleanKeys: ['enableCrashApi'] });
+  const parsed = parseConfigFlags(process.argv.slice(2), configKeys, { switches: ['reset', 'json', 'dry-run'], booleanKeys: ['enableCrashApi', 'allowWorldOpen'] });
   const command = parsed.positionals;
   if (parsed.help) {
     process.stdout.write(HELP);
@@ -47,16 +49,26 @@ runCli(async () => {
   if (command.length !== 1 || (command[0] !== 'provision' && command[0] !== 'teardown')) {
     throw new UsageError(`expected one command, provision or teardown; got ${command.join(' ') || 'none'} (see --help)`);
   }
-  const flags = { ...parsed.config };
-  if (command[0] === 'teardown' && flags.runtime === undefined) {
-    // Tear down what was provisioned, whatever the default runtime is.
-    const state = loadProvisionConfig({ file: parsed.configFile, env: process.env, flags });
-    flags.runtime = (await recordedRuntime(state.statePath)) ?? state.runtime;
+  let flags: Record<string, unknown> = { ...parsed.config };
+  if (command[0] === 'teardown' && flags.runtime === undefined && flags.provider === undefined) {
+    // Tear down what was provisioned, whatever the defaults are.
+    const { statePath } = loadProvisionConfig({ file: parsed.configFile, env: process.env, flags });
+    flags = { ...(await recordedSetup(statePath)), ...flags };
   }
   const config = loadProvisionConfig({ file: parsed.configFile, env: process.env, flags });
   const logger = createLogger('provisioning', config.logLevel, process.stderr);
-  const provider = createProvider(config, logger, { env: process.env });
+  const say = (line: string): void => void process.stderr.write(`[provision] ${line}\n`);
+  const provider = createProvider(config, logger, { env: process.env, say });
   const reset = parsed.switches.reset === true;
+
+  if (parsed.switches['dry-run']) {
+    if (command[0] !== 'provision' || !(provider instanceof Ec2Provider)) throw new UsageError('--dry-run goes with provision --provider aws');
+    const plan = await provider.plan();
+    process.stdout.write(`plan for cluster "${config.cluster}" (dry run: nothing was created)\n${plan.steps.map((s) => `  ${s}`).join('\n')}\n`);
+    if (plan.denied.length > 0) throw new AwsUnauthorizedError(plan.denied.join(', ec2:'));
+    process.stdout.write('permissions: every action above is allowed (checked with DryRun)\n');
+    return 0;
+  }
 
   if (command[0] === 'teardown') {
     const report = await teardownCluster(config, { provider, reset });

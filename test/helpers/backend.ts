@@ -37,6 +37,8 @@ export async function startBackend(
     /** Hold every request until `answerNext()`. */
     manual?: boolean;
     port?: number;
+    /** Loopback address to listen on. @default '127.0.0.1' */
+    host?: string;
     /** Answer the request itself; return true when it did. */
     handler?: (req: IncomingMessage, res: ServerResponse, body: Buffer) => boolean;
   } = {},
@@ -83,7 +85,7 @@ export async function startBackend(
     sockets.add(s);
     s.on('close', () => sockets.delete(s));
   });
-  await new Promise<void>((resolve) => server.listen(options.port ?? 0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server.listen(options.port ?? 0, options.host ?? '127.0.0.1', resolve));
   backend.port = (server.address() as AddressInfo).port;
   backend.kill = async () => {
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));

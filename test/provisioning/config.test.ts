@@ -34,7 +34,28 @@ describe('loadProvisionConfig', () => {
       enableCrashApi: false,
       healthTimeoutMs: 30_000,
       logLevel: 'warn',
+      instanceType: 't3.small',
+      sshUser: 'ubuntu',
+      allowWorldOpen: false,
+      addressType: 'public',
+      sshHostKeyCheck: true,
+      launchTimeoutMs: 900_000,
     });
+  });
+
+  it('defaults to 4 workers on AWS, and needs the CIDR allowed to SSH there', () => {
+    expect(loadProvisionConfig({ env: {}, flags: { provider: 'aws', sshCidr: '203.0.113.7/32' } })).toMatchObject({ workers: 4, provider: 'aws' });
+    expect(configError({ env: {}, flags: { provider: 'aws' } }).message).toContain('"sshCidr"');
+  });
+
+  it('refuses rules open to the whole internet unless allowWorldOpen says so', () => {
+    expect(configError({ env: {}, flags: { provider: 'aws', sshCidr: '0.0.0.0/0' } }).message).toMatch(/"sshCidr".*whole internet/);
+    expect(configError({ env: {}, flags: { provider: 'aws', sshCidr: '203.0.113.7/32', orchestratorCidr: '0.0.0.0/0' } }).message).toContain('"orchestratorCidr"');
+    expect(loadProvisionConfig({ env: {}, flags: { provider: 'aws', sshCidr: '0.0.0.0/0', allowWorldOpen: true } }).sshCidr).toBe('0.0.0.0/0');
+  });
+
+  it('needs the private key of a named key pair', () => {
+    expect(configError({ env: {}, flags: { provider: 'aws', sshCidr: '203.0.113.7/32', keyName: 'mine' } }).message).toContain('"sshKeyPath"');
   });
 
   it('reads PROVISION_* env, and flags win over env and file', async () => {

@@ -1,0 +1,56 @@
+import { AppError } from '../../../common/src/errors.js';
+
+/** The credential chain found nothing (env, shared profile, SSO...). */
+export class AwsCredentialsError extends AppError {
+  constructor(cause: unknown) {
+    super(
+      'AWS_CREDENTIALS_MISSING',
+      'no AWS credentials found: set AWS_PROFILE (or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), or run `aws sso login`',
+      { cause },
+    );
+  }
+}
+
+/** The credentials lack an IAM permission. */
+export class AwsUnauthorizedError extends AppError {
+  constructor(action: string, cause?: unknown) {
+    super('AWS_UNAUTHORIZED', `not allowed to call ec2:${action}; the IAM actions provisioning needs are listed in the README`, { cause });
+  }
+}
+
+/** Any other EC2 failure, with AWS's own code and message. */
+export class AwsApiError extends AppError {
+  constructor(action: string, code: string, message: string, cause?: unknown) {
+    super('AWS_ERROR', `ec2:${action} failed: ${code}: ${message}`, { cause });
+  }
+}
+
+/** Instances that ran but whose containers never answered: named, and left for teardown. */
+export class WorkersUnhealthyError extends AppError {
+  constructor(detail: string) {
+    super('WORKERS_UNHEALTHY', `${detail}; the instances are left running: \`npm run teardown -- --provider aws\` removes them`);
+  }
+}
+
+/** Key pair exists in EC2 but its private key is not here. */
+export class KeyPairError extends AppError {
+  constructor(message: string) {
+    super('KEY_PAIR', message);
+  }
+}
+
+/** The EC2 error code of an SDK error, if it is one. */
+export function awsCode(error: unknown): string | undefined {
+  const e = error as { name?: string; Code?: string; $metadata?: unknown };
+  return e?.$metadata ? (e.Code ?? e.name) : undefined;
+}
+
+/** Map an SDK failure of `action` to one of ours. */
+export function toAwsError(action: string, error: unknown): AppError {
+  if (error instanceof AppError) return error;
+  const name = (error as { name?: string })?.name;
+  if (name === 'CredentialsProviderError') return new AwsCredentialsError(error);
+  const code = awsCode(error);
+  if (code === 'UnauthorizedOperation') return new AwsUnauthorizedError(action, error);
+  return new AwsApiError(action, code ?? name ?? 'Error', (error as Error)?.message ?? String(error), error);
+}

@@ -1,0 +1,514 @@
+import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  AuthorizeSecurityGroupIngressCommand,
+  CreateKeyPairCommand,
+  CreateSecurityGroupCommand,
+  DeleteKeyPairCommand,
+  DeleteSecurityGroupCommand,
+  DescribeImagesCommand,
+  DescribeInstancesCommand,
+  DescribeKeyPairsCommand,
+  DescribeSecurityGroupsCommand,
+  EC2Client,
+  GetConsoleOutputCommand,
+  RunInstancesCommand,
+  TerminateInstancesCommand,
+  waitUntilInstanceRunning,
+  waitUntilInstanceTerminated,
+  type Instance,
+  type IpPermission,
+  type Tag,
+} from '@aws-sdk/client-ec2';
+import type { Logger } from '../../../common/src/logger.js';
+import { containerRecordSchema, workerRecordSchema, type WorkerRecord } from '../../../status/src/schema.js';
+import type { ProvisionConfig } from '../config.js';
+import { containerTemplate, type Inventory } from '../inventory.js';
+import type { ProvisionOptions, ProvisionResult, Provider, TeardownResult } from '../provider.js';
+import { probeHealth, type HealthTarget } from '../wait-healthy.js';
+import { awsCode, KeyPairError, toAwsError, WorkersUnhealthyError } from './aws-errors.js';
+import { workerUserData } from './user-data.js';
+
+/** Tag keys on everything provisioning creates in EC2. */
+export const TAGS = {
+  cluster: 'io.inference-orchestrator.cluster',
+  role: 'io.inference-orchestrator.role',
+  worker: 'io.inference-orchestrator.worker',
+  createdBy: 'io.inference-orchestrator.created-by',
+} as const;
+
+/** Canonical's account, and its Ubuntu 24.04 LTS amd64 server images. */
+const UBUNTU_OWNER = '099720683109';
+const UBUNTU_NAME = 'ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*';
+const LIVE_STATES = ['pending', 'running'];
+
+export interface Ec2ProviderDeps {
+  client: EC2Client;
+  logger: Logger;
+  /** Seconds between the waiters' polls (tests make it small). @default 5 */
+  pollSeconds?: number;
+  /** Progress lines for the operator. */
+  say?: (line: string) => void;
+}
+
+/** What a dry run found and would do, and which permissions it would lack. */
+export interface Ec2Plan {
+  steps: string[];
+  /** EC2 actions the credentials may not call (checked with DryRun). */
+  denied: string[];
+}
+
+interface KeyPair {
+  name: string;
+  path: string;
+}
+
+/**
+ * Workers as EC2 instances: a key pair, a least-privilege security group, the AMI, one instance
+ * per worker tagged with the cluster, whose user-data compose-starts two model containers. A
+ * re-run finds the cluster's instances by tag and launches only the missing workers.
+ */
+export class Ec2Provider implements Provider {
+  readonly name = 'aws';
+  readonly #config: ProvisionConfig;
+  readonly #ec2: EC2Client;
+  readonly #log: Logger;
+  readonly #poll: number;
+  readonly #say: (line: string) => void;
+
+  constructor(config: ProvisionConfig, deps: Ec2ProviderDeps) {
+    this.#config = config;
+    this.#ec2 = deps.client;
+    this.#log = deps.logger;
+    this.#poll = deps.pollSeconds ?? 5;
+    this.#say = deps.say ?? (() => {});
+  }
+
+  get #keysDir(): string {
+    return join(dirname(resolve(this.#config.statePath)), 'keys');
+  }
+
+  get #groupName(): string {
+    return `${this.#config.cluster}-workers`;
+  }
+
+  get #knownHostsPath(): string {
+    return join(this.#keysDir, `${this.#config.cluster}.known_hosts`);
+  }
+
+  async provision(_current: Inventory, options: ProvisionOptions = {}): Promise<ProvisionResult> {
+    const config = this.#config;
+    const key = await this.#ensureKeyPair();
+    const groupId = await this.#ensureSecurityGroup();
+    const ami = await this.#ami();
+    const wanted = Array.from({ length: config.workers }, (_, i) => `w${i + 1}`);
+    const existing = await this.#instances();
+    const extra = [...existing.keys()].filter((id) => !wanted.includes(id));
+    if (extra.length > 0) await this.#terminate(extra.map((id) => existing.get(id)!.InstanceId!));
+    const missing = wanted.filter((id) => !existing.has(id));
+    for (const workerId of missing) await this.#launch(workerId, { key: key.name, groupId, ami: ami.id });
+    if (missing.length > 0) this.#say(`launched ${missing.join(', ')}; waiting for the instances to run`);
+
+    const instances = await this.#waitRunning(wanted);
+    const workers = wanted.map((id) => this.#workerRecord(id, instances.get(id)!, key));
+    if (config.sshHostKeyCheck) await this.#writeKnownHosts(workers, instances);
+    const targets = workers.flatMap((w) => this.#ports().map((port) => ({ name: `${w.id}-${port}`, host: w.host, port })));
+    await this.#waitHealthy(targets, instances, options);
+    const started = targets.filter((t) => missing.some((id) => t.name.startsWith(`${id}-`))).map((t) => t.name);
+    return {
+      workers,
+      containers: targets.map((t) =>
+        containerRecordSchema.parse({ id: t.name, workerId: t.name.split('-')[0], host: t.host, port: t.port, runtimeId: null, state: 'free' }),
+      ),
+      started,
+      kept: targets.map((t) => t.name).filter((name) => !started.includes(name)),
+      removed: extra.flatMap((id) => this.#ports().map((port) => `${id}-${port}`)),
+    };
+  }
+
+  async teardown(_current: Inventory): Promise<TeardownResult> {
+    const instances = await this.#instances();
+    if (instances.size > 0) {
+      this.#say(`terminating ${[...instances.keys()].join(', ')}`);
+      await this.#terminate([...instances.values()].map((i) => i.InstanceId!));
+    }
+    const group = await this.#findGroup();
+    if (group) await this.#deleteGroup(group);
+    const keyPair = await this.#call('DescribeKeyPairs', () =>
+      this.#ec2.send(new DescribeKeyPairsCommand({ Filters: [{ Name: `tag:${TAGS.cluster}`, Values: [this.#config.cluster] }] })),
+    );
+    for (const created of keyPair.KeyPairs ?? []) {
+      await this.#call('DeleteKeyPair', () => this.#ec2.send(new DeleteKeyPairCommand({ KeyPairId: created.KeyPairId })));
+      await rm(this.#keyPath(), { force: true });
+    }
+    await rm(this.#knownHostsPath, { force: true });
+    return { stopped: [...instances.keys()].sort().flatMap((id) => this.#ports().map((port) => `${id}-${port}`)), unknown: [] };
+  }
+
+  /** Describe what provision would do, and check with DryRun that the credentials may do it; creates nothing. */
+  async plan(): Promise<Ec2Plan> {
+    const config = this.#config;
+    const steps: string[] = [];
+    const denied: string[] = [];
+    const keyName = config.keyName ?? this.#createdKeyName();
+    const keys = await this.#describeKey(keyName);
+    steps.push(keys ? `key pair ${keyName}: exists, used` : `key pair ${keyName}: create, private key saved to ${this.#keyPath()} (mode 0600)`);
+    if (!keys) await this.#dryRun('CreateKeyPair', () => this.#ec2.send(new CreateKeyPairCommand({ KeyName: keyName, DryRun: true })), denied);
+    const group = await this.#findGroup();
+    const rules = this.#rules().map(describeRule).join('; ');
+    steps.push(group ? `security group ${this.#groupName} (${group}): exists, rules ensured: ${rules}` : `security group ${this.#groupName}: create with ${rules}`);
+    if (!group) {
+      await this.#dryRun('CreateSecurityGroup', () => this.#ec2.send(new CreateSecurityGroupCommand({ GroupName: this.#groupName, Description: 'x', DryRun: true })), denied);
+    }
+    const ami = await this.#ami();
+    steps.push(`AMI ${ami.id} (${ami.name})`);
+    const existing = await this.#instances();
+    const wanted = Array.from({ length: config.workers }, (_, i) => `w${i + 1}`);
+    const missing = wanted.filter((id) => !existing.has(id));
+    const extra = [...existing.keys()].filter((id) => !wanted.includes(id));
+    for (const id of wanted.filter((w) => existing.has(w))) steps.push(`worker ${id}: keep ${existing.get(id)!.InstanceId}`);
+    for (const id of missing) steps.push(`worker ${id}: launch one ${config.instanceType} with two model containers on ports ${this.#ports().join(' and ')}`);
+    for (const id of extra) steps.push(`worker ${id}: terminate ${existing.get(id)!.InstanceId}`);
+    if (missing.length > 0) {
+      await this.#dryRun(
+        'RunInstances',
+        () =>
+          this.#ec2.send(
+            new RunInstancesCommand({ ImageId: ami.id, InstanceType: config.instanceType as never, MinCount: 1, MaxCount: 1, ...(group ? { SecurityGroupIds: [group] } : {}), DryRun: true }),
+          ),
+        denied,
+      );
+    }
+    if (extra.length > 0) {
+      await this.#dryRun('TerminateInstances', () => this.#ec2.send(new TerminateInstancesCommand({ InstanceIds: extra.map((id) => existing.get(id)!.InstanceId!), DryRun: true })), denied);
+    }
+    return { steps, denied };
+  }
+
+  /** The worker's ports on its own machine: basePort and the next one. */
+  #ports(): [number, number] {
+    return [this.#config.basePort, this.#config.basePort + 1];
+  }
+
+  #createdKeyName(): string {
+    return `${this.#config.cluster}-workers`;
+  }
+
+  #keyPath(): string {
+    return resolve(this.#config.sshKeyPath ?? join(this.#keysDir, `${this.#config.cluster}.pem`));
+  }
+
+  #tags(extra: Record<string, string> = {}): Tag[] {
+    return Object.entries({ [TAGS.cluster]: this.#config.cluster, ...extra }).map(([Key, Value]) => ({ Key, Value }));
+  }
+
+  async #describeKey(name: string): Promise<boolean> {
+    try {
+      const found = await this.#ec2.send(new DescribeKeyPairsCommand({ KeyNames: [name] }));
+      return (found.KeyPairs ?? []).length > 0;
+    } catch (error) {
+      if (awsCode(error) === 'InvalidKeyPair.NotFound') return false;
+      throw toAwsError('DescribeKeyPairs', error);
+    }
+  }
+
+  /** The configured key pair (its private key must be here), or ours: created once, its private key saved at mode 0600. */
+  async #ensureKeyPair(): Promise<KeyPair> {
+    const path = this.#keyPath();
+    if (this.#config.keyName) {
+      if (!(await this.#describeKey(this.#config.keyName))) throw new KeyPairError(`key pair ${this.#config.keyName} does not exist in EC2`);
+      await readFile(path).catch(() => {
+        throw new KeyPairError(`cannot read the private key of key pair ${this.#config.keyName} at ${path}`);
+      });
+      return { name: this.#config.keyName, path };
+    }
+    const name = this.#createdKeyName();
+    if (await this.#describeKey(name)) {
+      const present = await readFile(path).then(() => true, () => false);
+      if (!present) throw new KeyPairError(`key pair ${name} exists in EC2 but its private key is not at ${path}; teardown deletes it, or name another with keyName and sshKeyPath`);
+      return { name, path };
+    }
+    const created = await this.#call('CreateKeyPair', () =>
+      this.#ec2.send(
+        new CreateKeyPairCommand({
+          KeyName: name,
+          KeyType: 'ed25519',
+          TagSpecifications: [{ ResourceType: 'key-pair', Tags: this.#tags({ [TAGS.createdBy]: 'provisioning' }) }],
+        }),
+      ),
+    );
+    await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+    await writeFile(path, created.KeyMaterial ?? '', { mode: 0o600 });
+    await chmod(path, 0o600);
+    this.#say(`created key pair ${name}; private key in ${path}`);
+    return { name, path };
+  }
+
+  #rules(): IpPermission[] {
+    const [first, last] = this.#ports();
+    const orchestrator = this.#config.orchestratorCidr ?? this.#config.sshCidr!;
+    return [
+      { IpProtocol: 'tcp', FromPort: 22, ToPort: 22, IpRanges: [{ CidrIp: this.#config.sshCidr!, Description: 'SSH from the operator' }] },
+      { IpProtocol: 'tcp', FromPort: first, ToPort: last, IpRanges: [{ CidrIp: orchestrator, Description: 'model ports from the orchestrator' }] },
+    ];
+  }
+
+  async #findGroup(): Promise<string | undefined> {
+    const found = await this.#call('DescribeSecurityGroups', () =>
+      this.#ec2.send(
+        new DescribeSecurityGroupsCommand({
+          Filters: [
+            { Name: 'group-name', Values: [this.#groupName] },
+            { Name: `tag:${TAGS.cluster}`, Values: [this.#config.cluster] },
+          ],
+        }),
+      ),
+    );
+    return found.SecurityGroups?.[0]?.GroupId;
+  }
+
+  /** SSH from sshCidr, the model ports from the orchestrator, nothing else; created once, rules ensured every run. */
+  async #ensureSecurityGroup(): Promise<string> {
+    let groupId = await this.#findGroup();
+    if (!groupId) {
+      const created = await this.#call('CreateSecurityGroup', () =>
+        this.#ec2.send(
+          new CreateSecurityGroupCommand({
+            GroupName: this.#groupName,
+            Description: `inference-orchestrator workers of cluster ${this.#config.cluster}`,
+            TagSpecifications: [{ ResourceType: 'security-group', Tags: this.#tags({ [TAGS.createdBy]: 'provisioning' }) }],
+          }),
+        ),
+      );
+      groupId = created.GroupId!;
+      this.#say(`created security group ${this.#groupName} (${groupId})`);
+    }
+    try {
+      await this.#ec2.send(new AuthorizeSecurityGroupIngressCommand({ GroupId: groupId, IpPermissions: this.#rules() }));
+    } catch (error) {
+      if (awsCode(error) !== 'InvalidPermission.Duplicate') throw toAwsError('AuthorizeSecurityGroupIngress', error);
+    }
+    return groupId;
+  }
+
+  async #ami(): Promise<{ id: string; name: string }> {
+    if (this.#config.amiId) return { id: this.#config.amiId, name: 'from config' };
+    const images = await this.#call('DescribeImages', () =>
+      this.#ec2.send(
+        new DescribeImagesCommand({
+          Owners: [UBUNTU_OWNER],
+          Filters: [
+            { Name: 'name', Values: [UBUNTU_NAME] },
+            { Name: 'state', Values: ['available'] },
+            { Name: 'architecture', Values: ['x86_64'] },
+          ],
+        }),
+      ),
+    );
+    const newest = (images.Images ?? []).sort((a, b) => String(b.CreationDate).localeCompare(String(a.CreationDate)))[0];
+    if (!newest?.ImageId) throw toAwsError('DescribeImages', new Error(`no Ubuntu 24.04 image found in the region; set amiId`));
+    return { id: newest.ImageId, name: newest.Name ?? '' };
+  }
+
+  /** The cluster's pending or running worker instances, by worker id. */
+  async #instances(): Promise<Map<string, Instance>> {
+    const found = await this.#call('DescribeInstances', () =>
+      this.#ec2.send(
+        new DescribeInstancesCommand({
+          Filters: [
+            { Name: `tag:${TAGS.cluster}`, Values: [this.#config.cluster] },
+            { Name: `tag:${TAGS.role}`, Values: ['worker'] },
+            { Name: 'instance-state-name', Values: LIVE_STATES },
+          ],
+        }),
+      ),
+    );
+    const byWorker = new Map<string, Instance>();
+    for (const instance of (found.Reservations ?? []).flatMap((r) => r.Instances ?? [])) {
+      const id = instance.Tags?.find((t) => t.Key === TAGS.worker)?.Value;
+      if (id) byWorker.set(id, instance);
+    }
+    return byWorker;
+  }
+
+  async #launch(workerId: string, with_: { key: string; groupId: string; ami: string }): Promise<void> {
+    const config = this.#config;
+    const userData = workerUserData({
+      cluster: config.cluster,
+      workerId,
+      image: config.workerImage,
+      ports: this.#ports(),
+      env: containerTemplate(config).env,
+    });
+    const tags = this.#tags({ [TAGS.role]: 'worker', [TAGS.worker]: workerId, Name: `${config.cluster}-${workerId}` });
+    await this.#call('RunInstances', () =>
+      this.#ec2.send(
+        new RunInstancesCommand({
+          ImageId: with_.ami,
+          InstanceType: config.instanceType as never,
+          MinCount: 1,
+          MaxCount: 1,
+          KeyName: with_.key,
+          SecurityGroupIds: [with_.groupId],
+          UserData: Buffer.from(userData).toString('base64'),
+          TagSpecifications: [
+            { ResourceType: 'instance', Tags: tags },
+            { ResourceType: 'volume', Tags: tags },
+          ],
+        }),
+      ),
+    );
+  }
+
+  async #waitRunning(workerIds: string[]): Promise<Map<string, Instance>> {
+    let instances = await this.#instances();
+    const ids = workerIds.map((id) => instances.get(id)?.InstanceId).filter((id): id is string => id !== undefined);
+    try {
+      await waitUntilInstanceRunning(
+        { client: this.#ec2, maxWaitTime: Math.ceil(this.#config.launchTimeoutMs / 1000), minDelay: this.#poll, maxDelay: this.#poll * 4 },
+        { InstanceIds: ids },
+      );
+    } catch (error) {
+      throw toAwsError('DescribeInstances (waiting for running)', error);
+    }
+    instances = await this.#instances();
+    for (const id of workerIds) if (!instances.has(id)) throw new WorkersUnhealthyError(`worker ${id}'s instance is gone`);
+    return instances;
+  }
+
+  #workerRecord(id: string, instance: Instance, key: KeyPair): WorkerRecord {
+    const host = this.#config.addressType === 'public' ? instance.PublicIpAddress : instance.PrivateIpAddress;
+    if (!host) throw new WorkersUnhealthyError(`worker ${id} (${instance.InstanceId}) has no ${this.#config.addressType} address`);
+    const [first] = this.#ports();
+    return workerRecordSchema.parse({
+      id,
+      provider: 'aws',
+      host,
+      runtime: {
+        driver: 'docker',
+        ssh: {
+          host,
+          port: 22,
+          username: this.#config.sshUser,
+          privateKeyPath: key.path,
+          ...(this.#config.sshHostKeyCheck ? { knownHostsPath: this.#knownHostsPath } : { insecureSkipHostKeyCheck: true }),
+        },
+      },
+      ports: { first, last: first + 9 },
+      template: containerTemplate(this.#config),
+    });
+  }
+
+  /**
+   * cloud-init prints each instance's SSH host keys on its console: read them into a known_hosts
+   * file, so the orchestrator's SSH connections are verified from the first one.
+   */
+  async #writeKnownHosts(workers: WorkerRecord[], instances: Map<string, Instance>): Promise<void> {
+    const lines: string[] = [];
+    const deadline = Date.now() + this.#config.launchTimeoutMs;
+    for (const worker of workers) {
+      const instanceId = instances.get(worker.id)!.InstanceId!;
+      for (;;) {
+        const output = await this.#call('GetConsoleOutput', () => this.#ec2.send(new GetConsoleOutputCommand({ InstanceId: instanceId, Latest: true })));
+        const keys = hostKeysOf(Buffer.from(output.Output ?? '', 'base64').toString('utf8'));
+        if (keys.length > 0) {
+          lines.push(...keys.map((key) => `${worker.host} ${key}`));
+          break;
+        }
+        if (Date.now() > deadline) {
+          throw new WorkersUnhealthyError(`worker ${worker.id} (${instanceId}) printed no SSH host keys on its console (set sshHostKeyCheck false only if you accept unverified SSH)`);
+        }
+        await sleep(this.#poll * 1000);
+      }
+    }
+    await mkdir(this.#keysDir, { recursive: true, mode: 0o700 });
+    await writeFile(this.#knownHostsPath, `${lines.join('\n')}\n`, { mode: 0o644 });
+  }
+
+  async #waitHealthy(targets: HealthTarget[], instances: Map<string, Instance>, options: ProvisionOptions): Promise<void> {
+    const deadline = Date.now() + this.#config.launchTimeoutMs;
+    let last = -1;
+    for (;;) {
+      const probes = await Promise.all(targets.map(async (t) => ({ target: t, probe: await probeHealth(t) })));
+      const healthy = probes.filter((p) => p.probe.ok).length;
+      if (healthy !== last) options.onProgress?.(healthy, targets.length);
+      last = healthy;
+      if (healthy === targets.length) return;
+      if (Date.now() > deadline || options.signal?.aborted) {
+        const failing = probes
+          .filter((p) => !p.probe.ok)
+          .map((p) => {
+            const workerId = p.target.name.split('-')[0]!;
+            return `${p.target.name} on ${instances.get(workerId)?.InstanceId} (${p.target.host}:${p.target.port}: ${(p.probe as { reason: string }).reason})`;
+          });
+        throw new WorkersUnhealthyError(`${failing.length} of ${targets.length} containers never answered /health: ${failing.join(', ')}`);
+      }
+      await sleep(Math.min(this.#poll * 1000, 5_000));
+    }
+  }
+
+  async #terminate(instanceIds: string[]): Promise<void> {
+    await this.#call('TerminateInstances', () => this.#ec2.send(new TerminateInstancesCommand({ InstanceIds: instanceIds })));
+    try {
+      await waitUntilInstanceTerminated(
+        { client: this.#ec2, maxWaitTime: Math.ceil(this.#config.launchTimeoutMs / 1000), minDelay: this.#poll, maxDelay: this.#poll * 4 },
+        { InstanceIds: instanceIds },
+      );
+    } catch (error) {
+      throw toAwsError('DescribeInstances (waiting for terminated)', error);
+    }
+  }
+
+  /** The group stays in use for a while after its instances terminated: retry DependencyViolation. */
+  async #deleteGroup(groupId: string): Promise<void> {
+    const deadline = Date.now() + this.#config.launchTimeoutMs;
+    for (;;) {
+      try {
+        await this.#ec2.send(new DeleteSecurityGroupCommand({ GroupId: groupId }));
+        return;
+      } catch (error) {
+        if (awsCode(error) !== 'DependencyViolation' || Date.now() > deadline) throw toAwsError('DeleteSecurityGroup', error);
+        this.#log.info({ groupId }, 'security group still in use; retrying');
+        await sleep(this.#poll * 1000);
+      }
+    }
+  }
+
+  async #dryRun(action: string, call: () => Promise<unknown>, denied: string[]): Promise<void> {
+    try {
+      await call();
+    } catch (error) {
+      const code = awsCode(error);
+      if (code === 'DryRunOperation') return;
+      if (code === 'UnauthorizedOperation') {
+        denied.push(action);
+        return;
+      }
+      throw toAwsError(action, error);
+    }
+  }
+
+  async #call<T>(action: string, call: () => Promise<T>): Promise<T> {
+    try {
+      return await call();
+    } catch (error) {
+      throw toAwsError(action, error);
+    }
+  }
+}
+
+/** `ssh-ed25519 AAAA...` lines of cloud-init's host key block in a console output. */
+export function hostKeysOf(console: string): string[] {
+  const block = /-----BEGIN SSH HOST KEY KEYS-----\r?\n([\s\S]*?)-----END SSH HOST KEY KEYS-----/.exec(console)?.[1] ?? '';
+  return block
+    .split(/\r?\n/)
+    .map((line) => line.trim().split(/\s+/).slice(0, 2))
+    .filter(([type, key]) => key !== undefined && (type!.startsWith('ssh-') || type!.startsWith('ecdsa-')))
+    .map(([type, key]) => `${type} ${key}`);
+}
+
+function describeRule(rule: IpPermission): string {
+  const ports = rule.FromPort === rule.ToPort ? `${rule.FromPort}` : `${rule.FromPort}-${rule.ToPort}`;
+  return `tcp ${ports} from ${rule.IpRanges!.map((r) => r.CidrIp).join(', ')}`;
+}

@@ -1,0 +1,88 @@
+import { readFileSync } from 'node:fs';
+import { WORKER_COMPOSE_FILE } from '../compose.js';
+
+/** EC2 refuses user-data over 16 KB (before base64). */
+export const USER_DATA_LIMIT_BYTES = 16 * 1024;
+
+export interface UserDataOptions {
+  cluster: string;
+  workerId: string;
+  /** The worker image, pulled from its registry unless the instance already has it. */
+  image: string;
+  ports: [number, number];
+  /** Model options for the containers (WORK_MS, ENABLE_CRASH_API...). */
+  env: Record<string, string>;
+  /** Where the compose file and its .env go. @default '/opt/inference-worker' */
+  installDir?: string;
+}
+
+// Values are written into a shell script and a compose .env: keep them to a safe alphabet.
+const SAFE_VALUE = /^[\w.:/@+-]*$/;
+
+/**
+ * The boot script of one worker instance: installs Docker and compose when missing (apt or dnf),
+ * writes the repository's docker-compose.worker.yml and its environment, gets the image and
+ * compose-starts the two model containers. Idempotent: a re-run only recreates what changed.
+ */
+export function workerUserData(options: UserDataOptions): string {
+  const installDir = options.installDir ?? '/opt/inference-worker';
+  const variables: Record<string, string> = {
+    WORKER_IMAGE: options.image,
+    CLUSTER: options.cluster,
+    WORKER_ID: options.workerId,
+    MODEL_HOST: '0.0.0.0',
+    MODEL_PORT_A: String(options.ports[0]),
+    MODEL_PORT_B: String(options.ports[1]),
+    ...options.env,
+  };
+  for (const [key, value] of Object.entries({ ...variables, INSTALL_DIR: installDir })) {
+    if (!SAFE_VALUE.test(value)) throw new Error(`user-data: ${key} contains characters a boot script cannot carry safely: ${JSON.stringify(value)}`);
+  }
+  const compose = readFileSync(WORKER_COMPOSE_FILE, 'utf8');
+  if (compose.includes('\nCOMPOSE_FILE_END\n')) throw new Error('user-data: the compose file contains the heredoc marker');
+  const env = Object.entries(variables).map(([key, value]) => `${key}=${value}`).join('\n');
+  return `#!/bin/bash
+# inference-orchestrator worker ${options.workerId} of cluster ${options.cluster}: Docker, then two model containers.
+set -euo pipefail
+INSTALL_DIR=${installDir}
+PROJECT=${options.cluster}-${options.workerId}
+log() { echo "[inference-worker] $*"; }
+
+if command -v docker >/dev/null 2>&1; then
+  log "Docker already installed"
+else
+  log "installing Docker"
+  if command -v apt-get >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq docker.io
+    apt-get install -y -qq docker-compose-v2 || apt-get install -y -qq docker-compose
+  elif command -v dnf >/dev/null 2>&1; then
+    dnf install -y -q docker
+    mkdir -p /usr/local/lib/docker/cli-plugins
+  else
+    log "no apt-get or dnf: install Docker on this image first"
+    exit 1
+  fi
+  systemctl enable --now docker
+fi
+compose() { if docker compose version >/dev/null 2>&1; then docker compose "$@"; else docker-compose "$@"; fi; }
+
+mkdir -p "$INSTALL_DIR"
+cat > "$INSTALL_DIR/docker-compose.worker.yml" <<'COMPOSE_FILE_END'
+${compose.trimEnd()}
+COMPOSE_FILE_END
+cat > "$INSTALL_DIR/worker.env" <<'ENV_FILE_END'
+${env}
+ENV_FILE_END
+
+IMAGE=${options.image}
+if ! docker image inspect "$IMAGE" >/dev/null 2>&1; then
+  log "pulling $IMAGE"
+  docker pull "$IMAGE"
+fi
+
+compose --project-name "$PROJECT" --env-file "$INSTALL_DIR/worker.env" -f "$INSTALL_DIR/docker-compose.worker.yml" up -d --remove-orphans
+log "started $PROJECT"
+`;
+}

@@ -18,10 +18,10 @@ teardown   stop every container of the cluster and clear the inventory
 
 Options (flags override PROVISION_* environment variables, which override --config):
   --cluster <name>              cluster name                           default local
-  --provider <name>             where workers come from: local         default local
+  --provider <name>             where workers come from: local, aws    default local
   --runtime <name>              process, or docker (compose-started)   default process
   --worker-image <image>        model image for --runtime docker       default inference-worker:latest
-  --workers <n>                 number of workers                      default 2
+  --workers <n>                 number of workers                      default 2 (aws: 4)
   --containers-per-worker <n>   containers on each worker              default 2
   --host <addr>                 address containers listen on           default 127.0.0.1
   --base-port <port>            port of w1's first container           default 5000
@@ -31,6 +31,22 @@ Options (flags override PROVISION_* environment variables, which override --conf
   --enable-crash-api            let containers expose the crash API    default off
   --health-timeout-ms <ms>      time for all to become healthy         default 30000
   --log-level <level>           JSON log on stderr                     default warn
+
+AWS (--provider aws; credentials from the standard chain: env, profile, SSO):
+  --ssh-cidr <cidr>             who may SSH to the workers (required)  e.g. 203.0.113.7/32
+  --orchestrator-cidr <cidr>    who may reach the model ports          default the ssh cidr
+  --region <name>               AWS region                             default AWS_REGION
+  --instance-type <type>        worker instance type                   default t3.small
+  --ami-id <ami>                worker image                           default newest Ubuntu 24.04
+  --key-name <name>             existing key pair (with --ssh-key-path) default: create one
+  --ssh-key-path <file>         its private key                        default status/keys/<cluster>.pem
+  --ssh-user <user>             the AMI's SSH user                     default ubuntu
+  --address-type <type>         public, or private (same VPC)          default public
+  --ssh-host-key-check <bool>   verify host keys from console output   default true
+  --allow-world-open            allow 0.0.0.0/0 in the cidrs above
+  --launch-timeout-ms <ms>      time to run and answer                 default 900000
+  --aws-endpoint <url>          EC2-compatible endpoint (LocalStack)
+  --dry-run                     with provision: print the plan and check permissions, create nothing
   --config <file>               JSON file with any of the keys above (camelCase)
   --reset                       delete the state file first, even one that is not valid
   --json                        print the result as JSON instead of a table

@@ -94,6 +94,7 @@ describe('EC2 provisioning against an intercepted EC2 API', () => {
       const script = Buffer.from(run.UserData!, 'base64').toString('utf8');
       expect(script).toMatch(/^#!\/bin\/bash\n/);
       expect(script).toContain(`WORKER_ID=w${i + 1}\n`);
+      expect(script).toContain('usermod -aG docker ubuntu');
       expect(script).toContain(await readFile('docker-compose.worker.yml', 'utf8').then((t) => t.trimEnd()));
     }
 

@@ -338,6 +338,7 @@ export class Ec2Provider implements Provider {
       cluster: config.cluster,
       workerId,
       image: config.workerImage,
+      sshUser: config.sshUser,
       ports: this.#ports(),
       env: containerTemplate(config).env,
     });

@@ -14,6 +14,8 @@ export interface UserDataOptions {
   env: Record<string, string>;
   /** Where the compose file and its .env go. @default '/opt/inference-worker' */
   installDir?: string;
+  /** The SSH user the orchestrator's Docker driver logs in as: it joins the docker group. */
+  sshUser?: string;
 }
 
 // Values are written into a shell script and a compose .env: keep them to a safe alphabet.
@@ -35,7 +37,7 @@ export function workerUserData(options: UserDataOptions): string {
     MODEL_PORT_B: String(options.ports[1]),
     ...options.env,
   };
-  for (const [key, value] of Object.entries({ ...variables, INSTALL_DIR: installDir })) {
+  for (const [key, value] of Object.entries({ ...variables, INSTALL_DIR: installDir, SSH_USER: options.sshUser ?? '' })) {
     if (!SAFE_VALUE.test(value)) throw new Error(`user-data: ${key} contains characters a boot script cannot carry safely: ${JSON.stringify(value)}`);
   }
   const compose = readFileSync(WORKER_COMPOSE_FILE, 'utf8');
@@ -66,7 +68,13 @@ else
   fi
   systemctl enable --now docker
 fi
-compose() { if docker compose version >/dev/null 2>&1; then docker compose "$@"; else docker-compose "$@"; fi; }
+${
+  options.sshUser
+    ? `# The orchestrator drives this engine over SSH as ${options.sshUser}.
+if id -u ${options.sshUser} >/dev/null 2>&1; then usermod -aG docker ${options.sshUser}; fi
+`
+    : ''
+}compose() { if docker compose version >/dev/null 2>&1; then docker compose "$@"; else docker-compose "$@"; fi; }
 
 mkdir -p "$INSTALL_DIR"
 cat > "$INSTALL_DIR/docker-compose.worker.yml" <<'COMPOSE_FILE_END'

@@ -47,6 +47,10 @@ export const provisionConfigSchema = z
     keyName: z.string().min(1).optional(),
     /** Private key of keyName; for a created key pair, where it is saved. @default 'status/keys/<cluster>.pem' */
     sshKeyPath: z.string().min(1).optional(),
+    /** Upload the worker image from this machine's Docker over SSH (docker save | docker load) instead of pulling it from a registry. @default false */
+    uploadImage: boolFrom().default(false),
+    /** SSH port of the workers. @default 22 */
+    sshPort: intFrom(1, 65535).default(22),
     /** SSH user of the AMI. @default 'ubuntu' */
     sshUser: z.string().min(1).default('ubuntu'),
     /** Who may SSH to the workers (CIDR): the operator's address, e.g. 203.0.113.7/32. Required with provider aws. */

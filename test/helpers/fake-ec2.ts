@@ -35,6 +35,8 @@ export class FakeEc2 {
   readonly throttle = new Map<string, number>();
   /** Whether console output carries cloud-init's host key block. */
   hostKeysOnConsole = true;
+  /** The host key the instances' consoles print (`type base64`). */
+  hostKey = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAITESTKEY';
   #next = 1;
   #server: Server | undefined;
   #endpoint = '';
@@ -149,7 +151,7 @@ fake
       }
       case 'GetConsoleOutput': {
         const text = this.hostKeysOnConsole
-          ? 'boot\n-----BEGIN SSH HOST KEY KEYS-----\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAITESTKEY root@ip\n-----END SSH HOST KEY KEYS-----\n'
+          ? `boot\n-----BEGIN SSH HOST KEY KEYS-----\n${this.hostKey} root@ip\n-----END SSH HOST KEY KEYS-----\n`
           : 'booting\n';
         return ok(action, `<instanceId>${flat.InstanceId}</instanceId><output>${Buffer.from(text).toString('base64')}</output>`);
       }

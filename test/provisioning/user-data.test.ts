@@ -8,7 +8,14 @@ import { run } from '../helpers/cli.js';
 import { buildWorkerImage, ENGINE_SETUP_TIMEOUT_MS, ensureDockerEngine, healthOf, removeDockerObjects, runOk, uniqueName } from '../helpers/docker.js';
 import { findFreeBasePort } from '../helpers/processes.js';
 
-const base = { cluster: 'demo', workerId: 'w1', image: 'registry.example/inference-worker:1.2', ports: [5000, 5001] as [number, number], env: { WORK_MS: '0' } };
+const base = {
+  cluster: 'demo',
+  workerId: 'w1',
+  image: 'registry.example/inference-worker:1.2',
+  imageSource: 'registry' as const,
+  ports: [5000, 5001] as [number, number],
+  env: { WORK_MS: '0' },
+};
 
 describe('worker user-data', () => {
   it('stays under EC2\'s 16 KB limit and embeds the repository\'s compose file unchanged', async () => {

@@ -32,6 +32,13 @@ export class WorkersUnhealthyError extends AppError {
   }
 }
 
+/** The worker image could not be copied to a worker. */
+export class ImageUploadError extends AppError {
+  constructor(message: string) {
+    super('IMAGE_UPLOAD_FAILED', message);
+  }
+}
+
 /** Key pair exists in EC2 but its private key is not here. */
 export class KeyPairError extends AppError {
   constructor(message: string) {

@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -22,12 +23,15 @@ import {
   type Tag,
 } from '@aws-sdk/client-ec2';
 import type { Logger } from '../../../common/src/logger.js';
+import { knownHostName } from '../../../runtime/src/known-hosts.js';
+import type { SshTarget } from '../../../runtime/src/ssh-connection.js';
 import { containerRecordSchema, workerRecordSchema, type WorkerRecord } from '../../../status/src/schema.js';
 import type { ProvisionConfig } from '../config.js';
 import { containerTemplate, type Inventory } from '../inventory.js';
 import type { ProvisionOptions, ProvisionResult, Provider, TeardownResult } from '../provider.js';
 import { probeHealth, type HealthTarget } from '../wait-healthy.js';
-import { awsCode, KeyPairError, toAwsError, WorkersUnhealthyError } from './aws-errors.js';
+import { awsCode, ImageUploadError, KeyPairError, toAwsError, WorkersUnhealthyError } from './aws-errors.js';
+import { sshExec } from './ssh-exec.js';
 import { workerUserData } from './user-data.js';
 
 /** Tag keys on everything provisioning creates in EC2. */
@@ -114,6 +118,12 @@ export class Ec2Provider implements Provider {
     const workers = wanted.map((id) => this.#workerRecord(id, instances.get(id)!, key));
     if (config.sshHostKeyCheck) await this.#writeKnownHosts(workers, instances);
     const targets = workers.flatMap((w) => this.#ports().map((port) => ({ name: `${w.id}-${port}`, host: w.host, port })));
+    if (config.uploadImage) {
+      for (const worker of workers) {
+        const probes = await Promise.all(targets.filter((t) => t.host === worker.host).map((t) => probeHealth(t)));
+        if (!probes.every((p) => p.ok)) await this.#uploadImage(worker, key);
+      }
+    }
     await this.#waitHealthy(targets, instances, options);
     const started = targets.filter((t) => missing.some((id) => t.name.startsWith(`${id}-`))).map((t) => t.name);
     return {
@@ -338,6 +348,7 @@ export class Ec2Provider implements Provider {
       cluster: config.cluster,
       workerId,
       image: config.workerImage,
+      imageSource: config.uploadImage ? 'upload' : 'registry',
       sshUser: config.sshUser,
       ports: this.#ports(),
       env: containerTemplate(config).env,
@@ -390,7 +401,7 @@ export class Ec2Provider implements Provider {
         driver: 'docker',
         ssh: {
           host,
-          port: 22,
+          port: this.#config.sshPort,
           username: this.#config.sshUser,
           privateKeyPath: key.path,
           ...(this.#config.sshHostKeyCheck ? { knownHostsPath: this.#knownHostsPath } : { insecureSkipHostKeyCheck: true }),
@@ -414,7 +425,7 @@ export class Ec2Provider implements Provider {
         const output = await this.#call('GetConsoleOutput', () => this.#ec2.send(new GetConsoleOutputCommand({ InstanceId: instanceId, Latest: true })));
         const keys = hostKeysOf(Buffer.from(output.Output ?? '', 'base64').toString('utf8'));
         if (keys.length > 0) {
-          lines.push(...keys.map((key) => `${worker.host} ${key}`));
+          lines.push(...keys.map((key) => `${knownHostName(worker.host, this.#config.sshPort)} ${key}`));
           break;
         }
         if (Date.now() > deadline) {
@@ -425,6 +436,36 @@ export class Ec2Provider implements Provider {
     }
     await mkdir(this.#keysDir, { recursive: true, mode: 0o700 });
     await writeFile(this.#knownHostsPath, `${lines.join('\n')}\n`, { mode: 0o644 });
+  }
+
+  /**
+   * `docker save` here, piped over SSH into `docker load` there, once Docker answers there (the
+   * worker's user-data installs it, then waits for the image).
+   */
+  async #uploadImage(worker: WorkerRecord, key: KeyPair): Promise<void> {
+    const ssh = worker.runtime.driver === 'docker' ? worker.runtime.ssh! : undefined;
+    const target: SshTarget = { ...ssh!, privateKey: await readFile(key.path) };
+    const asRoot = (command: string): string => `if [ "$(id -u)" = 0 ]; then ${command}; else sudo -n ${command}; fi`;
+    const deadline = Date.now() + this.#config.launchTimeoutMs;
+    this.#say(`waiting for Docker on ${worker.id} to upload ${this.#config.workerImage}`);
+    for (;;) {
+      const ready = await sshExec(target, asRoot('docker info >/dev/null')).catch((error: { code?: string }) => {
+        // Not up yet (refused, reset, timed out) is worth waiting for; a refused host key or login is not.
+        if (error.code === 'ENGINE_UNREACHABLE') return null;
+        throw error;
+      });
+      if (ready?.code === 0) break;
+      if (Date.now() > deadline) throw new ImageUploadError(`Docker on worker ${worker.id} (${worker.host}) did not answer over SSH within ${this.#config.launchTimeoutMs} ms`);
+      await sleep(this.#poll * 1000);
+    }
+    const save = spawn('docker', ['save', this.#config.workerImage], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let saveError = '';
+    save.stderr.on('data', (chunk: Buffer) => (saveError += chunk.toString('utf8')));
+    const saved = new Promise<number | null>((resolve) => save.once('close', resolve));
+    const loaded = await sshExec(target, asRoot('docker load'), save.stdout);
+    if ((await saved) !== 0) throw new ImageUploadError(`docker save ${this.#config.workerImage} failed here: ${saveError.trim().split('\n').at(-1)}`);
+    if (loaded.code !== 0) throw new ImageUploadError(`docker load on worker ${worker.id} failed: ${loaded.stderr.trim().split('\n').at(-1)}`);
+    this.#say(`${worker.id}: ${loaded.stdout.trim().split('\n').at(-1)}`);
   }
 
   async #waitHealthy(targets: HealthTarget[], instances: Map<string, Instance>, options: ProvisionOptions): Promise<void> {

@@ -7,8 +7,9 @@ export const USER_DATA_LIMIT_BYTES = 16 * 1024;
 export interface UserDataOptions {
   cluster: string;
   workerId: string;
-  /** The worker image, pulled from its registry unless the instance already has it. */
+  /** The worker image: pulled from its registry, or (upload) waited for until provisioning loads it over SSH. */
   image: string;
+  imageSource: 'registry' | 'upload';
   ports: [number, number];
   /** Model options for the containers (WORK_MS, ENABLE_CRASH_API...). */
   env: Record<string, string>;
@@ -86,8 +87,13 @@ ENV_FILE_END
 
 IMAGE=${options.image}
 if ! docker image inspect "$IMAGE" >/dev/null 2>&1; then
-  log "pulling $IMAGE"
-  docker pull "$IMAGE"
+${
+  options.imageSource === 'upload'
+    ? `  log "waiting up to 30 min for provisioning to upload $IMAGE over SSH"
+  for _ in $(seq 1 360); do docker image inspect "$IMAGE" >/dev/null 2>&1 && break; sleep 5; done`
+    : `  log "pulling $IMAGE"
+  docker pull "$IMAGE"`
+}
 fi
 
 compose --project-name "$PROJECT" --env-file "$INSTALL_DIR/worker.env" -f "$INSTALL_DIR/docker-compose.worker.yml" up -d --remove-orphans

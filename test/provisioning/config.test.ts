@@ -36,6 +36,8 @@ describe('loadProvisionConfig', () => {
       logLevel: 'warn',
       instanceType: 't3.small',
       sshUser: 'ubuntu',
+      sshPort: 22,
+      uploadImage: false,
       allowWorldOpen: false,
       addressType: 'public',
       sshHostKeyCheck: true,

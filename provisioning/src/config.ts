@@ -49,6 +49,8 @@ export const provisionConfigSchema = z
     sshKeyPath: z.string().min(1).optional(),
     /** Upload the worker image from this machine's Docker over SSH (docker save | docker load) instead of pulling it from a registry. @default false */
     uploadImage: boolFrom().default(false),
+    /** How provisioning reaches the containers' /health: directly (the model ports must be open to this machine), or through an SSH tunnel (only SSH). @default 'direct' */
+    healthVia: z.enum(['direct', 'ssh']).default('direct'),
     /** SSH port of the workers. @default 22 */
     sshPort: intFrom(1, 65535).default(22),
     /** SSH user of the AMI. @default 'ubuntu' */

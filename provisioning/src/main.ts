@@ -41,6 +41,10 @@ AWS (--provider aws; credentials from the standard chain: env, profile, SSO):
   --key-name <name>             existing key pair (with --ssh-key-path) default: create one
   --ssh-key-path <file>         its private key                        default status/keys/<cluster>.pem
   --ssh-user <user>             the AMI's SSH user                     default ubuntu
+  --ssh-port <port>             the workers' SSH port                  default 22
+  --health-via <how>            direct, or ssh (a tunnel: only SSH open) default direct
+  --upload-image                copy --worker-image from this machine's Docker over SSH
+                                (docker save | docker load) instead of pulling it
   --address-type <type>         public, or private (same VPC)          default public
   --ssh-host-key-check <bool>   verify host keys from console output   default true
   --allow-world-open            allow 0.0.0.0/0 in the cidrs above
@@ -56,7 +60,7 @@ AWS (--provider aws; credentials from the standard chain: env, profile, SSO):
 const configKeys = Object.keys(provisionConfigSchema.shape);
 
 runCli(async () => {
-  const parsed = parseConfigFlags(process.argv.slice(2), configKeys, { switches: ['reset', 'json', 'dry-run'], booleanKeys: ['enableCrashApi', 'allowWorldOpen'] });
+  const parsed = parseConfigFlags(process.argv.slice(2), configKeys, { switches: ['reset', 'json', 'dry-run'], booleanKeys: ['enableCrashApi', 'allowWorldOpen', 'uploadImage'] });
   const command = parsed.positionals;
   if (parsed.help) {
     process.stdout.write(HELP);

@@ -18,23 +18,29 @@ export async function probeHealth(target: HealthTarget, timeoutMs = 2_000): Prom
   try {
     // reset: no keep-alive, so no pooled socket outlives the probe (and holds a stopped container's port in FIN-WAIT).
     const res = await request(`http://${host}:${target.port}/health`, { reset: true, signal: AbortSignal.timeout(timeoutMs) });
-    if (res.statusCode !== 200) {
-      await res.body.dump();
-      return { ok: false, reason: `answered HTTP ${res.statusCode}` };
-    }
-    const body = (await res.body.json()) as { container?: unknown } | null;
-    if (body?.container !== target.name) return { ok: false, reason: `answered as container ${JSON.stringify(body?.container ?? null)}` };
-    return { ok: true };
+    return judgeHealth(target, res.statusCode, await res.body.text());
   } catch (error) {
     return { ok: false, reason: describeFailure(error, timeoutMs) };
   }
+}
+
+/** Whether a /health answer (status and body) is `target` being healthy, however it was fetched. */
+export function judgeHealth(target: HealthTarget, status: number, body: string): HealthProbe {
+  if (status !== 200) return { ok: false, reason: `answered HTTP ${status}` };
+  let parsed: { container?: unknown } | null;
+  try {
+    parsed = JSON.parse(body) as { container?: unknown } | null;
+  } catch {
+    return { ok: false, reason: 'answered something that is not JSON' };
+  }
+  if (parsed?.container !== target.name) return { ok: false, reason: `answered as container ${JSON.stringify(parsed?.container ?? null)}` };
+  return { ok: true };
 }
 
 function describeFailure(error: unknown, timeoutMs: number): string {
   const { code, name, message } = error as { code?: string; name?: string; message?: string };
   if (code === 'ECONNREFUSED') return 'connection refused';
   if (name === 'TimeoutError') return `no answer within ${timeoutMs} ms`;
-  if (name === 'SyntaxError') return 'answered something that is not JSON';
   return message ?? String(error);
 }
 

@@ -35,6 +35,8 @@ export class FakeEc2 {
   readonly throttle = new Map<string, number>();
   /** Whether console output carries cloud-init's host key block. */
   hostKeysOnConsole = true;
+  /** Instance n (1-based) gets public address 127.0.0.<firstHost + n - 1>. */
+  firstHost = 1;
   /** The host key the instances' consoles print (`type base64`). */
   hostKey = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAITESTKEY';
   #next = 1;
@@ -134,7 +136,7 @@ fake
         const instance: FakeInstance = {
           id: `i-${String(n).padStart(8, '0')}`,
           state: 'running',
-          publicIp: `127.0.0.${n}`,
+          publicIp: `127.0.0.${this.firstHost + n - 1}`,
           privateIp: `10.0.0.${n}`,
           tags: tagsOf(flat, 'TagSpecification.1.'),
           userData: Buffer.from(flat.UserData ?? '', 'base64').toString('utf8'),

@@ -50,7 +50,7 @@ export interface Sshd {
  * A foreground sshd on 127.0.0.1 with our host key and authorized_keys file, and no system config
  * (`-f /dev/null`: defaults, so root may log in with a key only).
  */
-export async function startSshd(options: { hostKeyPath: string; authorizedKeysPath: string }): Promise<Sshd> {
+export async function startSshd(options: { hostKeyPath: string; authorizedKeysPath: string; listenAddress?: string }): Promise<Sshd> {
   // Privilege separation needs this directory; it is not there until the service ran once.
   await mkdir('/run/sshd', { recursive: true, mode: 0o755 });
   for (let attempt = 0; ; attempt++) {
@@ -62,7 +62,7 @@ export async function startSshd(options: { hostKeyPath: string; authorizedKeysPa
         '-e',
         '-f', '/dev/null',
         '-p', String(port),
-        '-o', 'ListenAddress=127.0.0.1',
+        '-o', `ListenAddress=${options.listenAddress ?? '127.0.0.1'}`,
         '-h', options.hostKeyPath,
         '-o', `AuthorizedKeysFile=${options.authorizedKeysPath}`,
         '-o', 'StrictModes=no',
@@ -75,7 +75,7 @@ export async function startSshd(options: { hostKeyPath: string; authorizedKeysPa
       stderr = (stderr + chunk).slice(-20_000);
     });
     const sshd = handle(child, port, () => stderr);
-    if (await listening(child, sshd.log)) return sshd;
+    if (await listening(child, sshd.log, options.listenAddress ?? '127.0.0.1')) return sshd;
     await sshd.stop();
     // Someone took the port between the check and the bind: try another one.
     if (attempt >= 4) throw new Error(`sshd did not start:\n${stderr}`);
@@ -105,11 +105,11 @@ function handle(child: ChildProcess, port: number, log: () => string): Sshd {
 }
 
 /** Waits for sshd to say it listens (it binds before that line); false when it exited first or took over 10 s. */
-async function listening(child: ChildProcess, log: () => string): Promise<boolean> {
+async function listening(child: ChildProcess, log: () => string, address: string): Promise<boolean> {
   const deadline = Date.now() + 10_000;
   while (Date.now() < deadline) {
     if (child.exitCode !== null || child.signalCode !== null) return false;
-    if (log().includes('Server listening on 127.0.0.1')) return true;
+    if (log().includes(`Server listening on ${address}`)) return true;
     await sleep(20);
   }
   return false;

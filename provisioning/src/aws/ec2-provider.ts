@@ -29,9 +29,9 @@ import { containerRecordSchema, workerRecordSchema, type WorkerRecord } from '..
 import type { ProvisionConfig } from '../config.js';
 import { containerTemplate, type Inventory } from '../inventory.js';
 import type { ProvisionOptions, ProvisionResult, Provider, TeardownResult } from '../provider.js';
-import { probeHealth, type HealthTarget } from '../wait-healthy.js';
+import { judgeHealth, probeHealth, type HealthProbe, type HealthTarget } from '../wait-healthy.js';
 import { awsCode, ImageUploadError, KeyPairError, toAwsError, WorkersUnhealthyError } from './aws-errors.js';
-import { sshExec } from './ssh-exec.js';
+import { sshExec, sshHttpGet } from './ssh-exec.js';
 import { workerUserData } from './user-data.js';
 
 /** Tag keys on everything provisioning creates in EC2. */
@@ -118,13 +118,14 @@ export class Ec2Provider implements Provider {
     const workers = wanted.map((id) => this.#workerRecord(id, instances.get(id)!, key));
     if (config.sshHostKeyCheck) await this.#writeKnownHosts(workers, instances);
     const targets = workers.flatMap((w) => this.#ports().map((port) => ({ name: `${w.id}-${port}`, host: w.host, port })));
+    const probe = await this.#prober(workers);
     if (config.uploadImage) {
       for (const worker of workers) {
-        const probes = await Promise.all(targets.filter((t) => t.host === worker.host).map((t) => probeHealth(t)));
-        if (!probes.every((p) => p.ok)) await this.#uploadImage(worker, key);
+        const probes = await Promise.all(targets.filter((t) => t.host === worker.host).map(probe));
+        if (!probes.every((p) => p.ok)) await this.#uploadImage(worker);
       }
     }
-    await this.#waitHealthy(targets, instances, options);
+    await this.#waitHealthy(targets, instances, probe, options);
     const started = targets.filter((t) => missing.some((id) => t.name.startsWith(`${id}-`))).map((t) => t.name);
     return {
       workers,
@@ -194,6 +195,11 @@ export class Ec2Provider implements Provider {
       await this.#dryRun('TerminateInstances', () => this.#ec2.send(new TerminateInstancesCommand({ InstanceIds: extra.map((id) => existing.get(id)!.InstanceId!), DryRun: true })), denied);
     }
     return { steps, denied };
+  }
+
+  /** The waiters' limit: launchTimeoutMs, but never shorter than two polls (the SDK refuses that). */
+  #waitSeconds(): number {
+    return Math.max(Math.ceil(this.#config.launchTimeoutMs / 1000), this.#poll * 2);
   }
 
   /** The worker's ports on its own machine: basePort and the next one. */
@@ -378,7 +384,7 @@ export class Ec2Provider implements Provider {
     const ids = workerIds.map((id) => instances.get(id)?.InstanceId).filter((id): id is string => id !== undefined);
     try {
       await waitUntilInstanceRunning(
-        { client: this.#ec2, maxWaitTime: Math.ceil(this.#config.launchTimeoutMs / 1000), minDelay: this.#poll, maxDelay: this.#poll * 4 },
+        { client: this.#ec2, maxWaitTime: this.#waitSeconds(), minDelay: this.#poll, maxDelay: this.#poll * 4 },
         { InstanceIds: ids },
       );
     } catch (error) {
@@ -442,9 +448,8 @@ export class Ec2Provider implements Provider {
    * `docker save` here, piped over SSH into `docker load` there, once Docker answers there (the
    * worker's user-data installs it, then waits for the image).
    */
-  async #uploadImage(worker: WorkerRecord, key: KeyPair): Promise<void> {
-    const ssh = worker.runtime.driver === 'docker' ? worker.runtime.ssh! : undefined;
-    const target: SshTarget = { ...ssh!, privateKey: await readFile(key.path) };
+  async #uploadImage(worker: WorkerRecord): Promise<void> {
+    const target = await this.#sshTarget(worker);
     const asRoot = (command: string): string => `if [ "$(id -u)" = 0 ]; then ${command}; else sudo -n ${command}; fi`;
     const deadline = Date.now() + this.#config.launchTimeoutMs;
     this.#say(`waiting for Docker on ${worker.id} to upload ${this.#config.workerImage}`);
@@ -468,11 +473,37 @@ export class Ec2Provider implements Provider {
     this.#say(`${worker.id}: ${loaded.stdout.trim().split('\n').at(-1)}`);
   }
 
-  async #waitHealthy(targets: HealthTarget[], instances: Map<string, Instance>, options: ProvisionOptions): Promise<void> {
+  /** How a container's /health is probed: directly, or through an SSH tunnel to its worker. */
+  async #prober(workers: WorkerRecord[]): Promise<(target: HealthTarget) => Promise<HealthProbe>> {
+    if (this.#config.healthVia === 'direct') return (target) => probeHealth(target);
+    const sshTargets = new Map<string, SshTarget>();
+    for (const worker of workers) sshTargets.set(worker.host, await this.#sshTarget(worker));
+    return async (target) => {
+      try {
+        const { status, body } = await sshHttpGet(sshTargets.get(target.host)!, target.port, '/health', 5_000);
+        return judgeHealth(target, status, body);
+      } catch (error) {
+        return { ok: false, reason: `through SSH: ${(error as Error).message}` };
+      }
+    };
+  }
+
+  async #sshTarget(worker: WorkerRecord): Promise<SshTarget> {
+    if (worker.runtime.driver !== 'docker' || !worker.runtime.ssh) throw new Error(`worker ${worker.id} has no SSH connection`);
+    const { privateKeyPath, ...ssh } = worker.runtime.ssh;
+    return { ...ssh, privateKey: await readFile(privateKeyPath) };
+  }
+
+  async #waitHealthy(
+    targets: HealthTarget[],
+    instances: Map<string, Instance>,
+    probe: (target: HealthTarget) => Promise<HealthProbe>,
+    options: ProvisionOptions,
+  ): Promise<void> {
     const deadline = Date.now() + this.#config.launchTimeoutMs;
     let last = -1;
     for (;;) {
-      const probes = await Promise.all(targets.map(async (t) => ({ target: t, probe: await probeHealth(t) })));
+      const probes = await Promise.all(targets.map(async (t) => ({ target: t, probe: await probe(t) })));
       const healthy = probes.filter((p) => p.probe.ok).length;
       if (healthy !== last) options.onProgress?.(healthy, targets.length);
       last = healthy;
@@ -494,7 +525,7 @@ export class Ec2Provider implements Provider {
     await this.#call('TerminateInstances', () => this.#ec2.send(new TerminateInstancesCommand({ InstanceIds: instanceIds })));
     try {
       await waitUntilInstanceTerminated(
-        { client: this.#ec2, maxWaitTime: Math.ceil(this.#config.launchTimeoutMs / 1000), minDelay: this.#poll, maxDelay: this.#poll * 4 },
+        { client: this.#ec2, maxWaitTime: this.#waitSeconds(), minDelay: this.#poll, maxDelay: this.#poll * 4 },
         { InstanceIds: instanceIds },
       );
     } catch (error) {

@@ -37,6 +37,7 @@ describe('loadProvisionConfig', () => {
       instanceType: 't3.small',
       sshUser: 'ubuntu',
       sshPort: 22,
+      healthVia: 'direct',
       uploadImage: false,
       allowWorldOpen: false,
       addressType: 'public',

@@ -4,7 +4,7 @@ import Router from 'koa-router';
 import { AppError } from '../../common/src/errors.js';
 import type { Logger } from '../../common/src/logger.js';
 import { MethodNotAllowedError, NotFoundError, PayloadTooLargeError } from '../../common/src/http-errors.js';
-import { REQUEST_ID_HEADER, SERVED_BY_HEADER, type ProxyHandler } from './proxy-handler.js';
+import { REQUEST_ID_HEADER, type ProxyHandler } from './proxy-handler.js';
 import type { ScalingDecision, StateFile } from '../../status/src/schema.js';
 import { AdminDisabledError, BadRequestError, UnauthorizedError } from './errors.js';
 
@@ -56,7 +56,7 @@ export function createApp(deps: AppDeps): Koa {
             path: ctx.path,
             status: ctx.res.statusCode,
             ms: Math.round((performance.now() - started) * 10) / 10,
-            container: ctx.res.getHeader(SERVED_BY_HEADER),
+            container: ctx.state.servedBy,
             completed: ctx.res.writableFinished,
           },
           'request',

@@ -1,5 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../../common/src/logger.js';
 import { createDriver } from '../../runtime/src/create-driver.js';
@@ -37,6 +38,7 @@ export class Orchestrator {
   readonly #sources: StatusSources;
   readonly #server: Server;
   readonly #startedAt = new Date().toISOString();
+  readonly #loopDelay = monitorEventLoopDelay({ resolution: 10 });
   #url = '';
   #closing: Promise<void> | undefined;
 
@@ -144,7 +146,15 @@ export class Orchestrator {
         const capacity = this.pool.capacity();
         return {
           ok: capacity > 0 && this.#closing === undefined,
-          detail: { capacity, containers: this.pool.size, queued: this.queue.length, shuttingDown: this.#closing !== undefined },
+          detail: {
+            capacity,
+            containers: this.pool.size,
+            queued: this.queue.length,
+            shuttingDown: this.#closing !== undefined,
+            // How responsive this process is, since it started: what a benchmark or a probe wants to see.
+            eventLoopDelayMs: { p99: this.#loopDelay.percentile(99) / 1e6, max: this.#loopDelay.max / 1e6 },
+            rssBytes: process.memoryUsage.rss(),
+          },
         };
       },
       admin: {
@@ -206,6 +216,7 @@ export class Orchestrator {
 
   /** Probe every container once, start the loops, then listen. Resolves with the base URL. */
   async listen(): Promise<string> {
+    this.#loopDelay.enable();
     await this.health.tick();
     this.health.start();
     if (this.#config.replaceUnhealthy) this.healer.start();
@@ -251,6 +262,7 @@ export class Orchestrator {
       this.#server.closeAllConnections();
       await serverClosed;
       await this.#upstream.close();
+      this.#loopDelay.disable();
       this.#log.info('orchestrator stopped');
     })();
     return this.#closing;

@@ -1,11 +1,11 @@
-import { LatencyWindow } from './latency-window.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { finished, pipeline } from 'node:stream/promises';
+import { finished } from 'node:stream/promises';
 import type { Context } from 'koa';
 import type { Logger } from '../../common/src/logger.js';
 import type { ContainerPool } from './container-pool.js';
 import { PayloadTooLargeError } from '../../common/src/http-errors.js';
 import { ClientGoneError, ContainerUnavailableError, UpstreamTimeoutError } from './errors.js';
+import { LatencyWindow } from './latency-window.js';
 import type { RequestQueue } from './request-queue.js';
 import { endToEndHeaders, UpstreamFailure, type UpstreamClient, type UpstreamResponse } from './upstream-client.js';
 
@@ -34,6 +34,9 @@ export interface ProxyDeps {
   log: Logger;
   options: ProxyOptions;
 }
+
+/** Answers up to this size (by their Content-Length) are read whole and sent in one write; larger or unsized ones are streamed. */
+const BUFFERED_ANSWER_BYTES = 64 * 1024;
 
 /** Response headers the orchestrator adds: who served, how long the request queued, its id. */
 export const SERVED_BY_HEADER = 'x-served-by';
@@ -65,7 +68,9 @@ export class ProxyHandler {
     this.active++;
     try {
       const body = await readBody(ctx.req, options.maxBodyBytes);
-      const clientGone = abortOnClientGone(ctx.res);
+      // Made only when the request has to wait: most never do, and each signal costs.
+      let gone: AbortSignal | undefined;
+      const clientGone = (): AbortSignal => (gone ??= abortOnClientGone(ctx.res));
       const headers = forwardedHeaders(ctx.req, requestId);
       const queuedAt = performance.now();
       let waitMs = 0;
@@ -115,27 +120,50 @@ export class ProxyHandler {
   ): Promise<void> {
     const { pool } = this.#deps;
     const leased = pool.get(container.id)!;
+    const res = ctx.res;
+    ctx.respond = false;
+    ctx.state.servedBy = container.id;
+    const headers = endToEndHeaders(response.headers, 'response');
+    headers[SERVED_BY_HEADER] = container.id;
+    headers[QUEUE_WAIT_HEADER] = meta.waitMs.toFixed(1);
+    headers[REQUEST_ID_HEADER] = meta.requestId;
+    if (meta.attempts > 1) headers['x-attempts'] = String(meta.attempts);
+
+    // A model's answer is usually small: read it whole, free the container at once, and answer in one write.
+    const length = Number(response.headers['content-length']);
+    if (Number.isFinite(length) && length <= BUFFERED_ANSWER_BYTES) {
+      let answer: Buffer;
+      try {
+        answer = Buffer.from(await response.body.arrayBuffer());
+      } catch (error) {
+        pool.release(leased, { error: `response body: ${(error as Error).message}` });
+        res.destroy();
+        return;
+      }
+      pool.release(leased, 'served');
+      if (!res.writable || res.destroyed) return;
+      res.writeHead(response.statusCode, headers).end(answer);
+      return;
+    }
+
     // The container is done once its whole answer arrived; the client may still be reading it.
     const answered = finished(response.body).then(
       () => pool.release(leased, 'served'),
       (error: Error) => pool.release(leased, { error: `response body: ${error.message}` }),
     );
-    const res = ctx.res;
-    ctx.respond = false;
     if (!res.writable || res.destroyed) {
       response.body.destroy();
       await answered;
       return;
     }
-    res.statusCode = response.statusCode;
-    for (const [name, value] of Object.entries(endToEndHeaders(response.headers, 'response'))) res.setHeader(name, value);
-    res.setHeader(SERVED_BY_HEADER, container.id);
-    res.setHeader(QUEUE_WAIT_HEADER, meta.waitMs.toFixed(1));
-    res.setHeader(REQUEST_ID_HEADER, meta.requestId);
-    if (meta.attempts > 1) res.setHeader('x-attempts', String(meta.attempts));
-    await pipeline(response.body, res).catch(() => {
-      // The client went away or the container broke off mid-answer; the lease is settled by `answered`.
+    res.writeHead(response.statusCode, headers);
+    // pipe, not pipeline: pipeline makes and aborts an AbortController per call, which shows in profiles.
+    response.body.once('error', () => res.destroy());
+    res.once('close', () => {
+      // The client went away: stop reading; the lease is settled by `answered`.
+      if (!res.writableFinished) response.body.destroy();
     });
+    response.body.pipe(res);
     await answered;
   }
 }
@@ -143,6 +171,7 @@ export class ProxyHandler {
 /** An AbortSignal that fires if the client's connection closes before its response is complete. */
 function abortOnClientGone(res: ServerResponse): AbortSignal {
   const controller = new AbortController();
+  if (res.destroyed && !res.writableFinished) controller.abort(new ClientGoneError());
   res.once('close', () => {
     if (!res.writableFinished) controller.abort(new ClientGoneError());
   });
@@ -155,18 +184,36 @@ const pathOnly = (path: string): string => {
 };
 
 /** Read the whole body (bounded): a buffered body can be resent to another container. */
-async function readBody(req: IncomingMessage, limit: number): Promise<Buffer | undefined> {
+function readBody(req: IncomingMessage, limit: number): Promise<Buffer | undefined> {
   const declared = req.headers['content-length'];
-  if (declared !== undefined && Number(declared) > limit) throw new PayloadTooLargeError(limit);
-  if (declared === undefined && req.headers['transfer-encoding'] === undefined) return undefined;
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > limit) throw new PayloadTooLargeError(limit);
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks, size);
+  if (declared !== undefined && Number(declared) > limit) return Promise.reject(new PayloadTooLargeError(limit));
+  if (declared === undefined && req.headers['transfer-encoding'] === undefined) return Promise.resolve(undefined);
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const onData = (chunk: Buffer): void => {
+      size += chunk.length;
+      if (size > limit) {
+        cleanup();
+        req.resume();
+        reject(new PayloadTooLargeError(limit));
+        return;
+      }
+      chunks.push(chunk);
+    };
+    const onEnd = (): void => {
+      cleanup();
+      resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
+    };
+    const onError = (error: Error): void => {
+      cleanup();
+      reject(error);
+    };
+    const cleanup = (): void => {
+      req.off('data', onData).off('end', onEnd).off('error', onError);
+    };
+    req.on('data', onData).once('end', onEnd).once('error', onError);
+  });
 }
 
 function forwardedHeaders(req: IncomingMessage, requestId: string): Record<string, string | string[]> {

@@ -61,10 +61,11 @@ export class RequestQueue {
 
   /**
    * Get a container for one request. `clientSignal` aborts when the client disconnects: a queued
-   * request then leaves the queue. `redispatch` puts a request whose container failed at the front,
-   * past the bound (it was already accepted).
+   * request then leaves the queue (a function is only called when the request has to wait).
+   * `redispatch` puts a request whose container failed at the front, past the bound (it was
+   * already accepted).
    */
-  async acquire(clientSignal: AbortSignal, redispatch = false): Promise<Container> {
+  async acquire(clientSignal: AbortSignal | (() => AbortSignal), redispatch = false): Promise<Container> {
     if (this.#closed && !redispatch) throw new ShuttingDownError();
     if (this.#pool.size === 0) throw new NoContainersError();
     if (this.#queue.size === 0 && this.#queue.pending === 0) {
@@ -75,8 +76,9 @@ export class RequestQueue {
       this.counters.rejected++;
       throw new QueueFullError(this.#options.maxQueue);
     }
-    clientSignal.throwIfAborted();
-    return this.#enqueue(clientSignal, redispatch);
+    const signal = typeof clientSignal === 'function' ? clientSignal() : clientSignal;
+    signal.throwIfAborted();
+    return this.#enqueue(signal, redispatch);
   }
 
   async #enqueue(clientSignal: AbortSignal, redispatch: boolean): Promise<Container> {

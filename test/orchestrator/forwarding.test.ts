@@ -129,12 +129,16 @@ describe('the orchestrator’s own routes and errors', () => {
     expect(lines.find((l) => l.msg === 'request')).toMatchObject({ requestId: 'log-1', method: 'POST', path: '/new_request', status: 200, container: 'logged', completed: true });
   });
 
-  it('answers GET /health with its capacity', async () => {
+  it('answers GET /health with its capacity, memory and event-loop delay', async () => {
     backends = [await startBackend('h1'), await startBackend('h2')];
     running = await startOrchestrator(backends);
     const response = await request(`${running.url}/health`);
     expect(response.statusCode).toBe(200);
-    expect(await response.body.json()).toMatchObject({ status: 'ok', capacity: 2, containers: 2 });
+    const body = (await response.body.json()) as { rssBytes: number; eventLoopDelayMs: { p99: number; max: number } };
+    expect(body).toMatchObject({ status: 'ok', capacity: 2, containers: 2 });
+    expect(body.rssBytes).toBeGreaterThan(10_000_000);
+    expect(body.eventLoopDelayMs.p99).toBeGreaterThanOrEqual(0);
+    expect(body.eventLoopDelayMs.max).toBeGreaterThanOrEqual(0);
   });
 });
 

@@ -1,0 +1,203 @@
+import { execFileSync, fork } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { request } from 'undici';
+import { runCli } from '../../common/src/cli.js';
+import { runLoad, type LoadResult } from '../../load/src/run-load.js';
+import type { BackendStats } from './backend-farm.js';
+import { formatReport, type BenchResult, type Measurement, type ScenarioResult } from './report.js';
+import { peakRss, startHaproxy, startOrchestrator, type Target } from './targets.js';
+
+const BACKENDS = 8;
+const ROUNDS = 3;
+const THREADS = 2;
+
+interface Scenario {
+  name: string;
+  serviceMs: number;
+  concurrency: number;
+  requests: number;
+}
+
+const SCENARIOS: Scenario[] = [
+  { name: `S = 20 ms, C = ${BACKENDS}`, serviceMs: 20, concurrency: BACKENDS, requests: 1_200 },
+  { name: 'S = 20 ms, C = 64', serviceMs: 20, concurrency: 64, requests: 1_600 },
+  { name: 'S = 20 ms, C = 256', serviceMs: 20, concurrency: 256, requests: 2_400 },
+  { name: 'S = 0, C = 64', serviceMs: 0, concurrency: 64, requests: 20_000 },
+];
+
+/** The emulated backends, in a child process of their own. */
+class Farm {
+  readonly #child = fork(new URL('./backend-farm-main.ts', import.meta.url), [String(BACKENDS)], { execArgv: ['--import', 'tsx'], stdio: 'inherit' });
+  ports: number[] = [];
+
+  async start(): Promise<void> {
+    this.ports = (await this.#reply<{ ports: number[] }>()).ports;
+  }
+
+  async reset(serviceMs: number): Promise<void> {
+    this.#child.send({ type: 'reset', serviceMs });
+    await this.#reply();
+  }
+
+  async stats(): Promise<BackendStats[]> {
+    this.#child.send({ type: 'stats' });
+    return (await this.#reply<{ stats: BackendStats[] }>()).stats;
+  }
+
+  stop(): void {
+    if (this.#child.connected) this.#child.disconnect();
+  }
+
+  #reply<T>(): Promise<T> {
+    return new Promise((resolve) => this.#child.once('message', (m) => resolve(m as T)));
+  }
+}
+
+/** One load run against one target, checked from the backends' side. */
+async function measure(farm: Farm, target: Target, scenario: Scenario, requests = scenario.requests): Promise<Measurement> {
+  await farm.reset(scenario.serviceMs);
+  const result: LoadResult = await runLoad({
+    url: target.url,
+    requests,
+    threads: THREADS,
+    concurrency: scenario.concurrency,
+    method: 'POST',
+    body: '{"text":"benchmark"}',
+    timeoutMs: 120_000,
+  });
+  const stats = await farm.stats();
+  const overloaded = stats.filter((s) => s.maxConcurrency > 1);
+  if (overloaded.length > 0) {
+    throw new Error(`${target.name} sent concurrent requests to a single-concurrency backend (${overloaded.map((s) => `${s.id}: ${s.maxConcurrency}`).join(', ')}): the contract is broken`);
+  }
+  if (result.failed > 0) throw new Error(`${target.name}: ${result.failed} of ${requests} requests failed (${JSON.stringify(result.statusCodes)} ${JSON.stringify(result.errors)})`);
+  if (!result.latencyMs) throw new Error(`${target.name}: no request completed`);
+  const served = stats.map((s) => s.served);
+  const meanServiceMs = stats.reduce((n, s) => n + s.meanServiceMs * s.served, 0) / Math.max(1, served.reduce((a, b) => a + b, 0));
+  return {
+    target: target.name,
+    throughputRps: result.throughputRps,
+    latencyMs: { p50: result.latencyMs.p50, p90: result.latencyMs.p90, p99: result.latencyMs.p99 },
+    // The physical limit: N backends, each busy for its own measured service time per request.
+    limitRps: scenario.serviceMs > 0 ? (BACKENDS * 1000) / meanServiceMs : null,
+    meanServiceMs,
+    meanGapMs: stats.reduce((n, s) => n + s.meanGapMs, 0) / stats.length,
+    spread: { min: Math.min(...served), max: Math.max(...served) },
+    maxBackendConcurrency: Math.max(...stats.map((s) => s.maxConcurrency)),
+  };
+}
+
+/** A B A B ... for ROUNDS rounds, after one unmeasured warm-up each. */
+async function alternate(farm: Farm, targets: Target[], scenario: Scenario): Promise<ScenarioResult> {
+  for (const target of targets) await measure(farm, target, scenario, Math.min(scenario.requests, 400));
+  const runs: Measurement[] = [];
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const target of targets) {
+      const m = await measure(farm, target, scenario);
+      runs.push(m);
+      process.stderr.write(`[bench] ${scenario.name}  ${m.target.padEnd(12)} ${m.throughputRps.toFixed(0).padStart(6)} req/s  p50 ${m.latencyMs.p50.toFixed(1)} ms\n`);
+    }
+  }
+  return { scenario: scenario.name, serviceMs: scenario.serviceMs, concurrency: scenario.concurrency, runs };
+}
+
+/** 10,000 requests at once on a fresh orchestrator: all answered? its peak memory, event-loop delay, and status writes. */
+async function burst(farm: Farm, dir: string): Promise<BenchResult['burst']> {
+  const target = await startOrchestrator(dir, farm.ports, 'orchestrator (burst)');
+  try {
+    await farm.reset(20);
+    // Each write has a new updatedAt: reading the file every 10 ms sees every write up to 100 per second.
+    const seen = new Set<string>();
+    let watching = true;
+    const watcher = (async () => {
+      while (watching) {
+        const text = await readFile(target.statePath!, 'utf8').catch(() => '');
+        const updatedAt = (() => {
+          try {
+            return (JSON.parse(text) as { updatedAt?: string }).updatedAt;
+          } catch {
+            return undefined;
+          }
+        })();
+        if (updatedAt) seen.add(updatedAt);
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+    })();
+    const started = performance.now();
+    const result = await runLoad({ url: target.url, requests: 10_000, threads: THREADS, concurrency: 10_000, method: 'POST', body: '{"text":"burst"}', timeoutMs: 120_000 });
+    const seconds = (performance.now() - started) / 1000;
+    watching = false;
+    await watcher;
+    const health = (await (await request(target.url.replace('/new_request', '/health'))).body.json()) as { eventLoopDelayMs: { p99: number; max: number } };
+    const stats = await farm.stats();
+    return {
+      requests: 10_000,
+      answered: result.statusCodes['200'] ?? 0,
+      failed: result.failed,
+      seconds,
+      peakRssBytes: await peakRss(target.pid),
+      eventLoopDelayP99Ms: health.eventLoopDelayMs.p99,
+      eventLoopDelayMaxMs: health.eventLoopDelayMs.max,
+      statusWritesPerSecond: seen.size / seconds,
+      maxBackendConcurrency: Math.max(...stats.map((s) => s.maxConcurrency)),
+    };
+  } finally {
+    await target.stop();
+  }
+}
+
+runCli(async () => {
+  if (process.argv.length > 2) throw new Error('npm run bench takes no arguments');
+  execFileSync('bash', ['scripts/haproxy.sh'], { stdio: 'inherit' });
+  const dir = await mkdtemp(join(tmpdir(), 'bench-'));
+  const farm = new Farm();
+  const targets: Target[] = [];
+  const cleanup = async (): Promise<void> => {
+    for (const target of targets.splice(0)) await target.stop();
+    farm.stop();
+    await rm(dir, { recursive: true, force: true });
+  };
+  // Interrupted, it still stops every process it started.
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => void cleanup().finally(() => process.exit(130)));
+  }
+  try {
+    await farm.start();
+    const orchestrator = await startOrchestrator(dir, farm.ports);
+    targets.push(orchestrator);
+    const haproxy = await startHaproxy(dir, farm.ports);
+    targets.push(haproxy);
+    const haproxyAgain = await startHaproxy(dir, farm.ports, 'haproxy (A/A)');
+    targets.push(haproxyAgain);
+
+    const scenarios: ScenarioResult[] = [];
+    for (const scenario of SCENARIOS) scenarios.push(await alternate(farm, [orchestrator, haproxy], scenario));
+    const noise = await alternate(farm, [haproxy, haproxyAgain], SCENARIOS[2]!);
+    // The reference: one backend called directly, one request at a time.
+    const direct: Target = { name: 'direct', url: `http://127.0.0.1:${farm.ports[0]}/run_model`, pid: 0, stop: async () => {} };
+    const reference = await measure(farm, direct, { name: 'direct', serviceMs: 20, concurrency: 1, requests: 200 });
+    const burstResult = await burst(farm, dir);
+
+    const result: BenchResult = {
+      date: new Date().toISOString(),
+      machine: { cores: cpus().length, cpu: cpus()[0]?.model ?? 'unknown', node: process.version, haproxy: execFileSync('haproxy', ['-v']).toString().split('\n')[0]!.trim() },
+      backends: BACKENDS,
+      rounds: ROUNDS,
+      scenarios,
+      noise,
+      reference,
+      burst: burstResult,
+    };
+    await mkdir('docs', { recursive: true });
+    const { markdown, svg } = formatReport(result);
+    await writeFile('docs/benchmarks.json', `${JSON.stringify(result, null, 2)}\n`);
+    await writeFile('docs/benchmarks.svg', svg);
+    await writeFile('docs/BENCHMARKS.md', markdown);
+    process.stdout.write(markdown);
+    return 0;
+  } finally {
+    await cleanup();
+  }
+});

@@ -1,0 +1,183 @@
+/** One load run against one target. */
+export interface Measurement {
+  target: string;
+  throughputRps: number;
+  latencyMs: { p50: number; p90: number; p99: number };
+  /** N / the backends' own mean service time; null without a service time. */
+  limitRps: number | null;
+  meanServiceMs: number;
+  /** The backends' mean wait from answering to receiving their next request (the proxy's hand-over). */
+  meanGapMs: number;
+  /** Fewest and most requests one backend served. */
+  spread: { min: number; max: number };
+  maxBackendConcurrency: number;
+}
+
+export interface ScenarioResult {
+  scenario: string;
+  serviceMs: number;
+  concurrency: number;
+  runs: Measurement[];
+}
+
+export interface BenchResult {
+  date: string;
+  machine: { cores: number; cpu: string; node: string; haproxy: string };
+  backends: number;
+  rounds: number;
+  scenarios: ScenarioResult[];
+  /** HAProxy against itself: the noise floor of a ratio. */
+  noise: ScenarioResult;
+  reference: Measurement;
+  burst: {
+    requests: number;
+    answered: number;
+    failed: number;
+    seconds: number;
+    peakRssBytes: number | null;
+    eventLoopDelayP99Ms: number;
+    eventLoopDelayMaxMs: number;
+    statusWritesPerSecond: number;
+    maxBackendConcurrency: number;
+  };
+}
+
+interface Spread {
+  min: number;
+  median: number;
+  max: number;
+}
+
+export function spreadOf(values: number[]): Spread {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  const median = sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+  return { min: sorted[0]!, median, max: sorted.at(-1)! };
+}
+
+const runsOf = (s: ScenarioResult, target: string): Measurement[] => s.runs.filter((r) => r.target === target);
+const fmt = (n: number, digits = 0): string => n.toFixed(digits);
+const triple = (s: Spread, digits = 0): string => `${fmt(s.min, digits)} / **${fmt(s.median, digits)}** / ${fmt(s.max, digits)}`;
+
+/** Median of a metric for one target in one scenario. */
+function median(s: ScenarioResult, target: string, pick: (m: Measurement) => number): number {
+  return spreadOf(runsOf(s, target).map(pick)).median;
+}
+
+interface Check {
+  target: string;
+  value: string;
+  met: boolean;
+}
+
+function checks(r: BenchResult): Check[] {
+  const [atN, , at256, zero] = r.scenarios as [ScenarioResult, ScenarioResult, ScenarioResult, ScenarioResult];
+  const fraction = median(at256, 'orchestrator', (m) => m.throughputRps / m.limitRps!);
+  const vsHaproxy256 = median(at256, 'orchestrator', (m) => m.throughputRps) / median(at256, 'haproxy', (m) => m.throughputRps);
+  const addedP50 = median(atN, 'orchestrator', (m) => m.latencyMs.p50 - m.meanServiceMs);
+  const vsHaproxy0 = median(zero, 'orchestrator', (m) => m.throughputRps) / median(zero, 'haproxy', (m) => m.throughputRps);
+  const b = r.burst;
+  const rssMb = b.peakRssBytes === null ? NaN : b.peakRssBytes / 1e6;
+  return [
+    { target: 'S = 20 ms, C = 256: throughput ≥ 98% of the measured limit', value: `${fmt(fraction * 100, 1)}%`, met: fraction >= 0.98 },
+    { target: 'S = 20 ms, C = 256: throughput ≥ HAProxy’s', value: `${fmt(vsHaproxy256 * 100, 1)}% of HAProxy`, met: vsHaproxy256 >= 1 },
+    { target: `C = N: added p50 latency ≤ 1 ms over the service time`, value: `${fmt(addedP50, 2)} ms`, met: addedP50 <= 1 },
+    { target: 'S = 0, C = 64: ≥ 50% of HAProxy’s requests per second', value: `${fmt(vsHaproxy0 * 100, 1)}% of HAProxy`, met: vsHaproxy0 >= 0.5 },
+    { target: '10,000 queued requests: all answered', value: `${b.answered} answered, ${b.failed} failed`, met: b.answered === b.requests },
+    { target: '10,000 queued requests: peak RSS < 300 MB', value: `${fmt(rssMb, 0)} MB`, met: rssMb < 300 },
+    { target: '10,000 queued requests: event-loop delay p99 < 50 ms', value: `${fmt(b.eventLoopDelayP99Ms, 1)} ms (max ${fmt(b.eventLoopDelayMaxMs, 0)} ms)`, met: b.eventLoopDelayP99Ms < 50 },
+    { target: 'Status store: ≤ 10 writes per second at any load', value: `${fmt(b.statusWritesPerSecond, 1)} per second`, met: b.statusWritesPerSecond <= 10 },
+  ];
+}
+
+function scenarioTable(s: ScenarioResult): string[] {
+  const targets = [...new Set(s.runs.map((r) => r.target))];
+  const lines = [
+    `### ${s.scenario}`,
+    '',
+    '| target | throughput, req/s (min / **median** / max) | % of limit | p50 ms | p90 ms | p99 ms | hand-over gap ms | requests per backend (min–max) | max backend concurrency |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+  ];
+  for (const target of targets) {
+    const runs = runsOf(s, target);
+    const limit = runs[0]!.limitRps === null ? '–' : `${fmt(median(s, target, (m) => (m.throughputRps / m.limitRps!) * 100), 1)}%`;
+    lines.push(
+      `| ${target} | ${triple(spreadOf(runs.map((m) => m.throughputRps)))} | ${limit} | ${fmt(median(s, target, (m) => m.latencyMs.p50), 1)} | ` +
+        `${fmt(median(s, target, (m) => m.latencyMs.p90), 1)} | ${fmt(median(s, target, (m) => m.latencyMs.p99), 1)} | ${fmt(median(s, target, (m) => m.meanGapMs), 2)} | ` +
+        `${Math.min(...runs.map((m) => m.spread.min))}–${Math.max(...runs.map((m) => m.spread.max))} | ${Math.max(...runs.map((m) => m.maxBackendConcurrency))} |`,
+    );
+  }
+  if (targets.length === 2) {
+    const ratio = median(s, targets[0]!, (m) => m.throughputRps) / median(s, targets[1]!, (m) => m.throughputRps);
+    lines.push('', `Throughput ratio ${targets[0]} / ${targets[1]} (medians): **${fmt(ratio, 3)}**`);
+  }
+  return [...lines, ''];
+}
+
+/** A bar chart of median throughput per scenario and target, as an SVG image. */
+function chart(r: BenchResult): string {
+  const targets = ['orchestrator', 'haproxy'];
+  const colors: Record<string, string> = { orchestrator: '#2b6cb0', haproxy: '#c05621' };
+  const width = 720;
+  const rowHeight = 56;
+  const left = 170;
+  const height = r.scenarios.length * rowHeight + 60;
+  const bars: string[] = [];
+  r.scenarios.forEach((s, i) => {
+    const max = Math.max(...targets.map((t) => median(s, t, (m) => m.throughputRps)));
+    const y = 40 + i * rowHeight;
+    bars.push(`<text x="10" y="${y + 22}" font-size="13">${s.scenario}</text>`);
+    targets.forEach((t, j) => {
+      const value = median(s, t, (m) => m.throughputRps);
+      const w = ((width - left - 120) * value) / max;
+      bars.push(`<rect x="${left}" y="${y + j * 20}" width="${w.toFixed(1)}" height="16" fill="${colors[t]}"/>`);
+      bars.push(`<text x="${left + w + 6}" y="${y + j * 20 + 13}" font-size="12">${value.toFixed(0)} req/s</text>`);
+    });
+  });
+  const legend = targets.map((t, j) => `<rect x="${left + j * 150}" y="12" width="12" height="12" fill="${colors[t]}"/><text x="${left + j * 150 + 18}" y="22" font-size="12">${t}</text>`);
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif"><rect width="100%" height="100%" fill="white"/>${legend.join('')}${bars.join('')}</svg>\n`;
+}
+
+/** docs/BENCHMARKS.md and its chart. */
+export function formatReport(r: BenchResult): { markdown: string; svg: string } {
+  const noise = median(r.noise, r.noise.runs[0]!.target, (m) => m.throughputRps) / median(r.noise, r.noise.runs[1]!.target, (m) => m.throughputRps);
+  const lines = [
+    '# Benchmarks',
+    '',
+    `Written by \`npm run bench\` on ${r.date}. ${r.machine.cores} cores (${r.machine.cpu}), Node ${r.machine.node}, ${r.machine.haproxy}.`,
+    `The load generator (${2} worker threads), the proxy under test and ${r.backends} emulated backends all share these ${r.machine.cores} cores: absolute numbers are noisy,`,
+    'ratios measured in the same run are what count. Each backend serves one request at a time in arrival order, on a timer (no CPU spent),',
+    'and reports what it served, its own mean service time and the highest concurrency it ever saw (the run fails if that is ever above 1).',
+    `Targets alternate (A B A B) over ${r.rounds} rounds after a warm-up; figures are min / **median** / max over the rounds.`,
+    'HAProxy runs with one thread, `maxconn 1` per server, `balance leastconn`, health checks and no `option abortonclose`.',
+    '',
+    '![median throughput per scenario](benchmarks.svg)',
+    '',
+    '## Targets',
+    '',
+    '| target | measured | met |',
+    '| --- | --- | --- |',
+    ...checks(r).map((c) => `| ${c.target} | ${c.value} | ${c.met ? 'yes' : '**no**'} |`),
+    '',
+    '## Scenarios',
+    '',
+    ...r.scenarios.flatMap(scenarioTable),
+    '### Noise floor (HAProxy against itself, S = 20 ms, C = 256)',
+    '',
+    `Throughput ratio of two identical HAProxy instances (medians): **${fmt(noise, 3)}**, a ${fmt(Math.abs(1 - noise) * 100, 1)}% difference with no cause: differences between proxies within that are noise.`,
+    '',
+    '### Reference: one backend called directly, one request at a time',
+    '',
+    `${fmt(r.reference.throughputRps, 1)} req/s, p50 ${fmt(r.reference.latencyMs.p50, 2)} ms, p99 ${fmt(r.reference.latencyMs.p99, 2)} ms (the backend's own mean service time: ${fmt(r.reference.meanServiceMs, 2)} ms).`,
+    '',
+    '### Burst: 10,000 requests at once (S = 20 ms, a fresh orchestrator)',
+    '',
+    `${r.burst.answered} of ${r.burst.requests} answered (${r.burst.failed} failed) in ${fmt(r.burst.seconds, 1)} s; peak RSS ${r.burst.peakRssBytes === null ? 'unknown' : `${fmt(r.burst.peakRssBytes / 1e6, 0)} MB`}; ` +
+      `event-loop delay p99 ${fmt(r.burst.eventLoopDelayP99Ms, 1)} ms, max ${fmt(r.burst.eventLoopDelayMaxMs, 0)} ms; ` +
+      `status file written ${fmt(r.burst.statusWritesPerSecond, 1)} times per second; highest backend concurrency ${r.burst.maxBackendConcurrency}.`,
+    '',
+    'Raw results: [benchmarks.json](benchmarks.json).',
+    '',
+  ];
+  return { markdown: lines.join('\n'), svg: chart(r) };
+}

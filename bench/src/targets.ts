@@ -1,0 +1,132 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFile, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { request } from 'undici';
+import { containerRecordSchema, emptyState, workerRecordSchema } from '../../status/src/schema.js';
+
+/** A proxy under test: where to POST, and its process. */
+export interface Target {
+  name: string;
+  /** The URL a model request goes to. */
+  url: string;
+  pid: number;
+  /** The orchestrator's status file. */
+  statePath?: string;
+  stop(): Promise<void>;
+}
+
+/** A port free on 127.0.0.1 right now. */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/** Poll `url` until it answers 200. */
+async function until200(url: string, child: ChildProcess, what: string): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`${what} exited with ${child.exitCode} before answering`);
+    const ok = await request(url).then(
+      async (r) => {
+        await r.body.dump();
+        return r.statusCode === 200;
+      },
+      () => false,
+    );
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`${what} did not answer ${url} within 30 s`);
+    await sleep(100);
+  }
+}
+
+function stopper(child: ChildProcess): () => Promise<void> {
+  return async () => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGTERM');
+    if (!(await Promise.race([exited.then(() => true), sleep(10_000).then(() => false)]))) {
+      child.kill('SIGKILL');
+      await exited;
+    }
+  };
+}
+
+/** This orchestrator over the backends (unmanaged containers of one worker), started from the harness. */
+export async function startOrchestrator(dir: string, ports: number[], name = 'orchestrator'): Promise<Target> {
+  const statePath = join(dir, `${name.replace(/\W+/g, '-')}-state.json`);
+  const state = emptyState('bench', 'provisioning');
+  state.workers.push(workerRecordSchema.parse({ id: 'w1', provider: 'local', host: '127.0.0.1', runtime: { driver: 'process' } }));
+  ports.forEach((port, i) =>
+    state.containers.push(containerRecordSchema.parse({ id: `b${i + 1}`, workerId: 'w1', host: '127.0.0.1', port, managed: false, state: 'free' })),
+  );
+  await writeFile(statePath, JSON.stringify(state));
+  const port = await freePort();
+  const child = spawn(
+    process.execPath,
+    [
+      '--import', 'tsx',
+      'orchestrator/src/main.ts',
+      '--port', String(port),
+      '--state-path', statePath,
+      '--log-level', 'warn',
+      // Room for the 10,000-request burst, and time for it to drain through the backends.
+      '--max-queue', '20000',
+      '--queue-timeout-ms', '120000',
+    ],
+    { stdio: ['ignore', 'ignore', 'inherit'] },
+  );
+  const base = `http://127.0.0.1:${port}`;
+  await until200(`${base}/health`, child, name);
+  return { name, url: `${base}/new_request`, pid: child.pid!, statePath, stop: stopper(child) };
+}
+
+/**
+ * HAProxy as the industrial reference for the same job: one thread (two are slower on 2 cores),
+ * `maxconn 1` per server so excess requests wait in its queue, `balance leastconn`, health checks,
+ * keep-alive to the servers, and no `option abortonclose` (it would free a server still working).
+ */
+export function haproxyConfig(port: number, backendPorts: number[]): string {
+  return [
+    'global',
+    '  nbthread 1',
+    '  maxconn 4096',
+    'defaults',
+    '  mode http',
+    '  option http-keep-alive',
+    '  timeout connect 2s',
+    '  timeout client 120s',
+    '  timeout server 120s',
+    '  timeout queue 120s',
+    '  maxconn 4096',
+    'frontend models_in',
+    `  bind 127.0.0.1:${port}`,
+    '  default_backend models',
+    'backend models',
+    '  balance leastconn',
+    '  http-reuse always',
+    '  option httpchk GET /health',
+    ...backendPorts.map((p, i) => `  server b${i + 1} 127.0.0.1:${p} maxconn 1 check inter 1s`),
+    '',
+  ].join('\n');
+}
+
+export async function startHaproxy(dir: string, ports: number[], name = 'haproxy'): Promise<Target> {
+  const port = await freePort();
+  const configPath = join(dir, `${name.replace(/\W+/g, '-')}.cfg`);
+  await writeFile(configPath, haproxyConfig(port, ports));
+  const child = spawn('haproxy', ['-db', '-f', configPath], { stdio: ['ignore', 'ignore', 'inherit'] });
+  await until200(`http://127.0.0.1:${port}/health`, child, name);
+  return { name, url: `http://127.0.0.1:${port}/run_model`, pid: child.pid!, stop: stopper(child) };
+}
+
+/** Peak resident memory of a process so far, in bytes (Linux). */
+export async function peakRss(pid: number): Promise<number | null> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
+  const kb = /VmHWM:\s+(\d+) kB/.exec(status)?.[1];
+  return kb ? Number(kb) * 1024 : null;
+}

@@ -1,0 +1,119 @@
+import { request } from 'undici';
+import { afterEach, describe, expect, it } from 'vitest';
+import { EmulatedBackend } from '../../bench/src/backend-farm.js';
+import { formatReport, spreadOf, type BenchResult, type Measurement } from '../../bench/src/report.js';
+import { haproxyConfig } from '../../bench/src/targets.js';
+
+let backend: EmulatedBackend | undefined;
+afterEach(async () => {
+  await backend?.close();
+  backend = undefined;
+});
+
+const post = (port: number) => request(`http://127.0.0.1:${port}/run_model`, { method: 'POST', body: '{}' }).then((r) => r.body.text());
+
+describe('EmulatedBackend', () => {
+  it('serves one request at a time in arrival order, and reports the concurrency it was sent', async () => {
+    backend = new EmulatedBackend('b1', 30);
+    const port = await backend.listen();
+    const started = performance.now();
+    await Promise.all([post(port), post(port), post(port)]);
+    // Three requests sent at once were served one after another, not in parallel.
+    expect(performance.now() - started).toBeGreaterThanOrEqual(85);
+    expect(backend.stats()).toMatchObject({ served: 3, maxConcurrency: 3 });
+    expect(backend.stats().meanServiceMs).toBeGreaterThanOrEqual(29);
+  });
+
+  it('sees concurrency 1 from a well-behaved client, and measures the gap before each next request', async () => {
+    backend = new EmulatedBackend('b1', 5);
+    const port = await backend.listen();
+    for (let i = 0; i < 4; i++) {
+      await post(port);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    const stats = backend.stats();
+    expect(stats).toMatchObject({ served: 4, maxConcurrency: 1 });
+    expect(stats.meanGapMs).toBeGreaterThanOrEqual(19);
+    backend.reset(0);
+    expect(backend.stats()).toMatchObject({ served: 0, maxConcurrency: 0, meanGapMs: 0, meanServiceMs: 0 });
+  });
+
+  it('answers /health at once, as the container it is, without counting it', async () => {
+    backend = new EmulatedBackend('b7', 1_000);
+    const port = await backend.listen();
+    const health = await request(`http://127.0.0.1:${port}/health`);
+    expect(await health.body.json()).toEqual({ status: 'ok', container: 'b7' });
+    expect(backend.stats().served).toBe(0);
+  });
+});
+
+describe('the HAProxy reference configuration', () => {
+  it('is the fair one: one thread, maxconn 1 per server, leastconn, health checks, no abortonclose', () => {
+    const config = haproxyConfig(8000, [9001, 9002]);
+    expect(config).toContain('  nbthread 1\n');
+    expect(config).toContain('  balance leastconn\n');
+    expect(config).toContain('  option httpchk GET /health\n');
+    expect(config).toContain('  server b1 127.0.0.1:9001 maxconn 1 check inter 1s\n  server b2 127.0.0.1:9002 maxconn 1 check inter 1s\n');
+    expect(config).not.toContain('abortonclose');
+  });
+});
+
+describe('the report', () => {
+  const run = (target: string, rps: number, p50: number): Measurement => ({
+    target,
+    throughputRps: rps,
+    latencyMs: { p50, p90: p50, p99: p50 },
+    limitRps: 400,
+    meanServiceMs: 20,
+    meanGapMs: 0.5,
+    spread: { min: 90, max: 110 },
+    maxBackendConcurrency: 1,
+  });
+  const scenario = (name: string, orch: number, haproxy: number, p50 = 20.5) => ({
+    scenario: name,
+    serviceMs: 20,
+    concurrency: 8,
+    runs: [run('orchestrator', orch, p50), run('haproxy', haproxy, p50), run('orchestrator', orch, p50), run('haproxy', haproxy, p50)],
+  });
+  const result: BenchResult = {
+    date: '2026-11-23T00:00:00.000Z',
+    machine: { cores: 2, cpu: 'test cpu', node: 'v20.20.2', haproxy: 'HAProxy version 2.6' },
+    backends: 8,
+    rounds: 2,
+    scenarios: [scenario('S = 20 ms, C = 8', 390, 380), scenario('S = 20 ms, C = 64', 390, 380), scenario('S = 20 ms, C = 256', 395, 380), scenario('S = 0, C = 64', 1000, 3000)],
+    noise: scenario('noise', 380, 381),
+    reference: run('direct', 48, 20.3),
+    burst: {
+      requests: 10_000,
+      answered: 10_000,
+      failed: 0,
+      seconds: 26,
+      peakRssBytes: 150e6,
+      eventLoopDelayP99Ms: 12,
+      eventLoopDelayMaxMs: 40,
+      statusWritesPerSecond: 4,
+      maxBackendConcurrency: 1,
+    },
+  };
+
+  it('judges each target from the medians and says which are not met', () => {
+    const { markdown } = formatReport(result);
+    expect(markdown).toContain('| S = 20 ms, C = 256: throughput ≥ 98% of the measured limit | 98.8% | yes |');
+    expect(markdown).toContain('| S = 0, C = 64: ≥ 50% of HAProxy’s requests per second | 33.3% of HAProxy | **no** |');
+    expect(markdown).toContain('| C = N: added p50 latency ≤ 1 ms over the service time | 0.50 ms | yes |');
+    expect(markdown).toContain('| 10,000 queued requests: peak RSS < 300 MB | 150 MB | yes |');
+    expect(markdown).toContain('Throughput ratio orchestrator / haproxy (medians): **1.039**');
+  });
+
+  it('charts the median throughput of both proxies per scenario', () => {
+    const { svg } = formatReport(result);
+    expect(svg).toMatch(/^<svg /);
+    expect(svg.match(/height="16"/g)).toHaveLength(8);
+    expect(svg).toContain('395 req/s');
+  });
+
+  it('gives min, median and max', () => {
+    expect(spreadOf([3, 1, 2])).toEqual({ min: 1, median: 2, max: 3 });
+    expect(spreadOf([4, 1, 2, 3])).toEqual({ min: 1, median: 2.5, max: 4 });
+  });
+});

@@ -7,7 +7,7 @@ import { createDriver } from '../../runtime/src/create-driver.js';
 import { LABELS, type RuntimeDriver } from '../../runtime/src/driver.js';
 import type { StateFile, WorkerRecord } from '../../status/src/schema.js';
 import { StateStore } from '../../status/src/state-store.js';
-import { createApp } from './app.js';
+import { createRequestListener } from './app.js';
 import { Autoscaler } from './autoscaler.js';
 import { ContainerManager } from './container-manager.js';
 import type { OrchestratorConfig } from './config.js';
@@ -139,7 +139,7 @@ export class Orchestrator {
       }),
     };
     this.publisher = new StatusPublisher({ store, sources: this.#sources, log }, { intervalMs: config.statusWriteIntervalMs });
-    const app = createApp({
+    const listener = createRequestListener({
       proxy: this.proxy,
       status: () => snapshot(this.#sources),
       health: () => {
@@ -172,7 +172,7 @@ export class Orchestrator {
       retryAfterSeconds: 1,
       accessLog: config.accessLog,
     });
-    this.#server = createServer(app.callback());
+    this.#server = createServer(listener);
     // Longer than the usual 60 s idle timeout of load balancers in front, so they close first.
     this.#server.keepAliveTimeout = 65_000;
   }

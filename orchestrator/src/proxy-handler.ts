@@ -1,6 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { finished } from 'node:stream/promises';
-import type { Context } from 'koa';
 import type { Logger } from '../../common/src/logger.js';
 import type { ContainerPool } from './container-pool.js';
 import { PayloadTooLargeError } from '../../common/src/http-errors.js';
@@ -35,6 +34,14 @@ export interface ProxyDeps {
   options: ProxyOptions;
 }
 
+/** One client exchange: its request, its response, and what the proxy notes about it. */
+export interface Exchange {
+  req: IncomingMessage;
+  res: ServerResponse;
+  /** Set once a container answered: its id (for the access log). */
+  servedBy?: string;
+}
+
 /** Answers up to this size (by their Content-Length) are read whole and sent in one write; larger or unsized ones are streamed. */
 const BUFFERED_ANSWER_BYTES = 64 * 1024;
 
@@ -60,8 +67,12 @@ export class ProxyHandler {
     this.#deps = deps;
   }
 
-  /** Forward the request in `ctx` to `method upstreamPath` on a free container. */
-  async forward(ctx: Context, method: string, upstreamPath: string, requestId: string): Promise<void> {
+  /**
+   * Forward the exchange's request to `method upstreamPath` on a free container and write the
+   * answer. Throws a typed error before anything was written (the caller answers it), or
+   * ClientGoneError when the client left.
+   */
+  async forward(ctx: Exchange, method: string, upstreamPath: string, requestId: string): Promise<void> {
     const { pool, queue, upstream, options } = this.#deps;
     this.counters.accepted++;
     const startedAt = performance.now();
@@ -104,16 +115,13 @@ export class ProxyHandler {
       throw lastFailure?.timedOut
         ? new UpstreamTimeoutError(options.upstreamTimeoutMs, lastFailure)
         : new ContainerUnavailableError(attempts, lastFailure);
-    } catch (error) {
-      if (error instanceof ClientGoneError) ctx.respond = false;
-      throw error;
     } finally {
       this.active--;
     }
   }
 
   async #respond(
-    ctx: Context,
+    ctx: Exchange,
     response: UpstreamResponse,
     container: { id: string },
     meta: { waitMs: number; requestId: string; attempts: number },
@@ -121,8 +129,7 @@ export class ProxyHandler {
     const { pool } = this.#deps;
     const leased = pool.get(container.id)!;
     const res = ctx.res;
-    ctx.respond = false;
-    ctx.state.servedBy = container.id;
+    ctx.servedBy = container.id;
     const headers = endToEndHeaders(response.headers, 'response');
     headers[SERVED_BY_HEADER] = container.id;
     headers[QUEUE_WAIT_HEADER] = meta.waitMs.toFixed(1);

@@ -6,16 +6,13 @@ set -euo pipefail
 
 log() { echo "[docker-engine] $*" >&2; }
 
-# Test files call this in parallel: one of them installs and starts, the others wait for it.
-exec 9>"${TMPDIR:-/tmp}/inference-orchestrator-setup.lock"
-flock 9
-
 if ! command -v dockerd >/dev/null 2>&1 || ! { command -v docker-compose >/dev/null 2>&1 || docker compose version >/dev/null 2>&1; }; then
-  log "installing docker.io and docker-compose"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq docker.io docker-compose >/dev/null
+  bash "$(dirname "$0")/apt-install.sh" docker.io docker-compose
 fi
+
+# Test files call this in parallel: one of them starts the daemon, the others wait for it.
+exec 9>"${TMPDIR:-/tmp}/inference-orchestrator-docker-engine.lock"
+flock 9
 
 if docker info >/dev/null 2>&1; then
   log "engine already running"

@@ -6,22 +6,10 @@ set -euo pipefail
 
 log() { echo "[flask] $*" >&2; }
 
-# One apt-get at a time across the setup scripts that parallel test files call.
-exec 9>"${TMPDIR:-/tmp}/inference-orchestrator-setup.lock"
-flock 9
-
 if /usr/bin/python3 -c 'import flask' >/dev/null 2>&1; then
   log "flask already importable by /usr/bin/python3"
   exit 0
 fi
 
-if ! command -v apt-get >/dev/null 2>&1; then
-  log "/usr/bin/python3 cannot import flask and apt-get is missing: install Flask for /usr/bin/python3 by hand"
-  exit 1
-fi
-
-log "installing python3-flask and python3-requests"
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq python3-flask python3-requests >/dev/null
+bash "$(dirname "$0")/apt-install.sh" python3-flask python3-requests
 /usr/bin/python3 -c 'import flask' && log "flask ready"

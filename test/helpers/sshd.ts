@@ -1,28 +1,19 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
+import { REPO_ROOT } from './cli.js';
 import { findFreeBasePort, pidAlive } from './processes.js';
 
 const execFileAsync = promisify(execFile);
 const SSHD = '/usr/sbin/sshd';
 
-/**
- * Installs openssh-server from apt when sshd is missing (a fresh CI machine); a no-op otherwise. Needs
- * root. Holds the lock of the scripts/ setup scripts, so it never runs apt-get next to docker-engine.sh.
- */
+/** Installs openssh-server from apt when sshd is missing (a fresh CI machine); a no-op otherwise. Needs root. */
 export async function ensureSshd(): Promise<void> {
   if (existsSync(SSHD)) return;
-  const script = [
-    'set -euo pipefail',
-    'exec 9>"${TMPDIR:-/tmp}/inference-orchestrator-setup.lock"',
-    'flock 9',
-    `[ -x ${SSHD} ] && exit 0`,
-    'apt-get update -qq',
-    'apt-get install -y -qq openssh-server >/dev/null',
-  ].join('\n');
-  await execFileAsync('bash', ['-c', script], { env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }, timeout: 600_000 });
+  await execFileAsync('bash', [join(REPO_ROOT, 'scripts/apt-install.sh'), 'openssh-server'], { timeout: 600_000 });
 }
 
 /** A new ed25519 key pair without passphrase at `path` and `path.pub`; resolves with the public key line (no comment). */

@@ -1,5 +1,5 @@
 import type { Logger } from '../../common/src/logger.js';
-import { LABELS, type ContainerInfo } from '../../runtime/src/driver.js';
+import { containerName, type ContainerInfo } from '../../runtime/src/driver.js';
 import { containerRecordSchema, type ContainerRecord, type StateFile, type WorkerRecord } from '../../status/src/schema.js';
 
 /** What the runtime says runs on one worker; null when it could not be asked. */
@@ -43,7 +43,7 @@ export async function reconcile(inventory: StateFile, list: ListWorkerContainers
         continue;
       }
       // By runtime id, or by name: a compose-started container carries its name in a label (EC2 workers are recorded before their ids are known).
-      const live = running.find((info) => info.runtimeId === record.runtimeId || nameOf(info) === record.id);
+      const live = running.find((info) => info.runtimeId === record.runtimeId || containerName(info) === record.id);
       if (live) {
         containers.push({ ...record, runtimeId: live.runtimeId });
       } else {
@@ -52,7 +52,7 @@ export async function reconcile(inventory: StateFile, list: ListWorkerContainers
       }
     }
     for (const info of running) {
-      const name = nameOf(info);
+      const name = containerName(info);
       if (recorded.some((r) => r.id === name || r.runtimeId === info.runtimeId)) continue;
       adopted.push(name);
       containers.push(containerRecordSchema.parse({ id: name, workerId: worker.id, host: worker.host, port: info.port, runtimeId: info.runtimeId, state: 'starting' }));
@@ -65,6 +65,3 @@ export async function reconcile(inventory: StateFile, list: ListWorkerContainers
   if (missing.length > 0) log.warn({ missing }, 'recorded containers are not running');
   return { containers, adopted, missing };
 }
-
-/** The container's name in the inventory: its label, else the runtime's name. */
-const nameOf = (info: ContainerInfo): string => info.labels[LABELS.container] ?? info.name;

@@ -26,10 +26,14 @@ export interface Inventory {
   containers: ContainerRecord[];
 }
 
+/** The ids of the workers the config asks for: w1, w2, ... */
+export function workerIds(config: Pick<ProvisionConfig, 'workers'>): string[] {
+  return Array.from({ length: config.workers }, (_, w) => `w${w + 1}`);
+}
+
 /** The cluster the config describes: worker k (1-based) gets ports basePort+(k-1)*portStride+0..containersPerWorker-1. */
 export function desiredLayout(config: ProvisionConfig): DesiredWorker[] {
-  return Array.from({ length: config.workers }, (_, w) => {
-    const id = `w${w + 1}`;
+  return workerIds(config).map((id, w) => {
     const firstPort = config.basePort + w * config.portStride;
     const containers = Array.from({ length: config.containersPerWorker }, (_, i) => ({
       name: `${id}-${firstPort + i}`,

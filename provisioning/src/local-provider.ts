@@ -1,5 +1,5 @@
 import type { Logger } from '../../common/src/logger.js';
-import { LABELS, type ContainerInfo, type RuntimeDriver } from '../../runtime/src/driver.js';
+import { containerName, LABELS, type ContainerInfo, type RuntimeDriver } from '../../runtime/src/driver.js';
 import type { RuntimeTarget } from '../../status/src/schema.js';
 import type { ProvisionConfig } from './config.js';
 import { containerRecord, containerTemplate, desiredLayout, workerRecord, type DesiredContainer, type Inventory } from './inventory.js';
@@ -161,8 +161,7 @@ export class LocalProvider implements Provider {
     for (const info of [...labelled, ...inspected]) if (info) byRuntimeId.set(info.runtimeId, info);
     const byName = new Map<string, ContainerInfo[]>();
     for (const info of byRuntimeId.values()) {
-      // Compose names containers after its project; the label carries the cluster's own name.
-      const name = info.labels[LABELS.container] ?? info.name;
+      const name = containerName(info);
       byName.set(name, [...(byName.get(name) ?? []), info]);
     }
     return byName;

@@ -40,6 +40,11 @@ export interface ContainerInfo {
   exitCode: number | null;
 }
 
+/** The container's name as the cluster knows it: its container label (compose names containers its own way), else the runtime's name. */
+export function containerName(info: Pick<ContainerInfo, 'labels' | 'name'>): string {
+  return info.labels[LABELS.container] ?? info.name;
+}
+
 /**
  * A container runtime, Nomad task-driver style: verbs keyed by the runtime's id.
  * Implementations: local processes; Docker over a local socket or SSH.

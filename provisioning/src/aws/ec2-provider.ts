@@ -27,7 +27,7 @@ import { knownHostName } from '../../../runtime/src/known-hosts.js';
 import type { SshTarget } from '../../../runtime/src/ssh-connection.js';
 import { containerRecordSchema, workerRecordSchema, type WorkerRecord } from '../../../status/src/schema.js';
 import type { ProvisionConfig } from '../config.js';
-import { containerTemplate, type Inventory } from '../inventory.js';
+import { containerTemplate, workerIds, type Inventory } from '../inventory.js';
 import type { ProvisionOptions, ProvisionResult, Provider, TeardownResult } from '../provider.js';
 import { judgeHealth, probeHealth, type HealthProbe, type HealthTarget } from '../wait-healthy.js';
 import { awsCode, ImageUploadError, KeyPairError, toAwsError, WorkersUnhealthyError } from './aws-errors.js';
@@ -106,11 +106,8 @@ export class Ec2Provider implements Provider {
     const key = await this.#ensureKeyPair();
     const groupId = await this.#ensureSecurityGroup();
     const ami = await this.#ami();
-    const wanted = Array.from({ length: config.workers }, (_, i) => `w${i + 1}`);
-    const existing = await this.#instances();
-    const extra = [...existing.keys()].filter((id) => !wanted.includes(id));
-    if (extra.length > 0) await this.#terminate(extra.map((id) => existing.get(id)!.InstanceId!));
-    const missing = wanted.filter((id) => !existing.has(id));
+    const { wanted, missing, extra } = await this.#workerDiff();
+    if (extra.length > 0) await this.#terminate(extra.map((i) => i.InstanceId!));
     for (const workerId of missing) await this.#launch(workerId, { key: key.name, groupId, ami: ami.id });
     if (missing.length > 0) this.#say(`launched ${missing.join(', ')}; waiting for the instances to run`);
 
@@ -134,7 +131,7 @@ export class Ec2Provider implements Provider {
       ),
       started,
       kept: targets.map((t) => t.name).filter((name) => !started.includes(name)),
-      removed: extra.flatMap((id) => this.#ports().map((port) => `${id}-${port}`)),
+      removed: extra.flatMap((i) => this.#ports().map((port) => `${workerIdOf(i)}-${port}`)),
     };
   }
 
@@ -174,13 +171,10 @@ export class Ec2Provider implements Provider {
     }
     const ami = await this.#ami();
     steps.push(`AMI ${ami.id} (${ami.name})`);
-    const existing = await this.#instances();
-    const wanted = Array.from({ length: config.workers }, (_, i) => `w${i + 1}`);
-    const missing = wanted.filter((id) => !existing.has(id));
-    const extra = [...existing.keys()].filter((id) => !wanted.includes(id));
+    const { wanted, existing, missing, extra } = await this.#workerDiff();
     for (const id of wanted.filter((w) => existing.has(w))) steps.push(`worker ${id}: keep ${existing.get(id)!.InstanceId}`);
     for (const id of missing) steps.push(`worker ${id}: launch one ${config.instanceType} with two model containers on ports ${this.#ports().join(' and ')}`);
-    for (const id of extra) steps.push(`worker ${id}: terminate ${existing.get(id)!.InstanceId}`);
+    for (const i of extra) steps.push(`worker ${workerIdOf(i)}: terminate ${i.InstanceId}`);
     if (missing.length > 0) {
       await this.#dryRun(
         'RunInstances',
@@ -192,7 +186,7 @@ export class Ec2Provider implements Provider {
       );
     }
     if (extra.length > 0) {
-      await this.#dryRun('TerminateInstances', () => this.#ec2.send(new TerminateInstancesCommand({ InstanceIds: extra.map((id) => existing.get(id)!.InstanceId!), DryRun: true })), denied);
+      await this.#dryRun('TerminateInstances', () => this.#ec2.send(new TerminateInstancesCommand({ InstanceIds: extra.map((i) => i.InstanceId!), DryRun: true })), denied);
     }
     return { steps, denied };
   }
@@ -327,6 +321,18 @@ export class Ec2Provider implements Provider {
     return { id: newest.ImageId, name: newest.Name ?? '' };
   }
 
+  /** The workers the config wants, the instances running now, the wanted ones missing, and the instances of unwanted workers. */
+  async #workerDiff(): Promise<{ wanted: string[]; existing: Map<string, Instance>; missing: string[]; extra: Instance[] }> {
+    const wanted = workerIds(this.#config);
+    const existing = await this.#instances();
+    return {
+      wanted,
+      existing,
+      missing: wanted.filter((id) => !existing.has(id)),
+      extra: [...existing].filter(([id]) => !wanted.includes(id)).map(([, instance]) => instance),
+    };
+  }
+
   /** The cluster's pending or running worker instances, by worker id. */
   async #instances(): Promise<Map<string, Instance>> {
     const found = await this.#call('DescribeInstances', () =>
@@ -342,7 +348,7 @@ export class Ec2Provider implements Provider {
     );
     const byWorker = new Map<string, Instance>();
     for (const instance of (found.Reservations ?? []).flatMap((r) => r.Instances ?? [])) {
-      const id = instance.Tags?.find((t) => t.Key === TAGS.worker)?.Value;
+      const id = workerIdOf(instance);
       if (id) byWorker.set(id, instance);
     }
     return byWorker;
@@ -569,6 +575,11 @@ export class Ec2Provider implements Provider {
       throw toAwsError(action, error);
     }
   }
+}
+
+/** The worker an instance runs, from its tag. */
+function workerIdOf(instance: Instance): string | undefined {
+  return instance.Tags?.find((t) => t.Key === TAGS.worker)?.Value;
 }
 
 /** `ssh-ed25519 AAAA...` lines of cloud-init's host key block in a console output. */

@@ -45,6 +45,9 @@ export interface AutoscalerSources {
   now?: () => number;
 }
 
+/** Whether a container counts toward the current size: not draining, and not gone from its runtime. */
+const counts = (c: Container): boolean => !c.draining && c.health !== 'down';
+
 /** Decisions kept for the status. */
 const DECISIONS_KEPT = 20;
 
@@ -81,7 +84,7 @@ export class Autoscaler extends ControlLoop {
   /** Containers that count: in rotation, starting, or failed and about to be replaced; not draining. */
   current(): number {
     let n = 0;
-    for (const c of this.#sources.pool.containers()) if (!c.draining && c.health !== 'down') n++;
+    for (const c of this.#sources.pool.containers()) if (counts(c)) n++;
     return n;
   }
 
@@ -174,7 +177,7 @@ export class Autoscaler extends ControlLoop {
   }
 
   #countOn(workerId: string): number {
-    return this.#sources.pool.onWorker(workerId).filter((c) => !c.draining && c.health !== 'down').length;
+    return this.#sources.pool.onWorker(workerId).filter(counts).length;
   }
 
   /**
@@ -228,7 +231,7 @@ export class Autoscaler extends ControlLoop {
   async #scaleIn(n: number, reason: string): Promise<void> {
     const { pool } = this.#sources;
     const idle = [...pool.containers()]
-      .filter((c) => c.managed && !c.draining && !c.busyWithRuntime && c.inFlight === 0 && c.health !== 'down')
+      .filter((c) => c.managed && counts(c) && !c.busyWithRuntime && c.inFlight === 0)
       .sort((a, b) => this.#countOn(b.workerId) - this.#countOn(a.workerId) || b.port - a.port);
     const chosen: Container[] = [];
     const left = new Map<string, number>();

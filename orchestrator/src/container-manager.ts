@@ -117,7 +117,7 @@ export class ContainerManager {
   async drainAndRemove(c: Container, reason: string): Promise<void> {
     const worker = this.#worker(c);
     c.busyWithRuntime = true;
-    this.drain(c, reason);
+    this.#deps.pool.drain(c, reason);
     const deadline = performance.now() + this.#options.drainTimeoutMs;
     while (c.inFlight > 0 && performance.now() < deadline) await sleep(20);
     // Past the deadline the answers in flight are lost with the container: say so.
@@ -132,12 +132,6 @@ export class ContainerManager {
     this.#deps.pool.remove(c);
     await this.#deps.forget(c.id);
     this.#deps.log.info({ container: c.id, reason }, 'container removed');
-  }
-
-  /** No new requests for `c`; the ones it serves finish. */
-  drain(c: Container, reason: string): void {
-    c.draining = true;
-    this.#deps.pool.setHealth(c, c.health, reason);
   }
 
   #worker(c: Container): WorkerRecord {

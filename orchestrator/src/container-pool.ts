@@ -133,8 +133,19 @@ export class ContainerPool {
 
   /** Change health (recording the change and why) and hand the container to a waiter if it became usable. */
   setHealth(c: Container, health: Health, reason: string): void {
+    this.#change(c, () => (c.health = health), reason);
+    if (health === 'healthy') this.#handOver();
+  }
+
+  /** No new requests for `c`; the ones it serves finish. */
+  drain(c: Container, reason: string): void {
+    this.#change(c, () => (c.draining = true), reason);
+  }
+
+  /** Apply `change`, then record the shown state in the history with its reason. */
+  #change(c: Container, change: () => void, reason: string): void {
     const before = containerState(c);
-    c.health = health;
+    change();
     const after = containerState(c);
     // A new reason for the same state is news too (a replacement that failed differently); a repeat is not.
     if (after !== before || c.history.at(-1)?.reason !== reason) {
@@ -142,7 +153,6 @@ export class ContainerPool {
       if (c.history.length > HISTORY_LENGTH) c.history.shift();
     }
     this.version++;
-    if (health === 'healthy') this.#handOver();
   }
 
   /** Containers of one worker. */

@@ -160,7 +160,7 @@ export class Orchestrator {
       admin: {
         token: config.adminToken,
         scaleTo: (n) => this.autoscaler.scaleTo(n, 'admin request', { ignoreCooldown: true }),
-        drain: (id) => this.manager.drain(this.#adminTarget(id, { removing: false }), 'admin request'),
+        drain: (id) => this.pool.drain(this.#adminTarget(id, { removing: false }), 'admin request'),
         remove: (id) => this.manager.drainAndRemove(this.#adminTarget(id, { removing: true }), 'admin request'),
         setPaused: (paused) => {
           this.autoscaler.paused = paused;

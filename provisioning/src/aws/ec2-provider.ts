@@ -388,14 +388,7 @@ export class Ec2Provider implements Provider {
   async #waitRunning(workerIds: string[]): Promise<Map<string, Instance>> {
     let instances = await this.#instances();
     const ids = workerIds.map((id) => instances.get(id)?.InstanceId).filter((id): id is string => id !== undefined);
-    try {
-      await waitUntilInstanceRunning(
-        { client: this.#ec2, maxWaitTime: this.#waitSeconds(), minDelay: this.#poll, maxDelay: this.#poll * 4 },
-        { InstanceIds: ids },
-      );
-    } catch (error) {
-      throw toAwsError('DescribeInstances (waiting for running)', error);
-    }
+    await this.#wait(waitUntilInstanceRunning, ids, 'running');
     instances = await this.#instances();
     for (const id of workerIds) if (!instances.has(id)) throw new WorkersUnhealthyError(`worker ${id}'s instance is gone`);
     return instances;
@@ -529,13 +522,15 @@ export class Ec2Provider implements Provider {
 
   async #terminate(instanceIds: string[]): Promise<void> {
     await this.#call('TerminateInstances', () => this.#ec2.send(new TerminateInstancesCommand({ InstanceIds: instanceIds })));
+    await this.#wait(waitUntilInstanceTerminated, instanceIds, 'terminated');
+  }
+
+  /** Wait with one of the SDK's instance waiters, polling every few seconds up to launchTimeoutMs. */
+  async #wait(waiter: typeof waitUntilInstanceRunning, instanceIds: string[], state: string): Promise<void> {
     try {
-      await waitUntilInstanceTerminated(
-        { client: this.#ec2, maxWaitTime: this.#waitSeconds(), minDelay: this.#poll, maxDelay: this.#poll * 4 },
-        { InstanceIds: instanceIds },
-      );
+      await waiter({ client: this.#ec2, maxWaitTime: this.#waitSeconds(), minDelay: this.#poll, maxDelay: this.#poll * 4 }, { InstanceIds: instanceIds });
     } catch (error) {
-      throw toAwsError('DescribeInstances (waiting for terminated)', error);
+      throw toAwsError(`DescribeInstances (waiting for ${state})`, error);
     }
   }
 

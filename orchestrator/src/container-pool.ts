@@ -208,15 +208,22 @@ export class ContainerPool {
     return best;
   }
 
-  /** Wait for the next free container (FIFO among waiters). Rejects with the signal's reason when aborted. */
-  waitForFree(signal: AbortSignal): Promise<Container> {
+  /**
+   * Wait for the next free container (FIFO among waiters). `onLease` runs synchronously when it
+   * is handed over, inside the `release` that freed it. Rejects with the signal's reason when aborted.
+   */
+  waitForFree(signal: AbortSignal, onLease?: (container: Container) => void): Promise<Container> {
     const now = this.#waiters.length === 0 ? this.tryAcquire() : undefined;
-    if (now) return Promise.resolve(now);
+    if (now) {
+      onLease?.(now);
+      return Promise.resolve(now);
+    }
     signal.throwIfAborted();
     return new Promise<Container>((resolve, reject) => {
       const waiter: Waiter = {
         resolve: (container) => {
           signal.removeEventListener('abort', onAbort);
+          onLease?.(container);
           resolve(container);
         },
       };

@@ -48,7 +48,8 @@ export class HealthChecker extends ControlLoop {
         body: undefined,
         signal: AbortSignal.timeout(this.#options.timeoutMs),
       });
-      await response.body.dump();
+      // A health answer is small; a huge one is not read.
+      if (!Buffer.isBuffer(response.body)) response.body.destroy();
       return response.statusCode === 200
         ? { ok: true, error: null, timedOut: false }
         : { ok: false, error: `health answered ${response.statusCode}`, timedOut: false };

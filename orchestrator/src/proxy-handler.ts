@@ -42,9 +42,6 @@ export interface Exchange {
   servedBy?: string;
 }
 
-/** Answers up to this size (by their Content-Length) are read whole and sent in one write; larger or unsized ones are streamed. */
-const BUFFERED_ANSWER_BYTES = 64 * 1024;
-
 /** Response headers the orchestrator adds: who served, how long the request queued, its id. */
 export const SERVED_BY_HEADER = 'x-served-by';
 export const QUEUE_WAIT_HEADER = 'x-queue-wait-ms';
@@ -89,11 +86,16 @@ export class ProxyHandler {
       let attempts = 0;
       for (let attempt = 1; attempt <= options.maxAttempts; attempt++) {
         attempts = attempt;
-        const container = await queue.acquire(clientGone, attempt > 1);
+        // The request is written the moment a container is leased: a container freed by an answer gets its next request
+        // before that answer is passed on to its client.
+        let sent!: Promise<UpstreamResponse>;
+        const container = await queue.acquire(clientGone, attempt > 1, (leased) => {
+          sent = upstream.send(leased, { method, path: upstreamPath, headers, body });
+        });
         if (attempt === 1) waitMs = performance.now() - queuedAt;
         let response: UpstreamResponse;
         try {
-          response = await upstream.send(container, { method, path: upstreamPath, headers, body });
+          response = await sent;
         } catch (error) {
           const failure = error instanceof UpstreamFailure ? error : new UpstreamFailure(error);
           // Out of rotation before the slot is released, so the slot is not handed straight back to it.
@@ -136,41 +138,33 @@ export class ProxyHandler {
     headers[REQUEST_ID_HEADER] = meta.requestId;
     if (meta.attempts > 1) headers['x-attempts'] = String(meta.attempts);
 
-    // A model's answer is usually small: read it whole, free the container at once, and answer in one write.
-    const length = Number(response.headers['content-length']);
-    if (Number.isFinite(length) && length <= BUFFERED_ANSWER_BYTES) {
-      let answer: Buffer;
-      try {
-        answer = Buffer.from(await response.body.arrayBuffer());
-      } catch (error) {
-        pool.release(leased, { error: `response body: ${(error as Error).message}` });
-        res.destroy();
-        return;
-      }
+    const body = response.body;
+    // A model's answer is usually small and already whole: free the container first, then answer in one write.
+    if (Buffer.isBuffer(body)) {
       pool.release(leased, 'served');
       if (!res.writable || res.destroyed) return;
-      res.writeHead(response.statusCode, headers).end(answer);
+      res.writeHead(response.statusCode, headers).end(body);
       return;
     }
 
     // The container is done once its whole answer arrived; the client may still be reading it.
-    const answered = finished(response.body).then(
+    const answered = finished(body).then(
       () => pool.release(leased, 'served'),
       (error: Error) => pool.release(leased, { error: `response body: ${error.message}` }),
     );
     if (!res.writable || res.destroyed) {
-      response.body.destroy();
+      body.destroy();
       await answered;
       return;
     }
     res.writeHead(response.statusCode, headers);
     // pipe, not pipeline: pipeline makes and aborts an AbortController per call, which shows in profiles.
-    response.body.once('error', () => res.destroy());
+    body.once('error', () => res.destroy());
     res.once('close', () => {
       // The client went away: stop reading; the lease is settled by `answered`.
-      if (!res.writableFinished) response.body.destroy();
+      if (!res.writableFinished) body.destroy();
     });
-    response.body.pipe(res);
+    body.pipe(res);
     await answered;
   }
 }

@@ -63,14 +63,18 @@ export class RequestQueue {
    * Get a container for one request. `clientSignal` aborts when the client disconnects: a queued
    * request then leaves the queue (a function is only called when the request has to wait).
    * `redispatch` puts a request whose container failed at the front, past the bound (it was
-   * already accepted).
+   * already accepted). `onLease` runs synchronously the moment the container is leased, so the
+   * caller can start using it before anything else runs.
    */
-  async acquire(clientSignal: AbortSignal | (() => AbortSignal), redispatch = false): Promise<Container> {
+  async acquire(clientSignal: AbortSignal | (() => AbortSignal), redispatch = false, onLease?: (container: Container) => void): Promise<Container> {
     if (this.#closed && !redispatch) throw new ShuttingDownError();
     if (this.#pool.size === 0) throw new NoContainersError();
     if (this.#queue.size === 0 && this.#queue.pending === 0) {
       const free = this.#pool.tryAcquire();
-      if (free) return free;
+      if (free) {
+        onLease?.(free);
+        return free;
+      }
     }
     if (!redispatch && this.#waiting.size >= this.#options.maxQueue) {
       this.counters.rejected++;
@@ -78,10 +82,10 @@ export class RequestQueue {
     }
     const signal = typeof clientSignal === 'function' ? clientSignal() : clientSignal;
     signal.throwIfAborted();
-    return this.#enqueue(signal, redispatch);
+    return this.#enqueue(signal, redispatch, onLease);
   }
 
-  async #enqueue(clientSignal: AbortSignal, redispatch: boolean): Promise<Container> {
+  async #enqueue(clientSignal: AbortSignal, redispatch: boolean, onLease: ((container: Container) => void) | undefined): Promise<Container> {
     const token = {};
     const since = this.#now();
     const abort = new AbortController();
@@ -91,16 +95,11 @@ export class RequestQueue {
     this.#waiting.set(token, since);
     this.counters.queued++;
     try {
-      const container = await this.#queue.add(({ signal }) => this.#pool.waitForFree(signal!), {
+      // Once leased, the container is the request's even if its client leaves now: the caller may already have used it.
+      return await this.#queue.add(({ signal }) => this.#pool.waitForFree(signal!, onLease), {
         signal: abort.signal,
         priority: redispatch ? REDISPATCH_PRIORITY : 0,
       });
-      if (clientSignal.aborted) {
-        // The client left in the instant the container was handed over: give it to the next in line.
-        this.#pool.release(container, 'unused');
-        throw new ClientGoneError();
-      }
-      return container;
     } catch (error) {
       if (error instanceof QueueTimeoutError) this.counters.timedOut++;
       else if (error instanceof ClientGoneError) this.counters.cancelled++;

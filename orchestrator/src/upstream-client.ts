@@ -1,97 +1,156 @@
 import type { IncomingHttpHeaders } from 'node:http';
-import { Pool, type Dispatcher } from 'undici';
+import { Readable } from 'node:stream';
 import type { Container } from './container-pool.js';
+import type { ResponseHeaders } from './http1-response-parser.js';
+import { UpstreamConnection, UpstreamFailure, type CallSink, type ConnectionOptions, type UpstreamRequest } from './upstream-connection.js';
 
-export interface UpstreamRequest {
-  method: string;
-  /** Path with query string. */
-  path: string;
-  headers: Record<string, string | string[]>;
-  body: Buffer | undefined;
-  /** Aborts the upstream call (for health probes; never for client requests, see proxy-handler). */
-  signal?: AbortSignal;
+export { UpstreamFailure, type UpstreamRequest } from './upstream-connection.js';
+
+/** A container's answer: whole when it was small, otherwise a stream that ends when the container has sent all of it. */
+export interface UpstreamResponse {
+  statusCode: number;
+  headers: ResponseHeaders;
+  body: Buffer | Readable;
 }
-
-export type UpstreamResponse = Dispatcher.ResponseData;
-
-/** Why a call to a container failed before its answer began. */
-export class UpstreamFailure extends Error {
-  /** True when the request provably never reached the container (connection refused or not made). */
-  readonly neverSent: boolean;
-  /** True when the container did not answer in time. */
-  readonly timedOut: boolean;
-  readonly code: string;
-
-  constructor(cause: unknown) {
-    const code = String((cause as { code?: unknown })?.code ?? 'UNKNOWN');
-    super(`${code}: ${(cause as Error)?.message ?? String(cause)}`, { cause });
-    this.name = 'UpstreamFailure';
-    this.code = code;
-    this.neverSent = CONNECT_ERRORS.has(code);
-    this.timedOut = code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT';
-  }
-}
-
-const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'UND_ERR_CONNECT_TIMEOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL', 'ENOTFOUND']);
 
 export interface UpstreamClientOptions {
   /** Longest wait for response headers, and between body chunks, in ms. */
   timeoutMs: number;
   /** Longest wait to open a connection, in ms. */
   connectTimeoutMs: number;
+  /** Answers up to this size are read whole before `send` resolves; larger ones are streamed. */
+  bufferBytes?: number;
 }
 
-/** Keep-alive connection pools, one per container, so the hot path never opens a connection it can reuse. */
+/** Idle connections are closed after 4 s, under the 5 s keep-alive timeout of common servers (Node's, gunicorn's is lower and says so by closing). */
+const IDLE_TIMEOUT_MS = 4_000;
+const MAX_HEAD_BYTES = 64 * 1024;
+const DEFAULT_BUFFER_BYTES = 64 * 1024;
+
+interface Connections {
+  idle: UpstreamConnection[];
+  all: Set<UpstreamConnection>;
+}
+
+/**
+ * Keep-alive connections per container, so the hot path never opens one it can reuse. A container
+ * serves one request at a time, so it holds one connection per request slot plus one for probes.
+ */
 export class UpstreamClient {
-  readonly #pools = new Map<string, Pool>();
-  readonly #options: UpstreamClientOptions;
+  readonly #byContainer = new Map<string, Connections>();
+  readonly #options: ConnectionOptions;
+  readonly #bufferBytes: number;
 
   constructor(options: UpstreamClientOptions) {
-    this.#options = options;
+    this.#options = { timeoutMs: options.timeoutMs, connectTimeoutMs: options.connectTimeoutMs, idleTimeoutMs: IDLE_TIMEOUT_MS, maxHeadBytes: MAX_HEAD_BYTES };
+    this.#bufferBytes = options.bufferBytes ?? DEFAULT_BUFFER_BYTES;
   }
 
-  #poolFor(container: Container): Pool {
-    let pool = this.#pools.get(container.id);
-    if (!pool) {
-      pool = new Pool(container.origin, {
-        // One connection per request slot, plus one so a health probe never waits behind a request.
-        connections: container.limit + 1,
-        pipelining: 1,
-        headersTimeout: this.#options.timeoutMs,
-        bodyTimeout: this.#options.timeoutMs,
-        connect: { timeout: this.#options.connectTimeoutMs },
-      });
-      this.#pools.set(container.id, pool);
+  /**
+   * Send one request. The request is written before this returns when a connection is open, so
+   * the caller can rely on the order of its calls. Rejects with UpstreamFailure.
+   */
+  send(container: Container, request: UpstreamRequest): Promise<UpstreamResponse> {
+    return new Promise((resolve, reject) => {
+      const { signal } = request;
+      if (signal?.aborted) {
+        reject(new UpstreamFailure(signal.reason, 'UPSTREAM_ABORTED'));
+        return;
+      }
+      const connection = this.#connectionTo(container);
+      const bufferBytes = this.#bufferBytes;
+      let statusCode = 0;
+      let headers: ResponseHeaders = {};
+      let chunks: Buffer[] = [];
+      let size = 0;
+      let stream: Readable | undefined;
+      let done = false;
+      const onAbort = (): void => connection.destroy(new UpstreamFailure(signal!.reason, 'UPSTREAM_ABORTED'));
+      const settle = (): void => {
+        done = true;
+        signal?.removeEventListener('abort', onAbort);
+      };
+      // Past the buffer size, the answer is passed on as it comes, read as fast as its reader reads.
+      const startStreaming = (): void => {
+        stream = new Readable({
+          read: () => connection.resume(),
+          destroy: (error, callback) => {
+            if (!done) connection.destroy(new UpstreamFailure(error ?? new Error('the reader stopped reading'), 'UPSTREAM_ABORTED'));
+            callback(error);
+          },
+        });
+        for (const chunk of chunks) stream.push(chunk);
+        chunks = [];
+        resolve({ statusCode, headers, body: stream });
+      };
+      const sink: CallSink = {
+        head: (head) => {
+          statusCode = head.statusCode;
+          headers = head.headers;
+          if (head.bodyLength !== null && head.bodyLength > bufferBytes) startStreaming();
+        },
+        body: (chunk) => {
+          if (stream) {
+            if (!stream.push(chunk)) connection.pause();
+            return;
+          }
+          chunks.push(chunk);
+          size += chunk.length;
+          if (size > bufferBytes) startStreaming();
+        },
+        complete: () => {
+          settle();
+          if (stream) stream.push(null);
+          else resolve({ statusCode, headers, body: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size) });
+        },
+        fail: (error) => {
+          settle();
+          if (stream) stream.destroy(error);
+          else reject(error);
+        },
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      try {
+        connection.send(request, sink);
+      } catch (error) {
+        settle();
+        connection.destroy(new UpstreamFailure(error, 'UPSTREAM_BAD_REQUEST'));
+        reject(error);
+      }
+    });
+  }
+
+  #connectionTo(container: Container): UpstreamConnection {
+    let connections = this.#byContainer.get(container.id);
+    if (!connections) {
+      connections = { idle: [], all: new Set() };
+      this.#byContainer.set(container.id, connections);
     }
-    return pool;
+    // Most recently used first: the others then idle out, so a container keeps only the connections it needs.
+    const reused = connections.idle.pop();
+    if (reused) return reused;
+    const owner = connections;
+    const connection = new UpstreamConnection(container.host, container.port, this.#options, {
+      idle: (c) => owner.idle.push(c),
+      closed: (c) => {
+        owner.all.delete(c);
+        const i = owner.idle.indexOf(c);
+        if (i !== -1) owner.idle.splice(i, 1);
+      },
+    });
+    owner.all.add(connection);
+    return connection;
   }
 
-  /** Send one request; resolves when the response headers arrive. Throws UpstreamFailure. */
-  async send(container: Container, request: UpstreamRequest): Promise<UpstreamResponse> {
-    try {
-      return await this.#poolFor(container).request({
-        method: request.method as Dispatcher.HttpMethod,
-        path: request.path,
-        headers: request.headers,
-        body: request.body ?? null,
-        signal: request.signal,
-      });
-    } catch (error) {
-      throw new UpstreamFailure(error);
-    }
-  }
-
-  /** Drop a container's connections (it was removed or replaced). */
+  /** Drop a container's connections (it was removed or replaced); calls under way on them fail. */
   async forget(containerId: string): Promise<void> {
-    const pool = this.#pools.get(containerId);
-    this.#pools.delete(containerId);
-    await pool?.destroy();
+    const connections = this.#byContainer.get(containerId);
+    this.#byContainer.delete(containerId);
+    for (const c of [...(connections?.all ?? [])]) c.destroy(new UpstreamFailure(new Error('the container was removed'), 'UPSTREAM_CLOSED'));
   }
 
   async close(): Promise<void> {
-    const pools = [...this.#pools.values()];
-    this.#pools.clear();
-    await Promise.all(pools.map((p) => p.close()));
+    for (const id of [...this.#byContainer.keys()]) await this.forget(id);
   }
 }
 
@@ -108,7 +167,7 @@ const HOP_BY_HOP = new Set([
   'upgrade',
 ]);
 
-/** Request headers undici sets itself from the container's origin and the buffered body. */
+/** Request headers the upstream connection sets itself from the container's address and the buffered body. */
 const REQUEST_ONLY = new Set(['expect', 'host', 'content-length']);
 
 /**

@@ -49,10 +49,6 @@ export const HISTORY_LENGTH = 10;
 /** How a lease on a container ended: it answered, it was never used, or it failed. */
 export type LeaseOutcome = 'served' | 'unused' | { error: string };
 
-interface Waiter {
-  resolve(container: Container): void;
-}
-
 /** The state shown to people: derived, never stored. */
 export function containerState(c: Container): ContainerState {
   if (c.health === 'unhealthy' || c.health === 'down') return c.health;
@@ -64,13 +60,13 @@ export function containerState(c: Container): ContainerState {
 const dispatchable = (c: Container): boolean => c.health === 'healthy' && !c.draining && c.inFlight < c.limit;
 
 /**
- * Every container and whether it can take a request. Hands free containers to waiters the
- * moment one frees up, so no container sits idle while someone waits.
+ * Every container and whether it can take a request. Says the moment one frees up, so no
+ * container sits idle while someone waits.
  */
 export class ContainerPool {
   readonly #containers = new Map<string, Container>();
   readonly #workers = new Map<string, WorkerRecord>();
-  readonly #waiters: Waiter[] = [];
+  #capacityListener: () => void = () => {};
   readonly #now: () => number;
   /** Bumped on every change a status reader might care about. */
   version = 0;
@@ -134,7 +130,7 @@ export class ContainerPool {
   /** Change health (recording the change and why) and hand the container to a waiter if it became usable. */
   setHealth(c: Container, health: Health, reason: string): void {
     this.#change(c, () => (c.health = health), reason);
-    if (health === 'healthy') this.#handOver();
+    if (health === 'healthy') this.#capacityListener();
   }
 
   /** No new requests for `c`; the ones it serves finish. */
@@ -208,38 +204,9 @@ export class ContainerPool {
     return best;
   }
 
-  /**
-   * Wait for the next free container (FIFO among waiters). `onLease` runs synchronously when it
-   * is handed over, inside the `release` that freed it. Rejects with the signal's reason when aborted.
-   */
-  waitForFree(signal: AbortSignal, onLease?: (container: Container) => void): Promise<Container> {
-    const now = this.#waiters.length === 0 ? this.tryAcquire() : undefined;
-    if (now) {
-      onLease?.(now);
-      return Promise.resolve(now);
-    }
-    signal.throwIfAborted();
-    return new Promise<Container>((resolve, reject) => {
-      const waiter: Waiter = {
-        resolve: (container) => {
-          signal.removeEventListener('abort', onAbort);
-          onLease?.(container);
-          resolve(container);
-        },
-      };
-      const onAbort = (): void => {
-        const i = this.#waiters.indexOf(waiter);
-        if (i !== -1) this.#waiters.splice(i, 1);
-        reject(signal.reason);
-      };
-      signal.addEventListener('abort', onAbort, { once: true });
-      this.#waiters.push(waiter);
-    });
-  }
-
-  /** How many callers wait in `waitForFree`. */
-  get waiting(): number {
-    return this.#waiters.length;
+  /** Called whenever a container may have become free to take a request (the request queue hands it over). */
+  onCapacity(listener: () => void): void {
+    this.#capacityListener = listener;
   }
 
   /** End a request on a container: count it, and hand the slot to a waiter if any. */
@@ -249,7 +216,7 @@ export class ContainerPool {
     if (outcome === 'served') c.served++;
     else if (outcome !== 'unused') c.lastError = outcome.error;
     this.version++;
-    this.#handOver();
+    this.#capacityListener();
   }
 
   /**
@@ -296,13 +263,5 @@ export class ContainerPool {
     if (next === before) return null;
     this.setHealth(c, next, ok ? `${c.successes} good health probes` : `${c.failures} failed health probes: ${error}`);
     return next;
-  }
-
-  #handOver(): void {
-    while (this.#waiters.length > 0) {
-      const c = this.tryAcquire();
-      if (!c) return;
-      this.#waiters.shift()!.resolve(c);
-    }
   }
 }

@@ -3,9 +3,9 @@ import { finished } from 'node:stream/promises';
 import type { Logger } from '../../common/src/logger.js';
 import type { ContainerPool } from './container-pool.js';
 import { PayloadTooLargeError } from '../../common/src/http-errors.js';
-import { ClientGoneError, ContainerUnavailableError, UpstreamTimeoutError } from './errors.js';
+import { ContainerUnavailableError, UpstreamTimeoutError } from './errors.js';
 import { LatencyWindow } from './latency-window.js';
-import type { RequestQueue } from './request-queue.js';
+import type { ClientWatch, RequestQueue } from './request-queue.js';
 import { endToEndHeaders, UpstreamFailure, type UpstreamClient, type UpstreamResponse } from './upstream-client.js';
 
 export interface ProxyOptions {
@@ -76,9 +76,7 @@ export class ProxyHandler {
     this.active++;
     try {
       const body = await readBody(ctx.req, options.maxBodyBytes);
-      // Made only when the request has to wait: most never do, and each signal costs.
-      let gone: AbortSignal | undefined;
-      const clientGone = (): AbortSignal => (gone ??= abortOnClientGone(ctx.res));
+      const clientGone = watchClient(ctx.res);
       const headers = forwardedHeaders(ctx.req, requestId);
       const queuedAt = performance.now();
       let waitMs = 0;
@@ -169,14 +167,19 @@ export class ProxyHandler {
   }
 }
 
-/** An AbortSignal that fires if the client's connection closes before its response is complete. */
-function abortOnClientGone(res: ServerResponse): AbortSignal {
-  const controller = new AbortController();
-  if (res.destroyed && !res.writableFinished) controller.abort(new ClientGoneError());
-  res.once('close', () => {
-    if (!res.writableFinished) controller.abort(new ClientGoneError());
-  });
-  return controller.signal;
+/** The client leaving while its request waits: its connection closed before the answer was complete. */
+function watchClient(res: ServerResponse): ClientWatch {
+  return (gone) => {
+    if (res.destroyed && !res.writableFinished) {
+      gone();
+      return () => {};
+    }
+    const onClose = (): void => {
+      if (!res.writableFinished) gone();
+    };
+    res.once('close', onClose);
+    return () => res.off('close', onClose);
+  };
 }
 
 const pathOnly = (path: string): string => {

@@ -1,4 +1,3 @@
-import PQueue from 'p-queue';
 import type { Container, ContainerPool } from './container-pool.js';
 import { ClientGoneError, NoContainersError, QueueFullError, QueueTimeoutError, ShuttingDownError } from './errors.js';
 
@@ -18,22 +17,66 @@ export interface QueueCounters {
   cancelled: number;
 }
 
-/** Priority of a request sent again after its container failed: ahead of everything still waiting. */
-const REDISPATCH_PRIORITY = 1;
+/**
+ * Subscribe to the client going away while its request waits (called only for requests that
+ * wait); returns the unsubscribe. It may call `gone` at once if the client already left.
+ */
+export type ClientWatch = (gone: () => void) => () => void;
+
+/** One waiting request, linked into its lane. */
+interface Waiter {
+  readonly since: number;
+  readonly lane: Lane;
+  readonly onLease: ((container: Container) => void) | undefined;
+  readonly resolve: (container: Container) => void;
+  readonly reject: (error: Error) => void;
+  unwatch: (() => void) | undefined;
+  prev: Waiter | undefined;
+  next: Waiter | undefined;
+  /** Still in its lane (not yet leased, timed out or cancelled). */
+  waiting: boolean;
+}
+
+/** A FIFO with O(1) removal from anywhere (a client may leave from the middle of 10,000). */
+class Lane {
+  head: Waiter | undefined;
+  tail: Waiter | undefined;
+  size = 0;
+
+  push(w: Waiter): void {
+    w.prev = this.tail;
+    if (this.tail) this.tail.next = w;
+    else this.head = w;
+    this.tail = w;
+    this.size++;
+  }
+
+  remove(w: Waiter): void {
+    if (w.prev) w.prev.next = w.next;
+    else this.head = w.next;
+    if (w.next) w.next.prev = w.prev;
+    else this.tail = w.prev;
+    w.prev = w.next = undefined;
+    this.size--;
+  }
+}
 
 /**
- * The FIFO wait for a free container. A request takes a free container at once when nobody waits;
- * otherwise it queues in a p-queue of concurrency 1 whose running task is the head of the line
- * waiting on the pool, so order is strict FIFO (redispatches first) and the next container to free
- * up goes to the oldest request.
+ * The FIFO wait for a free container. A request takes a free container at once when nobody
+ * waits; otherwise it waits in line, and requests sent again after their container failed wait
+ * in a lane of their own that goes first. The pool calls back whenever capacity appears, and
+ * the head of the line gets the container inside that call, so a container freed by an answer
+ * gets its next request before anything else runs. Waiting costs one object: one timer serves
+ * the whole line (the oldest request always times out first), and a client leaving is a plain
+ * listener, not an AbortController.
  */
 export class RequestQueue {
   readonly #pool: ContainerPool;
-  readonly #queue = new PQueue({ concurrency: 1 });
   readonly #options: RequestQueueOptions;
   readonly #now: () => number;
-  /** Enqueue times of the waiting requests, in arrival order (a Map keeps insertion order). */
-  readonly #waiting = new Map<object, number>();
+  readonly #redispatched = new Lane();
+  readonly #fresh = new Lane();
+  #timer: NodeJS.Timeout | undefined;
   #closed = false;
   readonly counters: QueueCounters = { queued: 0, rejected: 0, timedOut: 0, cancelled: 0 };
 
@@ -41,17 +84,18 @@ export class RequestQueue {
     this.#pool = pool;
     this.#options = options;
     this.#now = options.now ?? performance.now.bind(performance);
+    pool.onCapacity(() => this.#handOver());
   }
 
   /** Requests waiting for a container. */
   get length(): number {
-    return this.#waiting.size;
+    return this.#redispatched.size + this.#fresh.size;
   }
 
   /** How long the oldest waiting request has waited, in ms. */
   oldestWaitMs(): number {
-    for (const since of this.#waiting.values()) return this.#now() - since;
-    return 0;
+    const oldest = Math.min(this.#redispatched.head?.since ?? Infinity, this.#fresh.head?.since ?? Infinity);
+    return oldest === Infinity ? 0 : this.#now() - oldest;
   }
 
   /** Refuse new requests from now on (already queued ones keep their place). */
@@ -60,59 +104,79 @@ export class RequestQueue {
   }
 
   /**
-   * Get a container for one request. `clientSignal` aborts when the client disconnects: a queued
-   * request then leaves the queue (a function is only called when the request has to wait).
-   * `redispatch` puts a request whose container failed at the front, past the bound (it was
-   * already accepted). `onLease` runs synchronously the moment the container is leased, so the
-   * caller can start using it before anything else runs.
+   * Get a container for one request. `watch` tells when the client leaves: a waiting request
+   * then leaves the line. `redispatch` puts a request whose container failed ahead of every new
+   * one, past the bound (it was already accepted). `onLease` runs synchronously the moment the
+   * container is leased, so the caller can start using it before anything else runs.
    */
-  async acquire(clientSignal: AbortSignal | (() => AbortSignal), redispatch = false, onLease?: (container: Container) => void): Promise<Container> {
-    if (this.#closed && !redispatch) throw new ShuttingDownError();
-    if (this.#pool.size === 0) throw new NoContainersError();
-    if (this.#queue.size === 0 && this.#queue.pending === 0) {
+  acquire(watch: ClientWatch, redispatch = false, onLease?: (container: Container) => void): Promise<Container> {
+    if (this.#closed && !redispatch) return Promise.reject(new ShuttingDownError());
+    if (this.#pool.size === 0) return Promise.reject(new NoContainersError());
+    if (this.length === 0) {
       const free = this.#pool.tryAcquire();
       if (free) {
         onLease?.(free);
-        return free;
+        return Promise.resolve(free);
       }
     }
-    if (!redispatch && this.#waiting.size >= this.#options.maxQueue) {
+    if (!redispatch && this.length >= this.#options.maxQueue) {
       this.counters.rejected++;
-      throw new QueueFullError(this.#options.maxQueue);
+      return Promise.reject(new QueueFullError(this.#options.maxQueue));
     }
-    const signal = typeof clientSignal === 'function' ? clientSignal() : clientSignal;
-    signal.throwIfAborted();
-    return this.#enqueue(signal, redispatch, onLease);
+    return new Promise<Container>((resolve, reject) => {
+      const lane = redispatch ? this.#redispatched : this.#fresh;
+      const waiter: Waiter = { since: this.#now(), lane, onLease, resolve, reject, unwatch: undefined, prev: undefined, next: undefined, waiting: true };
+      lane.push(waiter);
+      this.counters.queued++;
+      waiter.unwatch = watch(() => this.#leave(waiter, new ClientGoneError()));
+      this.#armTimer();
+      // Capacity that appeared without a callback (none should) is not left idle.
+      this.#handOver();
+    });
   }
 
-  async #enqueue(clientSignal: AbortSignal, redispatch: boolean, onLease: ((container: Container) => void) | undefined): Promise<Container> {
-    const token = {};
-    const since = this.#now();
-    const abort = new AbortController();
-    const onClientGone = (): void => abort.abort(new ClientGoneError());
-    clientSignal.addEventListener('abort', onClientGone, { once: true });
-    const timer = setTimeout(() => abort.abort(new QueueTimeoutError(Math.round(this.#now() - since))), this.#options.queueTimeoutMs);
-    this.#waiting.set(token, since);
-    this.counters.queued++;
-    try {
-      // Once leased, the container is the request's even if its client leaves now: the caller may already have used it.
-      return await this.#queue.add(({ signal }) => this.#pool.waitForFree(signal!, onLease), {
-        signal: abort.signal,
-        priority: redispatch ? REDISPATCH_PRIORITY : 0,
-      });
-    } catch (error) {
-      if (error instanceof QueueTimeoutError) this.counters.timedOut++;
-      else if (error instanceof ClientGoneError) this.counters.cancelled++;
-      throw error;
-    } finally {
-      clearTimeout(timer);
-      clientSignal.removeEventListener('abort', onClientGone);
-      this.#waiting.delete(token);
+  /** Give free containers to the heads of the line, redispatched requests first. */
+  #handOver(): void {
+    for (;;) {
+      const waiter = this.#redispatched.head ?? this.#fresh.head;
+      if (!waiter) return;
+      const container = this.#pool.tryAcquire();
+      if (!container) return;
+      this.#unlink(waiter);
+      waiter.onLease?.(container);
+      waiter.resolve(container);
     }
   }
 
-  /** Resolves once nobody waits (used by graceful shutdown). */
-  async drained(): Promise<void> {
-    await this.#queue.onIdle();
+  #leave(waiter: Waiter, error: QueueTimeoutError | ClientGoneError): void {
+    if (!waiter.waiting) return;
+    this.#unlink(waiter);
+    if (error instanceof QueueTimeoutError) this.counters.timedOut++;
+    else this.counters.cancelled++;
+    waiter.reject(error);
+  }
+
+  #unlink(waiter: Waiter): void {
+    waiter.waiting = false;
+    waiter.lane.remove(waiter);
+    waiter.unwatch?.();
+  }
+
+  /** One timer, due when the oldest waiting request times out; each lane is in arrival order. */
+  #armTimer(): void {
+    if (this.#timer || this.length === 0) return;
+    const oldest = Math.min(this.#redispatched.head?.since ?? Infinity, this.#fresh.head?.since ?? Infinity);
+    const delay = Math.max(0, oldest + this.#options.queueTimeoutMs - this.#now());
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      const now = this.#now();
+      for (const lane of [this.#redispatched, this.#fresh]) {
+        while (lane.head && now - lane.head.since >= this.#options.queueTimeoutMs) {
+          this.#leave(lane.head, new QueueTimeoutError(Math.round(now - lane.head.since)));
+        }
+      }
+      this.#armTimer();
+    }, delay);
+    this.#timer.unref();
   }
 }

@@ -98,9 +98,9 @@ describe('the report', () => {
 
   it('judges each target from the medians and says which are not met', () => {
     const { markdown } = formatReport(result);
-    expect(markdown).toContain('| S = 20 ms, C = 256: throughput ≥ 98% of the measured limit | 98.8% | yes |');
+    expect(markdown).toContain('| S = 20 ms, C = 256: throughput ≥ 98% of the measured limit | 98.8% (HAProxy: 95.0%) | yes |');
     expect(markdown).toContain('| S = 0, C = 64: ≥ 50% of HAProxy’s requests per second | 33.3% of HAProxy | **no** |');
-    expect(markdown).toContain('| C = N: added p50 latency ≤ 1 ms over the service time | 0.50 ms | yes |');
+    expect(markdown).toContain('| C = N: added p50 latency ≤ 1 ms over the service time | 0.50 ms (HAProxy: 0.50 ms) | yes |');
     expect(markdown).toContain('| 10,000 queued requests: peak RSS < 300 MB | 150 MB | yes |');
     expect(markdown).toContain('Throughput ratio orchestrator / haproxy (medians): **1.039**');
   });

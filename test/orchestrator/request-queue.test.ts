@@ -1,4 +1,8 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { ContainerPool } from '../../orchestrator/src/container-pool.js';
+import { QueueFullError } from '../../orchestrator/src/errors.js';
+import { RequestQueue, type ClientWatch } from '../../orchestrator/src/request-queue.js';
+import { containerRecordSchema } from '../../status/src/schema.js';
 import { startBackend, type Backend } from '../helpers/backend.js';
 import { startOrchestrator, stopRig, type RunningOrchestrator } from '../helpers/orchestrator-fixture.js';
 import { waitFor } from '../helpers/wait-for.js';
@@ -144,5 +148,91 @@ describe('request queue, proven from the containers', () => {
     only.answerNext();
     expect((await next).status).toBe(200);
     expect(only.stats.maxInFlight).toBe(1);
+  });
+});
+
+describe('request queue, in process', () => {
+  const queueOver = (containers: number, options: { maxQueue?: number; queueTimeoutMs?: number } = {}) => {
+    const pool = new ContainerPool();
+    for (let i = 0; i < containers; i++) {
+      const c = pool.add(containerRecordSchema.parse({ id: `c${i}`, workerId: 'w1', host: '127.0.0.1', port: 5000 + i }), 1);
+      pool.setHealth(c, 'healthy', 'test');
+    }
+    const queue = new RequestQueue(pool, { maxQueue: options.maxQueue ?? 100, queueTimeoutMs: options.queueTimeoutMs ?? 60_000 });
+    return { pool, queue };
+  };
+  /** A client that leaves when told to. */
+  const client = () => {
+    let gone: (() => void) | undefined;
+    return { watch: ((g: () => void) => ((gone = g), () => (gone = undefined))) satisfies ClientWatch, leave: () => gone?.() };
+  };
+  const order = (promises: Promise<unknown>[], log: string[], names: string[]): void =>
+    promises.forEach((p, i) => void p.then(() => log.push(names[i]!), (e: Error) => log.push(`${names[i]}: ${e.name}`)));
+
+  it('leases a freed container to the head of the line inside the release that frees it', async () => {
+    const { pool, queue } = queueOver(1);
+    const first = await queue.acquire(client().watch);
+    const leased: string[] = [];
+    const waiting = queue.acquire(client().watch, false, (c) => leased.push(c.id));
+    expect(leased).toEqual([]);
+    pool.release(first, 'served');
+    // Synchronously: the caller could write its request before the answer that freed the container is passed on.
+    expect(leased).toEqual(['c0']);
+    await expect(waiting).resolves.toBe(first);
+  });
+
+  it('serves redispatched requests before new ones, each lane in arrival order, and lets a client leave from the middle', async () => {
+    const { pool, queue } = queueOver(1);
+    const held = await queue.acquire(client().watch);
+    const log: string[] = [];
+    const leaving = client();
+    const waiting = [queue.acquire(client().watch), queue.acquire(leaving.watch), queue.acquire(client().watch), queue.acquire(client().watch, true)];
+    order(waiting, log, ['new 1', 'new 2', 'new 3', 'redispatch']);
+    leaving.leave();
+    expect(queue.length).toBe(3);
+    for (let i = 0; i < 3; i++) {
+      pool.release(held, 'served');
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    expect(log).toEqual(['new 2: ClientGoneError', 'redispatch', 'new 1', 'new 3']);
+    expect(queue.counters).toMatchObject({ queued: 4, cancelled: 1, timedOut: 0 });
+  });
+
+  it('times each waiting request out after queueTimeoutMs, oldest first, with one timer', async () => {
+    vi.useFakeTimers();
+    try {
+      let now = 0;
+      const pool = new ContainerPool();
+      const c = pool.add(containerRecordSchema.parse({ id: 'c0', workerId: 'w1', host: '127.0.0.1', port: 5000 }), 1);
+      pool.setHealth(c, 'healthy', 'test');
+      const queue = new RequestQueue(pool, { maxQueue: 10, queueTimeoutMs: 1_000, now: () => now });
+      await queue.acquire(client().watch);
+      const log: string[] = [];
+      const a = queue.acquire(client().watch);
+      now = 400;
+      const b = queue.acquire(client().watch);
+      order([a, b], log, ['a', 'b']);
+      expect(queue.oldestWaitMs()).toBe(400);
+      now = 1_000;
+      await vi.advanceTimersByTimeAsync(1_000);
+      expect(log).toEqual(['a: QueueTimeoutError']);
+      now = 1_400;
+      await vi.advanceTimersByTimeAsync(400);
+      expect(log).toEqual(['a: QueueTimeoutError', 'b: QueueTimeoutError']);
+      expect(queue.counters.timedOut).toBe(2);
+      expect(vi.getTimerCount()).toBe(0);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('refuses past maxQueue, but never a redispatch (it was already accepted)', async () => {
+    const { queue } = queueOver(1, { maxQueue: 1 });
+    await queue.acquire(client().watch);
+    void queue.acquire(client().watch).catch(() => {});
+    await expect(queue.acquire(client().watch)).rejects.toThrow(QueueFullError);
+    const redispatch = queue.acquire(client().watch, true);
+    expect(queue.length).toBe(2);
+    void redispatch.catch(() => {});
   });
 });

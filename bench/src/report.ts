@@ -92,6 +92,18 @@ function checks(r: BenchResult): Check[] {
   ];
 }
 
+/** What no proxy can go below on this machine: the direct call's own overhead, and HAProxy's share of the limit. */
+function floors(r: BenchResult): string[] {
+  const atN = r.scenarios[0]!;
+  const directAdded = r.reference.latencyMs.p50 - r.reference.meanServiceMs;
+  const share = (target: string): string => fmt(median(atN, target, (m) => m.latencyMs.p50) - r.reference.latencyMs.p50, 2);
+  return [
+    `Calling one backend directly, with no proxy at all, already adds ${fmt(directAdded, 2)} ms to the p50 over the service time`,
+    `(the load generator's and the backend's own HTTP stacks). A proxy's own share of the C = N latency is its p50 minus the`,
+    `direct p50: orchestrator ${share('orchestrator')} ms, HAProxy ${share('haproxy')} ms.`,
+  ];
+}
+
 function scenarioTable(s: ScenarioResult): string[] {
   const targets = [...new Set(s.runs.map((r) => r.target))];
   const lines = [
@@ -160,6 +172,8 @@ export function formatReport(r: BenchResult): { markdown: string; svg: string } 
     '| target | measured | met |',
     '| --- | --- | --- |',
     ...checks(r).map((c) => `| ${c.target} | ${c.value} | ${c.met ? 'yes' : '**no**'} |`),
+    '',
+    ...floors(r),
     '',
     '## Scenarios',
     '',

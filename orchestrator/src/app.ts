@@ -1,4 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import Koa, { type Context } from 'koa';
 import Router from 'koa-router';
@@ -7,6 +8,7 @@ import type { Logger } from '../../common/src/logger.js';
 import { MethodNotAllowedError, NotFoundError, PayloadTooLargeError } from '../../common/src/http-errors.js';
 import { REQUEST_ID_HEADER, type Exchange, type ProxyHandler } from './proxy-handler.js';
 import type { ScalingDecision, StateFile } from '../../status/src/schema.js';
+import type { DashboardFeed } from './dashboard-feed.js';
 import { AdminDisabledError, BadRequestError, ClientGoneError, UnauthorizedError } from './errors.js';
 
 /** What the admin API can do; each call throws typed errors (404 unknown container, 409 conflict). */
@@ -21,13 +23,17 @@ export interface AdminActions {
 }
 
 /** Paths the orchestrator answers itself; they are never forwarded to containers. */
-export const RESERVED_PATHS = ['/new_request', '/status', '/health', '/metrics', '/dashboard'] as const;
+export const RESERVED_PATHS = ['/new_request', '/status', '/health', '/metrics', '/dashboard', '/dashboard/events'] as const;
 /** Path prefix reserved for administration. */
 export const RESERVED_PREFIX = '/admin/';
 
 export interface AppDeps {
   proxy: ProxyHandler;
   status: () => StateFile;
+  /** The Prometheus exposition. */
+  metrics: () => Promise<{ contentType: string; body: string }>;
+  /** The live dashboard's event stream. */
+  dashboard: Pick<DashboardFeed, 'subscribe'>;
   admin: AdminActions;
   /** Own health: whether requests can be served now. */
   health: () => { ok: boolean; detail: Record<string, unknown> };
@@ -39,6 +45,9 @@ export interface AppDeps {
 }
 
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
+
+/** The dashboard: one self-contained page (its script draws the charts; no front-end build). */
+const DASHBOARD_PAGE = readFileSync(new URL('../dashboard/index.html', import.meta.url), 'utf8');
 
 /** The JSON error answer for `error`: status, headers and body. Unexpected errors say no more than "internal error". */
 function errorAnswer(error: unknown, requestId: string, retryAfterSeconds: number) {
@@ -144,6 +153,21 @@ export function createApp(deps: AppDeps, requestIdOf: (given: string | string[] 
   router.get('/status', (ctx) => {
     ctx.set('Cache-Control', 'no-store');
     ctx.body = deps.status();
+  });
+  router.get('/metrics', async (ctx) => {
+    const { contentType, body } = await deps.metrics();
+    ctx.set('Cache-Control', 'no-store');
+    ctx.type = contentType;
+    ctx.body = body;
+  });
+  router.get('/dashboard', (ctx) => {
+    ctx.set('Cache-Control', 'no-cache');
+    ctx.type = 'text/html; charset=utf-8';
+    ctx.body = DASHBOARD_PAGE;
+  });
+  router.get('/dashboard/events', (ctx) => {
+    ctx.respond = false;
+    deps.dashboard.subscribe(ctx.res);
   });
   router.get('/health', (ctx) => {
     const { ok, detail } = deps.health();

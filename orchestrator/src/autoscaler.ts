@@ -61,6 +61,8 @@ const DECISIONS_KEPT = 20;
 export class Autoscaler extends ControlLoop {
   readonly options: AutoscalerOptions;
   readonly decisions: ScalingDecision[] = [];
+  /** Decisions by action since the start (`decisions` keeps only the latest). */
+  readonly decisionCounts = { 'scale-out': 0, 'scale-in': 0, none: 0 };
   paused = false;
   readonly #sources: AutoscalerSources;
   readonly #now: () => number;
@@ -251,6 +253,7 @@ export class Autoscaler extends ControlLoop {
 
   #record(decision: ScalingDecision): void {
     this.decisions.push(decision);
+    this.decisionCounts[decision.action]++;
     if (this.decisions.length > DECISIONS_KEPT) this.decisions.shift();
     if (decision.action !== 'none') this.log.info(decision, `autoscaler ${decision.action} ${decision.current} -> ${decision.desired}`);
   }

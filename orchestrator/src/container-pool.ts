@@ -31,6 +31,8 @@ export interface Container {
   failures: number;
   /** Consecutive good probes; reset by a failure. */
   successes: number;
+  /** Failed health probes since the orchestrator started. */
+  probeFailures: number;
   lastError: string | null;
   /** When it last finished a request (ms, monotonic): the least recently used free container goes first. */
   lastReleasedAt: number;
@@ -104,6 +106,7 @@ export class ContainerPool {
       served: r.served,
       failures: 0,
       successes: 0,
+      probeFailures: 0,
       lastError: r.lastError,
       lastReleasedAt: 0,
     };
@@ -257,6 +260,7 @@ export class ContainerPool {
     } else {
       c.successes = 0;
       c.failures++;
+      c.probeFailures++;
       c.lastError = error;
       if ((c.health === 'healthy' || c.health === 'starting') && c.failures >= thresholds.fall) next = 'unhealthy';
     }

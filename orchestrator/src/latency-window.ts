@@ -20,10 +20,15 @@ export class LatencyWindow {
 
   /** The nearest-rank `p`th percentile (0-100) of latencies that ended within the last `windowMs`; null when none did. */
   percentile(p: number, windowMs: number): number | null {
+    return this.percentiles([p], windowMs)[0]!;
+  }
+
+  /** Several percentiles over the same window, sorting once. */
+  percentiles(ps: readonly number[], windowMs: number): Array<number | null> {
     const since = this.#now() - windowMs;
     const recent = this.#entries.filter((e) => e.at >= since).map((e) => e.ms);
-    if (recent.length === 0) return null;
+    if (recent.length === 0) return ps.map(() => null);
     recent.sort((a, b) => a - b);
-    return recent[Math.max(0, Math.ceil((p / 100) * recent.length) - 1)]!;
+    return ps.map((p) => recent[Math.max(0, Math.ceil((p / 100) * recent.length) - 1)]!);
   }
 }

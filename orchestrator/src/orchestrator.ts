@@ -17,6 +17,8 @@ import { NotFoundError } from '../../common/src/http-errors.js';
 import { reconcile, type ListWorkerContainers } from './reconciler.js';
 import { Healer } from './healer.js';
 import { HealthChecker } from './health-checker.js';
+import { DashboardFeed } from './dashboard-feed.js';
+import { OrchestratorMetrics } from './metrics.js';
 import { ProxyHandler } from './proxy-handler.js';
 import { RequestQueue } from './request-queue.js';
 import { snapshot, StatusPublisher, type StatusSources } from './status-publisher.js';
@@ -32,6 +34,8 @@ export class Orchestrator {
   readonly healer: Healer;
   readonly autoscaler: Autoscaler;
   readonly publisher: StatusPublisher;
+  readonly metrics: OrchestratorMetrics;
+  readonly dashboard: DashboardFeed;
   readonly #config: OrchestratorConfig;
   readonly #log: Logger;
   readonly #upstream: UpstreamClient;
@@ -55,10 +59,20 @@ export class Orchestrator {
     this.pool.load(inventory.workers, inventory.containers, config.containerConcurrency);
     this.queue = new RequestQueue(this.pool, { maxQueue: config.maxQueue, queueTimeoutMs: config.queueTimeoutMs });
     this.#upstream = new UpstreamClient({ timeoutMs: config.upstreamTimeoutMs, connectTimeoutMs: config.connectTimeoutMs });
+    this.metrics = new OrchestratorMetrics({
+      pool: this.pool,
+      queue: this.queue,
+      proxy: () => this.proxy.counters,
+      autoscaler: () => ({
+        decisions: this.autoscaler.decisionCounts,
+        desired: this.autoscaler.decisions.at(-1)?.desired ?? this.pool.size,
+      }),
+    });
     this.proxy = new ProxyHandler({
       pool: this.pool,
       queue: this.queue,
       upstream: this.#upstream,
+      metrics: this.metrics,
       log,
       options: {
         maxBodyBytes: config.maxBodyBytes,
@@ -139,9 +153,22 @@ export class Orchestrator {
       }),
     };
     this.publisher = new StatusPublisher({ store, sources: this.#sources, log }, { intervalMs: config.statusWriteIntervalMs });
+    this.dashboard = new DashboardFeed(
+      {
+        sources: {
+          status: () => snapshot(this.#sources),
+          completed: () => this.proxy.counters.completed,
+          latencies: (ps, windowMs) => this.proxy.latencies.percentiles(ps, windowMs),
+        },
+        log,
+      },
+      { intervalMs: 1_000 },
+    );
     const listener = createRequestListener({
       proxy: this.proxy,
       status: () => snapshot(this.#sources),
+      metrics: () => this.metrics.render(),
+      dashboard: this.dashboard,
       health: () => {
         const capacity = this.pool.capacity();
         return {
@@ -225,6 +252,7 @@ export class Orchestrator {
       this.autoscaler.start();
     }
     this.publisher.start();
+    this.dashboard.start();
     await new Promise<void>((resolve, reject) => {
       this.#server.once('error', reject);
       this.#server.listen(this.#config.port, this.#config.host, () => {
@@ -259,6 +287,7 @@ export class Orchestrator {
       await this.healer.stop();
       await this.health.stop();
       await this.publisher.stop();
+      await this.dashboard.stop();
       this.#server.closeAllConnections();
       await serverClosed;
       await this.#upstream.close();

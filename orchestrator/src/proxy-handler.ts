@@ -3,7 +3,9 @@ import { finished } from 'node:stream/promises';
 import type { Logger } from '../../common/src/logger.js';
 import type { ContainerPool } from './container-pool.js';
 import { PayloadTooLargeError } from '../../common/src/http-errors.js';
-import { ContainerUnavailableError, UpstreamTimeoutError } from './errors.js';
+import { AppError } from '../../common/src/errors.js';
+import { ClientGoneError, ContainerUnavailableError, UpstreamTimeoutError } from './errors.js';
+import type { RequestMetrics } from './metrics.js';
 import { LatencyWindow } from './latency-window.js';
 import type { ClientWatch, RequestQueue } from './request-queue.js';
 import { endToEndHeaders, UpstreamFailure, type UpstreamClient, type UpstreamResponse } from './upstream-client.js';
@@ -32,6 +34,7 @@ export interface ProxyDeps {
   upstream: UpstreamClient;
   log: Logger;
   options: ProxyOptions;
+  metrics?: RequestMetrics;
 }
 
 /** One client exchange: its request, its response, and what the proxy notes about it. */
@@ -46,6 +49,8 @@ export interface Exchange {
 export const SERVED_BY_HEADER = 'x-served-by';
 export const QUEUE_WAIT_HEADER = 'x-queue-wait-ms';
 export const REQUEST_ID_HEADER = 'x-request-id';
+/** The status counted for a request whose client left before its answer (nginx's convention). */
+export const CLIENT_GONE_STATUS = 499;
 
 /**
  * Forwards requests to containers: reads the body (bounded, so a failed attempt can be replayed),
@@ -70,10 +75,11 @@ export class ProxyHandler {
    * ClientGoneError when the client left.
    */
   async forward(ctx: Exchange, method: string, upstreamPath: string, requestId: string): Promise<void> {
-    const { pool, queue, upstream, options } = this.#deps;
+    const { pool, queue, upstream, options, metrics } = this.#deps;
     this.counters.accepted++;
     const startedAt = performance.now();
     this.active++;
+    let status = 0;
     try {
       const body = await readBody(ctx.req, options.maxBodyBytes);
       const clientGone = watchClient(ctx.res);
@@ -87,10 +93,15 @@ export class ProxyHandler {
         // The request is written the moment a container is leased: a container freed by an answer gets its next request
         // before that answer is passed on to its client.
         let sent!: Promise<UpstreamResponse>;
+        let sentAt = 0;
         const container = await queue.acquire(clientGone, attempt > 1, (leased) => {
+          sentAt = performance.now();
           sent = upstream.send(leased, { method, path: upstreamPath, headers, body });
         });
-        if (attempt === 1) waitMs = performance.now() - queuedAt;
+        if (attempt === 1) {
+          waitMs = sentAt - queuedAt;
+          metrics?.queueWait(waitMs);
+        }
         let response: UpstreamResponse;
         try {
           response = await sent;
@@ -106,6 +117,8 @@ export class ProxyHandler {
           continue;
         }
         this.counters.completed++;
+        metrics?.upstream(performance.now() - sentAt);
+        status = response.statusCode;
         pool.recordAnswer(container, response.statusCode, options.healthFall);
         await this.#respond(ctx, response, container, { waitMs, requestId, attempts: attempt });
         this.latencies.record(performance.now() - startedAt);
@@ -115,8 +128,13 @@ export class ProxyHandler {
       throw lastFailure?.timedOut
         ? new UpstreamTimeoutError(options.upstreamTimeoutMs, lastFailure)
         : new ContainerUnavailableError(attempts, lastFailure);
+    } catch (error) {
+      const gone = error instanceof ClientGoneError || (ctx.res.destroyed && !ctx.res.writableFinished);
+      status = gone ? CLIENT_GONE_STATUS : error instanceof AppError ? error.status : 500;
+      throw error;
     } finally {
       this.active--;
+      metrics?.request(ctx.req.url?.startsWith('/new_request') ? '/new_request' : 'passthrough', status, ctx.servedBy);
     }
   }
 

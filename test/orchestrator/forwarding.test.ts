@@ -99,7 +99,8 @@ describe('the orchestrator’s own routes and errors', () => {
     { name: 'a body over maxBodyBytes', method: 'POST', path: '/new_request', body: Buffer.alloc(2048, 97), status: 413, error: 'PAYLOAD_TOO_LARGE', overrides: { maxBodyBytes: 1024 } },
     { name: 'GET on /new_request', method: 'GET', path: '/new_request', status: 405, error: 'METHOD_NOT_ALLOWED' },
     { name: 'POST on /status', method: 'POST', path: '/status', status: 405, error: 'METHOD_NOT_ALLOWED' },
-    { name: 'a reserved path', method: 'GET', path: '/metrics', status: 404, error: 'NOT_FOUND' },
+    { name: 'POST on /metrics', method: 'POST', path: '/metrics', status: 405, error: 'METHOD_NOT_ALLOWED' },
+    { name: 'POST on /dashboard/events', method: 'POST', path: '/dashboard/events', status: 405, error: 'METHOD_NOT_ALLOWED' },
     { name: 'the reserved admin prefix', method: 'POST', path: '/admin/anything', status: 404, error: 'NOT_FOUND' },
   ];
   it.each(cases)('answers $status $error for $name, without touching a container', async ({ method, path, body, status, error, overrides }) => {

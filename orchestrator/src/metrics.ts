@@ -1,0 +1,190 @@
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { containerStates } from '../../status/src/schema.js';
+import { containerState, type ContainerPool } from './container-pool.js';
+import type { ProxyCounters } from './proxy-handler.js';
+import type { RequestQueue } from './request-queue.js';
+
+/** Where the scrape-time metrics come from: read when Prometheus scrapes, never on the request path. */
+export interface MetricsSources {
+  pool: ContainerPool;
+  queue: RequestQueue;
+  proxy: () => ProxyCounters;
+  autoscaler: () => { decisions: Readonly<Record<'scale-out' | 'scale-in' | 'none', number>>; desired: number };
+}
+
+/** What the proxy records per request: cheap calls on the hot path. */
+export interface RequestMetrics {
+  /** One finished request: its route, the status its client got (499: the client left), and the container that answered. */
+  request(route: string, status: number, container: string | undefined): void;
+  queueWait(ms: number): void;
+  upstream(ms: number): void;
+}
+
+// Seconds, from a fast model's few ms to the default two-minute upstream timeout.
+const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
+
+/**
+ * The orchestrator's Prometheus metrics in a registry of its own. Request counts and latencies
+ * are recorded as requests finish; everything else (containers, queue, autoscaler, lifetime
+ * counts the pool and queue keep anyway) is read at scrape time.
+ */
+export class OrchestratorMetrics implements RequestMetrics {
+  readonly registry = new Registry();
+  readonly #requests: Counter<'route' | 'status' | 'container'>;
+  /** Label children by key: a lookup instead of prom-client's label hashing on every request. */
+  readonly #requestChildren = new Map<string, Counter.Internal>();
+  readonly #queueWait: Histogram;
+  readonly #upstream: Histogram;
+
+  constructor(sources: MetricsSources) {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry });
+    this.#requests = new Counter({
+      name: 'orchestrator_requests_total',
+      help: 'Requests finished, by route (/new_request, or passthrough for any other forwarded path), status sent to the client (499: the client left first) and container that answered (none when no container did).',
+      labelNames: ['route', 'status', 'container'],
+      registers,
+    });
+    this.#queueWait = new Histogram({
+      name: 'orchestrator_queue_wait_seconds',
+      help: 'Time a request waited for a free container (0 for those that found one at once).',
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+    this.#upstream = new Histogram({
+      name: 'orchestrator_upstream_latency_seconds',
+      help: 'Time from sending a request to a container to having its answer (its head, for answers streamed past 64 kB).',
+      buckets: LATENCY_BUCKETS,
+      registers,
+    });
+
+    const { pool, queue } = sources;
+    new Gauge({
+      name: 'orchestrator_queue_length',
+      help: 'Requests waiting for a free container.',
+      registers,
+      collect() {
+        this.set(queue.length);
+      },
+    });
+    new Gauge({
+      name: 'orchestrator_queue_oldest_wait_seconds',
+      help: 'How long the oldest waiting request has waited.',
+      registers,
+      collect() {
+        this.set(queue.oldestWaitMs() / 1000);
+      },
+    });
+    lifetimeCounter('orchestrator_queue_rejected_total', 'Requests refused because the queue was full (503 QUEUE_FULL).', () => queue.counters.rejected, registers);
+    lifetimeCounter('orchestrator_queue_timeouts_total', 'Requests that waited longer than queueTimeoutMs (504 QUEUE_TIMEOUT).', () => queue.counters.timedOut, registers);
+    lifetimeCounter('orchestrator_queue_cancelled_total', 'Waiting requests whose client left before a container was free.', () => queue.counters.cancelled, registers);
+    lifetimeCounter('orchestrator_redispatches_total', 'Requests sent again to another container after theirs failed.', () => sources.proxy().redispatched, registers);
+
+    new Gauge({
+      name: 'orchestrator_containers',
+      help: 'Containers by state (free, busy, starting, unhealthy, draining, down).',
+      labelNames: ['state'],
+      registers,
+      collect() {
+        const counts = new Map<string, number>(containerStates.map((s) => [s, 0]));
+        for (const c of pool.containers()) counts.set(containerState(c), counts.get(containerState(c))! + 1);
+        for (const [state, n] of counts) this.set({ state }, n);
+      },
+    });
+    new Gauge({
+      name: 'orchestrator_container_in_flight',
+      help: 'Requests each container is serving now.',
+      labelNames: ['container', 'worker'],
+      registers,
+      collect() {
+        this.reset();
+        for (const c of pool.containers()) this.set({ container: c.id, worker: c.workerId }, c.inFlight);
+      },
+    });
+    perContainerCounter(
+      'orchestrator_health_check_failures_total',
+      'Failed health probes, per container (since the orchestrator started).',
+      pool,
+      (c) => c.probeFailures,
+      registers,
+    );
+    perContainerCounter('orchestrator_container_replacements_total', 'Replacements of a failed container in its slot (its restart count).', pool, (c) => c.restarts, registers);
+
+    new Counter({
+      name: 'orchestrator_autoscaler_decisions_total',
+      help: 'Autoscaler decisions by action (scale-out, scale-in, none).',
+      labelNames: ['action'],
+      registers,
+      collect() {
+        this.reset();
+        for (const [action, n] of Object.entries(sources.autoscaler().decisions)) this.inc({ action }, n);
+      },
+    });
+    new Gauge({
+      name: 'orchestrator_autoscaler_desired_containers',
+      help: 'Containers the latest scaling decision asked for.',
+      registers,
+      collect() {
+        this.set(sources.autoscaler().desired);
+      },
+    });
+    new Gauge({
+      name: 'orchestrator_autoscaler_actual_containers',
+      help: 'Containers the orchestrator has now, in any state.',
+      registers,
+      collect() {
+        this.set(pool.size);
+      },
+    });
+  }
+
+  request(route: string, status: number, container: string | undefined): void {
+    const key = `${route} ${status} ${container ?? ''}`;
+    let child = this.#requestChildren.get(key);
+    if (!child) {
+      child = this.#requests.labels({ route, status: String(status), container: container ?? 'none' });
+      this.#requestChildren.set(key, child);
+    }
+    child.inc();
+  }
+
+  queueWait(ms: number): void {
+    this.#queueWait.observe(ms / 1000);
+  }
+
+  upstream(ms: number): void {
+    this.#upstream.observe(ms / 1000);
+  }
+
+  /** The Prometheus text exposition, and its content type. */
+  async render(): Promise<{ contentType: string; body: string }> {
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+}
+
+/** A counter mirroring a lifetime count kept elsewhere. */
+function lifetimeCounter(name: string, help: string, read: () => number, registers: Registry[]): void {
+  new Counter({
+    name,
+    help,
+    registers,
+    collect() {
+      this.reset();
+      this.inc(read());
+    },
+  });
+}
+
+/** A per-container counter mirroring a count each container keeps; removed containers leave the exposition. */
+function perContainerCounter(name: string, help: string, pool: ContainerPool, read: (c: { probeFailures: number; restarts: number }) => number, registers: Registry[]): void {
+  new Counter({
+    name,
+    help,
+    labelNames: ['container', 'worker'],
+    registers,
+    collect() {
+      this.reset();
+      for (const c of pool.containers()) this.inc({ container: c.id, worker: c.workerId }, read(c));
+    },
+  });
+}

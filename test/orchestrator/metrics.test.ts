@@ -1,0 +1,124 @@
+import { request } from 'undici';
+import { afterEach, describe, expect, it } from 'vitest';
+import { startBackend, type Backend } from '../helpers/backend.js';
+import { startOrchestrator, stopRig, type RunningOrchestrator } from '../helpers/orchestrator-fixture.js';
+import { parseExposition, type Exposition } from '../helpers/prometheus-text.js';
+import { waitFor } from '../helpers/wait-for.js';
+
+let backends: Backend[] = [];
+let running: RunningOrchestrator | undefined;
+
+afterEach(async () => {
+  for (const b of backends) while (b.held > 0) b.answerNext();
+  await stopRig(running, backends);
+  [running, backends] = [undefined, []];
+});
+
+async function scrape(): Promise<Exposition> {
+  const res = await request(`${running!.url}/metrics`);
+  expect(res.statusCode).toBe(200);
+  expect(res.headers['content-type']).toMatch(/^text\/plain; version=0\.0\.4/);
+  return parseExposition(await res.body.text());
+}
+
+const post = (body = '{"text":"hi"}') => request(`${running!.url}/new_request`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+
+describe('GET /metrics', () => {
+  it('is valid Prometheus text whose names follow the conventions, with every metric documented', async () => {
+    backends = [await startBackend('a')];
+    running = await startOrchestrator(backends);
+    const m = await scrape();
+    const ours = [...m.types].filter(([name]) => name.startsWith('orchestrator_'));
+    expect(ours.map(([name]) => name).sort()).toEqual([
+      'orchestrator_autoscaler_actual_containers',
+      'orchestrator_autoscaler_decisions_total',
+      'orchestrator_autoscaler_desired_containers',
+      'orchestrator_container_in_flight',
+      'orchestrator_container_replacements_total',
+      'orchestrator_containers',
+      'orchestrator_health_check_failures_total',
+      'orchestrator_queue_cancelled_total',
+      'orchestrator_queue_length',
+      'orchestrator_queue_oldest_wait_seconds',
+      'orchestrator_queue_rejected_total',
+      'orchestrator_queue_timeouts_total',
+      'orchestrator_queue_wait_seconds',
+      'orchestrator_redispatches_total',
+      'orchestrator_requests_total',
+      'orchestrator_upstream_latency_seconds',
+    ]);
+    for (const [name, type] of ours) {
+      expect(m.help.get(name), name).toBeTruthy();
+      // Counters end in _total; time is in seconds, never ms.
+      expect(name.endsWith('_total'), name).toBe(type === 'counter');
+      expect(name).not.toMatch(/_ms$|_milliseconds/);
+    }
+    // The process's own metrics come along.
+    expect(m.types.get('process_resident_memory_bytes')).toBe('gauge');
+    expect(m.types.get('nodejs_eventloop_lag_seconds')).toBe('gauge');
+    // Every container's in-flight gauge is there, free containers counted.
+    expect(m.sum('orchestrator_containers', { state: 'free' })).toBe(1);
+    expect(m.sum('orchestrator_container_in_flight', { container: 'a', worker: 'w1' })).toBe(0);
+  });
+
+  it('counts requests by route, status and container, and times queue waits and upstream answers', async () => {
+    backends = await Promise.all(['a', 'b'].map((id) => startBackend(id, { delayMs: 5 })));
+    running = await startOrchestrator(backends);
+    const answers = await Promise.all(Array.from({ length: 20 }, () => post()));
+    for (const a of answers) await a.body.dump();
+    await request(`${running.url}/anything/else`).then((r) => r.body.dump());
+    const m = await scrape();
+    expect(m.sum('orchestrator_requests_total', { route: '/new_request', status: '200' })).toBe(20);
+    const byContainer = ['a', 'b'].map((container) => m.sum('orchestrator_requests_total', { route: '/new_request', container }));
+    expect(byContainer[0]! + byContainer[1]!).toBe(20);
+    expect(Math.min(...byContainer)).toBeGreaterThan(0);
+    expect(m.sum('orchestrator_requests_total', { route: 'passthrough' })).toBe(1);
+    expect(m.sum('orchestrator_queue_wait_seconds_count')).toBe(21);
+    expect(m.sum('orchestrator_upstream_latency_seconds_count')).toBe(21);
+    // 5 ms of service each: no answer came back faster than that.
+    expect(m.sum('orchestrator_upstream_latency_seconds_bucket', { le: '0.0025' })).toBe(0);
+    expect(m.sum('orchestrator_upstream_latency_seconds_bucket', { le: '+Inf' })).toBe(21);
+  });
+
+  it('shows a busy container, the queue and its rejections as they happen', async () => {
+    const only = await startBackend('only', { manual: true });
+    backends = [only];
+    running = await startOrchestrator(backends, { maxQueue: 2 });
+    const held = [post(), post(), post()];
+    for (const h of held) h.catch(() => {}); // Settled below; a failed assertion must not leave them unhandled.
+    await waitFor(() => only.held === 1 && running!.orchestrator.queue.length === 2);
+    let m = await scrape();
+    expect(m.sum('orchestrator_containers', { state: 'busy' })).toBe(1);
+    expect(m.sum('orchestrator_container_in_flight', { container: 'only' })).toBe(1);
+    expect(m.sum('orchestrator_queue_length')).toBe(2);
+    expect(m.sum('orchestrator_queue_oldest_wait_seconds')).toBeGreaterThan(0);
+
+    const refused = await post();
+    expect(refused.statusCode).toBe(503);
+    await refused.body.dump();
+    m = await scrape();
+    expect(m.sum('orchestrator_queue_rejected_total')).toBe(1);
+    expect(m.sum('orchestrator_requests_total', { status: '503', container: 'none' })).toBe(1);
+
+    for (let i = 0; i < 3; i++) {
+      await waitFor(() => only.held === 1);
+      only.answerNext();
+    }
+    for (const r of await Promise.all(held)) await r.body.dump();
+    m = await scrape();
+    expect(m.sum('orchestrator_queue_length')).toBe(0);
+    expect(m.sum('orchestrator_queue_wait_seconds_count')).toBe(3);
+    expect(m.sum('orchestrator_requests_total', { status: '200', container: 'only' })).toBe(3);
+  });
+
+  it('counts failed health probes per container and shows it unhealthy', async () => {
+    backends = await Promise.all(['a', 'b'].map((id) => startBackend(id)));
+    running = await startOrchestrator(backends, { healthFall: 2 });
+    await backends[1]!.kill();
+    await waitFor(() => running!.orchestrator.pool.get('b')!.health === 'unhealthy', 5_000);
+    const m = await scrape();
+    expect(m.sum('orchestrator_containers', { state: 'unhealthy' })).toBe(1);
+    expect(m.sum('orchestrator_health_check_failures_total', { container: 'b' })).toBeGreaterThanOrEqual(2);
+    expect(m.sum('orchestrator_health_check_failures_total', { container: 'a' })).toBe(0);
+  });
+});

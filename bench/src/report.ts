@@ -1,3 +1,4 @@
+import { barChart } from '../../common/src/svg-chart.js';
 /** One load run against one target. */
 export interface Measurement {
   target: string;
@@ -128,28 +129,18 @@ function scenarioTable(s: ScenarioResult): string[] {
   return [...lines, ''];
 }
 
-/** A bar chart of median throughput per scenario and target, as an SVG image. */
+/** A bar chart of median throughput per scenario and target (each scenario on its own scale), as an SVG image. */
 function chart(r: BenchResult): string {
   const targets = ['orchestrator', 'haproxy'];
-  const colors: Record<string, string> = { orchestrator: '#2b6cb0', haproxy: '#c05621' };
-  const width = 720;
-  const rowHeight = 56;
-  const left = 170;
-  const height = r.scenarios.length * rowHeight + 60;
-  const bars: string[] = [];
-  r.scenarios.forEach((s, i) => {
-    const max = Math.max(...targets.map((t) => median(s, t, (m) => m.throughputRps)));
-    const y = 40 + i * rowHeight;
-    bars.push(`<text x="10" y="${y + 22}" font-size="13">${s.scenario}</text>`);
-    targets.forEach((t, j) => {
-      const value = median(s, t, (m) => m.throughputRps);
-      const w = ((width - left - 120) * value) / max;
-      bars.push(`<rect x="${left}" y="${y + j * 20}" width="${w.toFixed(1)}" height="16" fill="${colors[t]}"/>`);
-      bars.push(`<text x="${left + w + 6}" y="${y + j * 20 + 13}" font-size="12">${value.toFixed(0)} req/s</text>`);
-    });
+  return barChart({
+    series: [
+      { name: 'orchestrator', color: '#2b6cb0' },
+      { name: 'haproxy', color: '#c05621' },
+    ],
+    rows: r.scenarios.map((s) => ({ label: s.scenario, values: targets.map((t) => median(s, t, (m) => m.throughputRps)) })),
+    unit: 'req/s',
+    scalePerRow: true,
   });
-  const legend = targets.map((t, j) => `<rect x="${left + j * 150}" y="12" width="12" height="12" fill="${colors[t]}"/><text x="${left + j * 150 + 18}" y="22" font-size="12">${t}</text>`);
-  return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif"><rect width="100%" height="100%" fill="white"/>${legend.join('')}${bars.join('')}</svg>\n`;
 }
 
 /** docs/BENCHMARKS.md and its chart. */

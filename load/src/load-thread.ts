@@ -47,13 +47,16 @@ async function send(): Promise<RequestSample> {
     // resolve on it), and the connection is reused only once drained.
     await body.arrayBuffer();
     const servedBy = headers['x-served-by'];
+    const ended = performance.now();
     return {
       status: statusCode,
-      latencyMs: performance.now() - started,
+      latencyMs: ended - started,
+      at: performance.timeOrigin + ended,
       servedBy: typeof servedBy === 'string' ? servedBy : (servedBy?.[0] ?? null),
     };
   } catch (error) {
-    return { status: null, latencyMs: performance.now() - started, servedBy: null, error: errorKind(error) };
+    const ended = performance.now();
+    return { status: null, latencyMs: ended - started, at: performance.timeOrigin + ended, servedBy: null, error: errorKind(error) };
   }
 }
 

@@ -2,6 +2,7 @@ import { writeFile } from 'node:fs/promises';
 import { runFlagsCli } from '../../common/src/cli.js';
 import { AppError } from '../../common/src/errors.js';
 import { DEFAULT_BODY, DEFAULT_URL, MAX_CONCURRENCY, MAX_REQUESTS, MAX_THREADS, validateOptions } from './options.js';
+import { formatHtmlReport } from './html-report.js';
 import { formatResult } from './print-result.js';
 import { createProgressDisplay } from './progress.js';
 import { runLoad } from './run-load.js';
@@ -21,6 +22,8 @@ Options:
   --body <json>         body, sent as application/json  default ${DEFAULT_BODY}
   --timeout-ms <ms>     deadline of one request         default 30000
   --json <file>         also write the result as JSON to <file> (- for stdout; the summary then goes to stderr)
+  --report <file.html>  also write an HTML report: latency percentiles and throughput per second,
+                        requests per container
   --tolerate-errors     exit 0 even when requests failed
   --no-progress         no progress bar or progress lines on stderr
   --help                show this text
@@ -38,6 +41,7 @@ const FLAGS = {
   body: { type: 'string' },
   'timeout-ms': { type: 'string' },
   json: { type: 'string' },
+  report: { type: 'string' },
   'tolerate-errors': { type: 'boolean' },
   'no-progress': { type: 'boolean' },
 } as const;
@@ -52,6 +56,7 @@ runFlagsCli(HELP, FLAGS, async (flags) => {
     body: flags.body,
     timeoutMs: flags['timeout-ms'],
     json: flags.json,
+    report: flags.report,
     tolerateErrors: flags['tolerate-errors'],
     noProgress: flags['no-progress'],
   });
@@ -67,6 +72,10 @@ runFlagsCli(HELP, FLAGS, async (flags) => {
   } else {
     process.stdout.write(formatResult(result));
     if (options.json !== null) await writeFile(options.json, json);
+  }
+  if (options.report !== null) {
+    await writeFile(options.report, formatHtmlReport(result));
+    process.stderr.write(`report written to ${options.report}\n`);
   }
   if (result.failed > 0 && !options.tolerateErrors) {
     throw new AppError('REQUESTS_FAILED', `${result.failed} of ${result.requests} requests failed (--tolerate-errors to exit 0 anyway)`);

@@ -25,6 +25,8 @@ export interface RequestSample {
   status: number | null;
   /** From sending the request to the end of the answer's body (or the failure), in ms. */
   latencyMs: number;
+  /** When it finished, in epoch ms (threads share this clock; their performance.now() origins differ). */
+  at: number;
   /** The `x-served-by` response header: the container that served it; null when absent. */
   servedBy: string | null;
   /** Network error kind (`ECONNREFUSED`, `TIMEOUT`, `UND_ERR_SOCKET`...), when no answer arrived. */

@@ -28,12 +28,16 @@ export interface LoadOptions {
   body: string | null;
   /** Deadline of one request, from sending to the end of the answer, in ms. @default 30000 */
   timeoutMs: number;
+  /** Also measure each second of the run (throughput, latency percentiles, requests per container). @default false */
+  timeline?: boolean;
 }
 
 /** What the CLI needs on top. */
 export interface CliOptions extends LoadOptions {
   /** File to write the result to as JSON, `-` for stdout, or null. @default null */
   json: string | null;
+  /** File to write an HTML report with charts to, or null. @default null */
+  report: string | null;
   /** Exit 0 even when requests failed. @default false */
   tolerateErrors: boolean;
   /** Show progress on stderr. @default true */
@@ -50,6 +54,7 @@ const flagOf: Record<string, string> = {
   body: '--body',
   timeoutMs: '--timeout-ms',
   json: '--json',
+  report: '--report',
   tolerateErrors: '--tolerate-errors',
   noProgress: '--no-progress',
 };
@@ -85,6 +90,7 @@ const schema = z
     body: z.string().refine(isJson, 'expected a JSON document').optional(),
     timeoutMs: intFrom(1, 3_600_000).default(30_000),
     json: z.string().min(1, 'expected a file name or -').optional(),
+    report: z.string().regex(/\.html?$/i, 'expected a file name ending in .html').optional(),
     tolerateErrors: z.boolean().default(false),
     noProgress: z.boolean().default(false),
   })
@@ -121,6 +127,8 @@ export function validateOptions(raw: RawOptions): Readonly<CliOptions> {
     body: bodyless ? null : (value.body ?? DEFAULT_BODY),
     timeoutMs: value.timeoutMs,
     json: value.json ?? null,
+    report: value.report ?? null,
+    timeline: value.report !== undefined,
     tolerateErrors: value.tolerateErrors,
     progress: !value.noProgress,
   });

@@ -45,6 +45,19 @@ export interface LoadResult {
   latencyMs: LatencySummary | null;
   /** Answers by the container that served them (`x-served-by`), `(none)` when absent; sums to the answers. */
   servedBy: Record<string, number>;
+  /** With `timeline`: each second of the run, from the start signal. */
+  timeline?: TimelineSecond[];
+}
+
+/** One second of a run: what finished in it. */
+export interface TimelineSecond {
+  /** Seconds from the start signal (this second covers [second, second + 1)). */
+  second: number;
+  answered: number;
+  failed: number;
+  /** Latency percentiles of the answers that finished in this second; null when none did. */
+  latencyMs: { p50: number; p90: number; p99: number } | null;
+  servedBy: Record<string, number>;
 }
 
 /** Progress of a run, reported after each batch of answers. */
@@ -85,7 +98,7 @@ export async function runLoad(options: LoadOptions, hooks: { onProgress?: (progr
     timeoutMs: options.timeoutMs,
   }));
 
-  const tally = new Tally(options.requests);
+  const tally = new Tally(options.requests, options.timeline ?? false);
   let startedAt = '';
   let startMs = 0;
   let endMs = 0;
@@ -106,6 +119,7 @@ export async function runLoad(options: LoadOptions, hooks: { onProgress?: (progr
             if (++ready < workers.length) return;
             startedAt = new Date().toISOString();
             startMs = performance.now();
+            tally.startAt = performance.timeOrigin + startMs;
             for (const w of workers) w.postMessage({ type: 'start' } satisfies StartMessage);
             return;
           case 'samples':
@@ -144,6 +158,7 @@ export async function runLoad(options: LoadOptions, hooks: { onProgress?: (progr
     errors: sortedRecord(tally.errors),
     latencyMs: tally.latencySummary(),
     servedBy: sortedRecord(tally.servedBy),
+    ...(options.timeline ? { timeline: tally.timeline() } : {}),
   };
 }
 
@@ -160,39 +175,90 @@ function spawnThread(task: ThreadTask): Worker {
   return new Worker(new URL(`data:text/javascript,${encodeURIComponent(boot)}`), { workerData: task });
 }
 
+/** Nearest-rank percentile of sorted values: the smallest value that at least p% of them do not exceed. */
+const percentileOf = (sorted: ArrayLike<number>, p: number): number => round(sorted[Math.max(0, Math.ceil((p / 100) * sorted.length) - 1)]!);
+
+/** What finished in one second, while the run goes on. */
+interface SecondTally {
+  answered: number;
+  failed: number;
+  latencies: number[];
+  servedBy: Map<string, number>;
+}
+
 /** Running counts of a run's samples; latencies are kept whole for exact percentiles. */
 class Tally {
   done = 0;
   failed = 0;
   answered = 0;
+  /** Epoch ms of the start signal, for the timeline. */
+  startAt = 0;
   readonly statusCodes = new Map<string, number>();
   readonly errors = new Map<string, number>();
   readonly servedBy = new Map<string, number>();
   readonly #latencies: Float64Array;
+  readonly #seconds: Map<number, SecondTally> | undefined;
 
-  constructor(requests: number) {
+  constructor(requests: number, timeline: boolean) {
     this.#latencies = new Float64Array(requests);
+    this.#seconds = timeline ? new Map() : undefined;
   }
 
   add(sample: RequestSample): void {
     this.done++;
+    const second = this.#secondOf(sample);
     if (sample.status === null) {
       this.failed++;
+      if (second) second.failed++;
       increment(this.errors, sample.error ?? 'UNKNOWN');
       return;
     }
-    if (sample.status < 200 || sample.status > 299) this.failed++;
+    const failed = sample.status < 200 || sample.status > 299;
+    if (failed) this.failed++;
     this.#latencies[this.answered++] = sample.latencyMs;
     increment(this.statusCodes, String(sample.status));
     increment(this.servedBy, sample.servedBy ?? NO_CONTAINER);
+    if (second) {
+      second.answered++;
+      if (failed) second.failed++;
+      second.latencies.push(sample.latencyMs);
+      increment(second.servedBy, sample.servedBy ?? NO_CONTAINER);
+    }
+  }
+
+  #secondOf(sample: RequestSample): SecondTally | undefined {
+    if (!this.#seconds) return undefined;
+    const index = Math.max(0, Math.floor((sample.at - this.startAt) / 1000));
+    let second = this.#seconds.get(index);
+    if (!second) {
+      second = { answered: 0, failed: 0, latencies: [], servedBy: new Map() };
+      this.#seconds.set(index, second);
+    }
+    return second;
+  }
+
+  /** Every second from the start to the last answer, empty ones included. */
+  timeline(): TimelineSecond[] {
+    const seconds = this.#seconds ?? new Map<number, SecondTally>();
+    const last = Math.max(-1, ...seconds.keys());
+    return Array.from({ length: last + 1 }, (_, index) => {
+      const s = seconds.get(index);
+      const sorted = Float64Array.from(s?.latencies ?? []).sort();
+      return {
+        second: index,
+        answered: s?.answered ?? 0,
+        failed: s?.failed ?? 0,
+        latencyMs: sorted.length === 0 ? null : { p50: percentileOf(sorted, 50), p90: percentileOf(sorted, 90), p99: percentileOf(sorted, 99) },
+        servedBy: sortedRecord(s?.servedBy ?? new Map()),
+      };
+    });
   }
 
   latencySummary(): LatencySummary | null {
     const n = this.answered;
     if (n === 0) return null;
     const sorted = this.#latencies.subarray(0, n).sort();
-    // Nearest-rank percentile: the smallest latency that at least p% of the answers did not exceed.
-    const at = (p: number): number => round(sorted[Math.max(0, Math.ceil((p / 100) * n) - 1)]!);
+    const at = (p: number): number => percentileOf(sorted, p);
     return {
       min: round(sorted[0]!),
       mean: round(sorted.reduce((sum, ms) => sum + ms, 0) / n),

@@ -57,6 +57,25 @@ describe('npm run load', () => {
     expect(code).toBe(2);
     expect(stdout).toBe('');
     expect(stderr).toMatch(/^error: --requests: .*\[USAGE\]\n$/);
+    const report = await runCliProcess(['--report', 'result.png']);
+    expect(report.code).toBe(2);
+    expect(report.stderr).toMatch(/^error: --report: expected a file name ending in \.html; received "result\.png" \[USAGE\]\n$/);
+  });
+
+  it('writes an HTML report with latency and throughput over time and requests per container', async () => {
+    const file = join(dir, 'report.html');
+    const { code, stderr } = await runCliProcess(['--url', server.url, '--requests', '30', '--concurrency', '3', '--no-progress', '--report', file]);
+    expect(code).toBe(0);
+    expect(stderr).toContain(`report written to ${file}`);
+    const html = await readFile(file, 'utf8');
+    expect(html).toMatch(/^<!doctype html>/);
+    expect(html).toContain('<h2>Latency percentiles per second</h2>');
+    // Three charts: latency and throughput lines, and a bar per container with its count.
+    expect(html.match(/<svg /g)).toHaveLength(3);
+    expect(html.match(/<polyline /g)!.length).toBeGreaterThanOrEqual(5);
+    expect(html).toContain('>w1-c1<');
+    expect(html).toContain('15 requests');
+    expect(html).not.toContain('<script');
   });
 
   it('prints help', async () => {

@@ -24,6 +24,8 @@ describe('validateOptions', () => {
       body: DEFAULT_BODY,
       timeoutMs: 30_000,
       json: null,
+      report: null,
+      timeline: false,
       tolerateErrors: false,
       progress: true,
     });
@@ -32,8 +34,8 @@ describe('validateOptions', () => {
 
   it('takes flag strings and switches', () => {
     expect(
-      validateOptions({ url: 'https://example.test/x?y=1', requests: '1000', threads: '2', concurrency: '64', method: 'patch', body: '[1]', timeoutMs: '500', json: '-', tolerateErrors: true, noProgress: true }),
-    ).toEqual({ url: 'https://example.test/x?y=1', requests: 1000, threads: 2, concurrency: 64, method: 'PATCH', body: '[1]', timeoutMs: 500, json: '-', tolerateErrors: true, progress: false });
+      validateOptions({ url: 'https://example.test/x?y=1', requests: '1000', threads: '2', concurrency: '64', method: 'patch', body: '[1]', timeoutMs: '500', json: '-', report: 'run.html', tolerateErrors: true, noProgress: true }),
+    ).toEqual({ url: 'https://example.test/x?y=1', requests: 1000, threads: 2, concurrency: 64, method: 'PATCH', body: '[1]', timeoutMs: 500, json: '-', report: 'run.html', timeline: true, tolerateErrors: true, progress: false });
   });
 
   it('sends no body with GET and HEAD', () => {

@@ -57,6 +57,22 @@ describe('runLoad', () => {
     expect(Object.values(result.servedBy).reduce((a, b) => a + b, 0)).toBe(101);
   });
 
+  it('with a timeline, tells each second of the run apart: what finished in it, how fast, and where', async () => {
+    // One lane: 5 quick answers, then one that takes 1.2 s, then 5 quick ones in a later second.
+    const { url } = await serve({ containers: ['c1'], delayMs: (n) => (n === 5 ? 1_200 : 0) });
+    const result = await runLoad({ ...validateOptions({ url, requests: 11, threads: 1, concurrency: 1 }), timeline: true });
+    const timeline = result.timeline!;
+    expect(timeline.map((s) => s.second)).toEqual(timeline.map((_, i) => i));
+    expect(timeline.reduce((n, s) => n + s.answered, 0)).toBe(11);
+    expect(timeline[0]).toMatchObject({ second: 0, answered: 5, failed: 0, servedBy: { c1: 5 } });
+    const slow = timeline.find((s) => s.latencyMs && s.latencyMs.p99 >= 1_200)!;
+    expect(slow.second).toBeGreaterThanOrEqual(1);
+    expect(slow.answered).toBe(6);
+    expect(slow.latencyMs!.p50).toBeLessThan(100);
+    // Without it, no timeline is kept.
+    expect((await load({ url, requests: 2 })).timeline).toBeUndefined();
+  });
+
   it('counts answers without x-served-by under "(none)"', async () => {
     const { url } = await serve({ containers: [] });
     const result = await load({ url, requests: 12 });

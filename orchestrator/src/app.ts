@@ -9,6 +9,7 @@ import { MethodNotAllowedError, NotFoundError, PayloadTooLargeError } from '../.
 import { REQUEST_ID_HEADER, type Exchange, type ProxyHandler } from './proxy-handler.js';
 import type { ScalingDecision, StateFile } from '../../status/src/schema.js';
 import type { DashboardFeed } from './dashboard-feed.js';
+import type { RejectionLog } from './rejection-log.js';
 import { AdminDisabledError, BadRequestError, ClientGoneError, UnauthorizedError } from './errors.js';
 
 /** What the admin API can do; each call throws typed errors (404 unknown container, 409 conflict). */
@@ -38,6 +39,8 @@ export interface AppDeps {
   /** Own health: whether requests can be served now. */
   health: () => { ok: boolean; detail: Record<string, unknown> };
   log: Logger;
+  /** Where expected rejections (4xx and 503/504 answers) are logged, rate-limited. */
+  rejections: Pick<RejectionLog, 'record'>;
   /** Seconds a client is told to wait after a 503. */
   retryAfterSeconds: number;
   /** Log one line per request (method, path, status, duration, container). */
@@ -88,6 +91,7 @@ async function forwardDirect(deps: AppDeps, req: IncomingMessage, res: ServerRes
     }
     const answer = errorAnswer(error, requestId, deps.retryAfterSeconds);
     if (answer.unexpected) deps.log.error({ err: error, requestId, path: '/new_request' }, 'request failed');
+    else deps.rejections.record({ requestId, path: '/new_request', status: answer.status, error: answer.body.error });
     // Whatever is left of an unread body (a 413) must not be taken for the next request on this connection.
     if (!req.complete) answer.headers.connection = 'close';
     const body = JSON.stringify(answer.body);
@@ -145,6 +149,7 @@ export function createApp(deps: AppDeps, requestIdOf: (given: string | string[] 
       ctx.set(answer.headers);
       ctx.body = answer.body;
       if (answer.unexpected) deps.log.error({ err: error, requestId: ctx.state.requestId, path: ctx.path }, 'request failed');
+      else deps.rejections.record({ requestId: ctx.state.requestId as string, path: ctx.path, status: answer.status, error: answer.body.error });
     }
   });
 

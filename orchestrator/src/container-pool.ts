@@ -1,3 +1,4 @@
+import type { Logger } from '../../common/src/logger.js';
 import type { ContainerRecord, ContainerState, WorkerRecord } from '../../status/src/schema.js';
 
 /** Health as far as routing cares: only `healthy` containers get requests; `down` means its runtime does not run it. */
@@ -70,11 +71,13 @@ export class ContainerPool {
   readonly #workers = new Map<string, WorkerRecord>();
   #capacityListener: () => void = () => {};
   readonly #now: () => number;
+  readonly #log: Logger | undefined;
   /** Bumped on every change a status reader might care about. */
   version = 0;
 
-  constructor(options: { now?: () => number } = {}) {
+  constructor(options: { now?: () => number; log?: Logger } = {}) {
     this.#now = options.now ?? performance.now.bind(performance);
+    this.#log = options.log;
   }
 
   /** Register a worker and its containers from the inventory. New containers start as `starting`. */
@@ -150,6 +153,8 @@ export class ContainerPool {
     if (after !== before || c.history.at(-1)?.reason !== reason) {
       c.history.push({ at: new Date().toISOString(), state: after, reason });
       if (c.history.length > HISTORY_LENGTH) c.history.shift();
+      // One log line per change, here where every change passes: probes, failed requests, replacements, drains.
+      this.#log?.[after === 'unhealthy' || after === 'down' ? 'warn' : 'info']({ container: c.id, worker: c.workerId, from: before, to: after, reason }, `container ${after}`);
     }
     this.version++;
   }

@@ -1,6 +1,6 @@
 import { ControlLoop } from '../../common/src/control-loop.js';
 import type { Logger } from '../../common/src/logger.js';
-import { containerState, type Container, type ContainerPool } from './container-pool.js';
+import type { Container, ContainerPool } from './container-pool.js';
 import type { UpstreamClient } from './upstream-client.js';
 
 export interface HealthCheckerOptions {
@@ -66,10 +66,7 @@ export class HealthChecker extends ControlLoop {
     if (timedOut && (busyAtStart || c.inFlight > 0)) return;
     // It may have been taken for replacement or removal while the probe ran.
     if (c.busyWithRuntime) return;
-    const changed = this.#pool.recordProbe(c, ok, error, this.#options);
-    if (changed) {
-      const level = changed === 'healthy' ? 'info' : 'warn';
-      this.log[level]({ container: c.id, state: containerState(c), error }, `container ${changed}`);
-    }
+    // The pool logs the change, if any.
+    this.#pool.recordProbe(c, ok, error, this.#options);
   }
 }

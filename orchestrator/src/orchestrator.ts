@@ -20,6 +20,7 @@ import { HealthChecker } from './health-checker.js';
 import { DashboardFeed } from './dashboard-feed.js';
 import { OrchestratorMetrics } from './metrics.js';
 import { ProxyHandler } from './proxy-handler.js';
+import { RejectionLog } from './rejection-log.js';
 import { RequestQueue } from './request-queue.js';
 import { snapshot, StatusPublisher, type StatusSources } from './status-publisher.js';
 import { UpstreamClient } from './upstream-client.js';
@@ -39,6 +40,7 @@ export class Orchestrator {
   readonly #config: OrchestratorConfig;
   readonly #log: Logger;
   readonly #upstream: UpstreamClient;
+  readonly #rejections: RejectionLog;
   readonly #sources: StatusSources;
   readonly #server: Server;
   readonly #startedAt = new Date().toISOString();
@@ -55,7 +57,7 @@ export class Orchestrator {
   ) {
     this.#config = config;
     this.#log = log;
-    this.pool = new ContainerPool();
+    this.pool = new ContainerPool({ log });
     this.pool.load(inventory.workers, inventory.containers, config.containerConcurrency);
     this.queue = new RequestQueue(this.pool, { maxQueue: config.maxQueue, queueTimeoutMs: config.queueTimeoutMs });
     this.#upstream = new UpstreamClient({ timeoutMs: config.upstreamTimeoutMs, connectTimeoutMs: config.connectTimeoutMs });
@@ -164,6 +166,7 @@ export class Orchestrator {
       },
       { intervalMs: 1_000 },
     );
+    this.#rejections = new RejectionLog(log);
     const listener = createRequestListener({
       proxy: this.proxy,
       status: () => snapshot(this.#sources),
@@ -196,6 +199,7 @@ export class Orchestrator {
         },
       },
       log,
+      rejections: this.#rejections,
       retryAfterSeconds: 1,
       accessLog: config.accessLog,
     });
@@ -292,6 +296,7 @@ export class Orchestrator {
       await serverClosed;
       await this.#upstream.close();
       this.#loopDelay.disable();
+      this.#rejections.flush();
       this.#log.info('orchestrator stopped');
     })();
     return this.#closing;

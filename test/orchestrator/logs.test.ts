@@ -1,0 +1,88 @@
+import { request } from 'undici';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { createLogger } from '../../common/src/logger.js';
+import { RejectionLog } from '../../orchestrator/src/rejection-log.js';
+import { startBackend, type Backend } from '../helpers/backend.js';
+import { startOrchestrator, stopRig, type RunningOrchestrator } from '../helpers/orchestrator-fixture.js';
+import { waitFor } from '../helpers/wait-for.js';
+
+let backends: Backend[] = [];
+let running: RunningOrchestrator | undefined;
+
+afterEach(async () => {
+  for (const b of backends) while (b.held > 0) b.answerNext();
+  await stopRig(running, backends);
+  [running, backends] = [undefined, []];
+});
+
+/** A logger whose JSON lines land in `lines`. */
+function capturingLogger(level = 'info') {
+  const lines: string[] = [];
+  const log = createLogger('orchestrator', level, { write: (line: string) => void lines.push(line) });
+  const entries = () => lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+  return { log, lines, entries };
+}
+
+const TOKEN = 'admin-token-that-must-never-be-logged';
+
+describe('structured logs', () => {
+  it('writes one JSON line per significant event, with ids, and never a secret', async () => {
+    const { log, lines, entries } = capturingLogger();
+    const only = await startBackend('only', { manual: true });
+    const spare = await startBackend('spare', { manual: true });
+    backends = [only, spare];
+    running = await startOrchestrator(backends, { maxQueue: 1, healthFall: 2, adminToken: TOKEN }, log);
+    const post = (id: string) => request(`${running!.url}/new_request`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-request-id': id }, body: '{}' });
+
+    // Both containers busy, one request queued: the next is rejected.
+    const held = [post('r1'), post('r2'), post('r3')];
+    for (const h of held) h.catch(() => {});
+    await waitFor(() => only.held + spare.held === 2 && running!.orchestrator.queue.length === 1);
+    const refused = await post('r4');
+    expect(refused.statusCode).toBe(503);
+    await refused.body.dump();
+    expect(entries()).toContainEqual(expect.objectContaining({ msg: 'request rejected', level: 40, requestId: 'r4', status: 503, error: 'QUEUE_FULL', path: '/new_request' }));
+
+    // A crashed container: one line for its change of state, saying why.
+    await spare.kill();
+    await waitFor(() => entries().some((e) => e.msg === 'container unhealthy'), 5_000);
+    expect(entries().find((e) => e.msg === 'container unhealthy')).toMatchObject({ level: 40, container: 'spare', worker: 'w1', to: 'unhealthy', reason: expect.stringMatching(/./) });
+
+    // An admin action, authenticated with the token.
+    const pause = await request(`${running.url}/admin/autoscaler/pause`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}` } });
+    expect(pause.statusCode).toBe(200);
+    await pause.body.dump();
+    expect(entries()).toContainEqual(expect.objectContaining({ msg: 'autoscaler paused', paused: true }));
+
+    while (only.held > 0 || running.orchestrator.queue.length > 0) {
+      only.answerNext();
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    await Promise.allSettled(held);
+    await stopRig(running, backends);
+    running = undefined;
+    for (const line of lines) {
+      const entry = JSON.parse(line) as Record<string, unknown>;
+      expect(entry).toMatchObject({ name: 'orchestrator', level: expect.any(Number), time: expect.any(Number), msg: expect.any(String) });
+    }
+    expect(lines.join('\n')).not.toContain(TOKEN);
+    expect(entries().at(-1)!.msg).toBe('orchestrator stopped');
+  });
+
+  it('logs rejections one by one up to a rate, then counts the rest once a second', () => {
+    vi.useFakeTimers();
+    try {
+      const { log, entries } = capturingLogger();
+      const rejections = new RejectionLog(log, { perSecond: 3 });
+      for (let i = 0; i < 10; i++) rejections.record({ requestId: `r${i}`, path: '/new_request', status: 503, error: i < 8 ? 'QUEUE_FULL' : 'QUEUE_TIMEOUT' });
+      expect(entries().filter((e) => e.msg === 'request rejected')).toHaveLength(3);
+      vi.advanceTimersByTime(1_000);
+      expect(entries().at(-1)).toMatchObject({ msg: 'more requests rejected than logged one by one', rejected: { QUEUE_FULL: 5, QUEUE_TIMEOUT: 2 } });
+      // A new second starts over.
+      rejections.record({ requestId: 'r10', path: '/new_request', status: 400, error: 'BAD_REQUEST' });
+      expect(entries().at(-1)).toMatchObject({ msg: 'request rejected', level: 30, requestId: 'r10' });
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+});

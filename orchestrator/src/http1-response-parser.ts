@@ -83,14 +83,10 @@ export class ResponseParser {
         case 'head':
           at = this.#readHead(data, at);
           break;
-        case 'length': {
-          const take = Math.min(this.#remaining, data.length - at);
-          this.#remaining -= take;
-          this.#handlers.body(data.subarray(at, at + take));
-          at += take;
+        case 'length':
+          at = this.#takeBody(data, at);
           if (this.#remaining === 0) this.#finish();
           break;
-        }
         case 'chunk-size':
           at = this.#readLine(data, at, (line) => {
             const m = CHUNK_SIZE.exec(line);
@@ -99,14 +95,10 @@ export class ResponseParser {
             this.#stage = this.#remaining === 0 ? 'trailers' : 'chunk-data';
           });
           break;
-        case 'chunk-data': {
-          const take = Math.min(this.#remaining, data.length - at);
-          this.#remaining -= take;
-          this.#handlers.body(data.subarray(at, at + take));
-          at += take;
+        case 'chunk-data':
+          at = this.#takeBody(data, at);
           if (this.#remaining === 0) this.#stage = 'chunk-end';
           break;
-        }
         case 'chunk-end':
           at = this.#readLine(data, at, (line) => {
             if (line !== '') throw new BadResponseError('chunk data longer than its declared size');
@@ -136,6 +128,14 @@ export class ResponseParser {
       return;
     }
     if (this.#stage !== 'done') throw new BadResponseError(this.started ? 'the connection closed in the middle of the answer' : 'the connection closed before any answer');
+  }
+
+  /** Pass on up to `#remaining` body bytes from `at`; returns where they end. */
+  #takeBody(data: Buffer, at: number): number {
+    const take = Math.min(this.#remaining, data.length - at);
+    this.#remaining -= take;
+    this.#handlers.body(data.subarray(at, at + take));
+    return at + take;
   }
 
   #finish(): void {

@@ -4,15 +4,13 @@ import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { request } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { startBackend, type Backend } from '../helpers/backend.js';
+import { startBackend } from '../helpers/backend.js';
 import { ensureChromium, launchChromium } from '../helpers/browser.js';
 import { REPO_ROOT } from '../helpers/cli.js';
-import { startOrchestrator, stopRig, type RunningOrchestrator } from '../helpers/orchestrator-fixture.js';
+import { startOrchestrator, useRig } from '../helpers/orchestrator-fixture.js';
 
 let browser: Browser | undefined;
 let page: Page | undefined;
-let backends: Backend[] = [];
-let running: RunningOrchestrator | undefined;
 let shots: string | undefined;
 
 beforeAll(async () => {
@@ -26,14 +24,13 @@ afterAll(async () => {
   if (shots) await rm(shots, { recursive: true, force: true });
 });
 
+const rig = useRig();
 afterEach(async () => {
   await page?.close();
-  for (const b of backends) while (b.held > 0) b.answerNext();
-  await stopRig(running, backends);
-  [page, running, backends] = [undefined, undefined, []];
+  page = undefined;
 });
 
-const post = () => request(`${running!.url}/new_request`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"text":"hi"}' });
+const post = () => request(`${rig.running!.url}/new_request`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"text":"hi"}' });
 
 /** `clients` clients posting one request after another for `ms`. */
 async function steadyLoad(ms: number, clients: number): Promise<void> {
@@ -53,8 +50,8 @@ describe('the live dashboard, in a real headless Chromium', () => {
     // Six containers that answer in 20 ms, two held busy by the test.
     const quick = await Promise.all(['m1', 'm2', 'm3', 'm4', 'm5', 'm6'].map((id) => startBackend(id, { delayMs: 20 })));
     const held = await Promise.all(['m7', 'm8'].map((id) => startBackend(id, { manual: true })));
-    backends = [...quick, ...held];
-    running = await startOrchestrator(backends, { healthFall: 2 });
+    rig.backends = [...quick, ...held];
+    rig.running = await startOrchestrator(rig.backends, { healthFall: 2 });
     page = await browser!.newPage({ viewport: { width: 1280, height: 860 } });
     const pageErrors: string[] = [];
     page.on('pageerror', (e) => pageErrors.push(e.message));
@@ -62,9 +59,9 @@ describe('the live dashboard, in a real headless Chromium', () => {
       if (m.type() === 'error') pageErrors.push(m.text());
     });
 
-    await page.goto(`${running.url}/dashboard`);
+    await page.goto(`${rig.running.url}/dashboard`);
     await expect.poll(() => page!.locator('[data-container]').count(), { timeout: 10_000 }).toBe(8);
-    for (const b of backends) expect(await tileState(b.id)).toBe('free');
+    for (const b of rig.backends) expect(await tileState(b.id)).toBe('free');
     await expect.poll(() => page!.locator('#connection').textContent()).toBe('live');
 
     // For the README's screenshot: half a minute of steady traffic first, so the charts have a history.
@@ -98,10 +95,10 @@ describe('the live dashboard, in a real headless Chromium', () => {
   });
 
   it('stays readable with 100 containers: every tile drawn, none wider than its column', async () => {
-    backends = await Promise.all(Array.from({ length: 100 }, (_, i) => startBackend(`c${String(i + 1).padStart(3, '0')}`)));
-    running = await startOrchestrator(backends);
+    rig.backends = await Promise.all(Array.from({ length: 100 }, (_, i) => startBackend(`c${String(i + 1).padStart(3, '0')}`)));
+    rig.running = await startOrchestrator(rig.backends);
     page = await browser!.newPage({ viewport: { width: 1280, height: 860 } });
-    await page.goto(`${running.url}/dashboard`);
+    await page.goto(`${rig.running.url}/dashboard`);
     await expect.poll(() => page!.locator('[data-container]').count(), { timeout: 10_000 }).toBe(100);
     const widths = await page.locator('[data-container]').evaluateAll((tiles) => tiles.map((t) => t.getBoundingClientRect().width));
     expect(Math.max(...widths)).toBeLessThan(200);

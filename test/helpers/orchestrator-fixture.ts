@@ -1,6 +1,7 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { afterEach } from 'vitest';
 import { createLogger, type Logger } from '../../common/src/logger.js';
 import { loadOrchestratorConfig, type OrchestratorConfig } from '../../orchestrator/src/config.js';
 import { Orchestrator } from '../../orchestrator/src/orchestrator.js';
@@ -49,7 +50,28 @@ export async function startOrchestrator(backends: ReadonlyArray<Pick<Backend, 'i
   };
 }
 
-/** Stop what one test started: the orchestrator first (it drains), then the backends. For afterEach. */
+/** What one test starts: its backends and the orchestrator over them. */
+export interface Rig {
+  backends: Backend[];
+  running: RunningOrchestrator | undefined;
+}
+
+/**
+ * A rig stopped after each test of the file, even a failed one: requests held by manual backends
+ * are answered first (so the orchestrator can drain), then the orchestrator, then the backends.
+ */
+export function useRig(): Rig {
+  const rig: Rig = { backends: [], running: undefined };
+  afterEach(async () => {
+    for (const b of rig.backends) while (b.held > 0) b.answerNext();
+    await stopRig(rig.running, rig.backends);
+    rig.backends = [];
+    rig.running = undefined;
+  });
+  return rig;
+}
+
+/** Stop what one test started: the orchestrator first (it drains), then the backends. */
 export async function stopRig(running: RunningOrchestrator | undefined, backends: readonly Backend[]): Promise<void> {
   await running?.close();
   await Promise.all(backends.map((b) => b.kill().catch(() => undefined)));

@@ -1,19 +1,14 @@
 import { request } from 'undici';
-import { afterEach, describe, expect, it } from 'vitest';
-import { startBackend, type Backend } from '../helpers/backend.js';
-import { startOrchestrator, stopRig, type RunningOrchestrator } from '../helpers/orchestrator-fixture.js';
+import { describe, expect, it } from 'vitest';
+import { startBackend } from '../helpers/backend.js';
+import { startOrchestrator, useRig } from '../helpers/orchestrator-fixture.js';
 
 const TOKEN = 'a-test-token-of-some-length';
-let backends: Backend[] = [];
-let running: RunningOrchestrator | undefined;
 
-afterEach(async () => {
-  await stopRig(running, backends);
-  [running, backends] = [undefined, []];
-});
+const rig = useRig();
 
 async function call(method: string, path: string, options: { token?: string; body?: string } = {}) {
-  const response = await request(`${running!.url}${path}`, {
+  const response = await request(`${rig.running!.url}${path}`, {
     method: method as 'POST',
     headers: { ...(options.token ? { authorization: `Bearer ${options.token}` } : {}), 'content-type': 'application/json' },
     body: options.body,
@@ -23,8 +18,8 @@ async function call(method: string, path: string, options: { token?: string; bod
 
 describe('admin API', () => {
   it('is off without a configured token', async () => {
-    backends = [await startBackend('a')];
-    running = await startOrchestrator(backends);
+    rig.backends = [await startBackend('a')];
+    rig.running = await startOrchestrator(rig.backends);
     const result = await call('POST', '/admin/autoscaler/pause', { token: TOKEN });
     expect(result).toMatchObject({ status: 403, body: { error: 'ADMIN_DISABLED' } });
   });
@@ -39,18 +34,18 @@ describe('admin API', () => {
     ['removing an unmanaged container', 'DELETE', '/admin/containers/a', TOKEN, undefined, 409, 'CONFLICT'],
     ['an unknown admin path', 'POST', '/admin/nothing', TOKEN, undefined, 404, 'NOT_FOUND'],
   ])('answers %s with a JSON error', async (_what, method, path, token, body, status, error) => {
-    backends = [await startBackend('a')];
-    running = await startOrchestrator(backends, { adminToken: TOKEN });
+    rig.backends = [await startBackend('a')];
+    rig.running = await startOrchestrator(rig.backends, { adminToken: TOKEN });
     const result = await call(method, path, { token, body });
     expect(result).toMatchObject({ status, body: { error, message: expect.any(String) } });
     if (status === 401) expect(result.headers['www-authenticate']).toMatch(/^Bearer/);
     // Nothing it refused changed the cluster.
-    expect([...running.orchestrator.pool.containers()].map((c) => [c.id, c.draining])).toEqual([['a', false]]);
+    expect([...rig.running!.orchestrator.pool.containers()].map((c) => [c.id, c.draining])).toEqual([['a', false]]);
   });
 
   it('pauses and resumes the autoscaler, shown in GET /status', async () => {
-    backends = [await startBackend('a')];
-    running = await startOrchestrator(backends, { adminToken: TOKEN });
+    rig.backends = [await startBackend('a')];
+    rig.running = await startOrchestrator(rig.backends, { adminToken: TOKEN });
     expect(await call('POST', '/admin/autoscaler/pause', { token: TOKEN })).toMatchObject({ status: 200, body: { paused: true } });
     expect((await call('GET', '/status')).body.autoscaler).toMatchObject({ paused: true, policy: 'none' });
     expect(await call('POST', '/admin/autoscaler/resume', { token: TOKEN })).toMatchObject({ status: 200, body: { paused: false } });
@@ -58,11 +53,11 @@ describe('admin API', () => {
   });
 
   it('drains a container: it finishes nothing new, and the others take the traffic', async () => {
-    backends = [await startBackend('a'), await startBackend('b')];
-    running = await startOrchestrator(backends, { adminToken: TOKEN });
+    rig.backends = [await startBackend('a'), await startBackend('b')];
+    rig.running = await startOrchestrator(rig.backends, { adminToken: TOKEN });
     expect(await call('POST', '/admin/containers/a/drain', { token: TOKEN })).toMatchObject({ status: 202, body: { draining: true } });
     for (let i = 0; i < 4; i++) {
-      const response = await request(`${running.url}/new_request`, { method: 'POST', body: '{"text":"x"}' });
+      const response = await request(`${rig.running.url}/new_request`, { method: 'POST', body: '{"text":"x"}' });
       await response.body.dump();
       expect(response.headers['x-served-by']).toBe('b');
     }

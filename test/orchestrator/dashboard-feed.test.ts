@@ -1,16 +1,10 @@
 import { request } from 'undici';
-import { afterEach, describe, expect, it } from 'vitest';
-import { startBackend, type Backend } from '../helpers/backend.js';
-import { startOrchestrator, stopRig, type RunningOrchestrator } from '../helpers/orchestrator-fixture.js';
+import { describe, expect, it } from 'vitest';
+import { startBackend } from '../helpers/backend.js';
+import { startOrchestrator, useRig } from '../helpers/orchestrator-fixture.js';
 import { waitFor } from '../helpers/wait-for.js';
 
-let backends: Backend[] = [];
-let running: RunningOrchestrator | undefined;
-
-afterEach(async () => {
-  await stopRig(running, backends);
-  [running, backends] = [undefined, []];
-});
+const rig = useRig();
 
 /** The server-sent events read from `body` so far, and when the stream ended. */
 function collectEvents(body: NodeJS.ReadableStream): { events: Array<{ event: string; data: unknown }>; ended: Promise<void> } {
@@ -32,14 +26,14 @@ function collectEvents(body: NodeJS.ReadableStream): { events: Array<{ event: st
 
 describe('the dashboard feed', () => {
   it('serves the page, then streams the recent history and a sample every second, and ends the stream at shutdown', async () => {
-    backends = await Promise.all(['a', 'b'].map((id) => startBackend(id)));
-    running = await startOrchestrator(backends);
-    const page = await request(`${running.url}/dashboard`);
+    rig.backends = await Promise.all(['a', 'b'].map((id) => startBackend(id)));
+    rig.running = await startOrchestrator(rig.backends);
+    const page = await request(`${rig.running.url}/dashboard`);
     expect(page.statusCode).toBe(200);
     expect(page.headers['content-type']).toBe('text/html; charset=utf-8');
     expect(await page.body.text()).toContain('<title>Inference cluster</title>');
 
-    const stream = await request(`${running.url}/dashboard/events`);
+    const stream = await request(`${rig.running.url}/dashboard/events`);
     expect(stream.headers['content-type']).toBe('text/event-stream; charset=utf-8');
     const started = performance.now();
     const { events, ended } = collectEvents(stream.body);
@@ -52,10 +46,10 @@ describe('the dashboard feed', () => {
     expect(sample!.data).toMatchObject({ cluster: 'test', queue: { length: 0 }, workers: [{ id: 'w1' }] });
     // One a second, not faster.
     expect(performance.now() - started).toBeGreaterThan(500);
-    expect(running.orchestrator.dashboard.viewers).toBe(1);
+    expect(rig.running.orchestrator.dashboard.viewers).toBe(1);
 
-    await running.close();
+    await rig.running.close();
     await ended;
-    running = undefined;
+    rig.running = undefined;
   });
 });

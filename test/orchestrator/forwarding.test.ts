@@ -2,18 +2,12 @@ import http, { type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:h
 import { Writable } from 'node:stream';
 import { request } from 'undici';
 import { createLogger } from '../../common/src/logger.js';
-import { afterEach, describe, expect, it } from 'vitest';
-import { startBackend, type Backend } from '../helpers/backend.js';
-import { startOrchestrator, stopRig, type RunningOrchestrator } from '../helpers/orchestrator-fixture.js';
+import { describe, expect, it } from 'vitest';
+import { startBackend } from '../helpers/backend.js';
+import { startOrchestrator, useRig } from '../helpers/orchestrator-fixture.js';
 import { waitFor } from '../helpers/wait-for.js';
 
-let backends: Backend[] = [];
-let running: RunningOrchestrator | undefined;
-
-afterEach(async () => {
-  await stopRig(running, backends);
-  [running, backends] = [undefined, []];
-});
+const rig = useRig();
 
 describe('forwarding fidelity', () => {
   it('forwards method, path, query, end-to-end headers and body bytes unchanged, and the answer back', async () => {
@@ -27,11 +21,11 @@ describe('forwarding fidelity', () => {
         return true;
       },
     });
-    backends = [backend];
-    running = await startOrchestrator(backends);
+    rig.backends = [backend];
+    rig.running = await startOrchestrator(rig.backends);
     const body = Buffer.from([0, 1, 2, 250, 251, 252, 10, 13]);
     // node:http sends the Connection header exactly as given (undici filters it).
-    const response = await rawRequest(`${running.url}/v2/predict/batch?x=1&y=%20two&x=3`, {
+    const response = await rawRequest(`${rig.running.url}/v2/predict/batch?x=1&y=%20two&x=3`, {
       method: 'PUT',
       headers: {
         'content-type': 'application/octet-stream',
@@ -75,9 +69,9 @@ describe('forwarding fidelity', () => {
         return true;
       },
     });
-    backends = [backend];
-    running = await startOrchestrator(backends);
-    const response = await request(`${running.url}/new_request?explain=1`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    rig.backends = [backend];
+    rig.running = await startOrchestrator(rig.backends);
+    const response = await request(`${rig.running.url}/new_request?explain=1`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
     expect(backend.stats.last).toMatchObject({ method: 'POST', url: '/run_model?explain=1' });
     expect(response.statusCode).toBe(400);
     expect(await response.body.json()).toEqual({ error: 'INVALID_INPUT', message: 'text is required' });
@@ -85,9 +79,9 @@ describe('forwarding fidelity', () => {
 
   it('keeps a client-supplied request id and propagates it to the container', async () => {
     const backend = await startBackend('rid');
-    backends = [backend];
-    running = await startOrchestrator(backends);
-    const response = await request(`${running.url}/new_request`, { method: 'POST', headers: { 'x-request-id': 'abc-123' }, body: '{"text":"x"}' });
+    rig.backends = [backend];
+    rig.running = await startOrchestrator(rig.backends);
+    const response = await request(`${rig.running.url}/new_request`, { method: 'POST', headers: { 'x-request-id': 'abc-123' }, body: '{"text":"x"}' });
     await response.body.dump();
     expect(backend.stats.last!.headers['x-request-id']).toBe('abc-123');
     expect(response.headers['x-request-id']).toBe('abc-123');
@@ -105,9 +99,9 @@ describe('the orchestrator’s own routes and errors', () => {
   ];
   it.each(cases)('answers $status $error for $name, without touching a container', async ({ method, path, body, status, error, overrides }) => {
     const backend = await startBackend('err');
-    backends = [backend];
-    running = await startOrchestrator(backends, overrides);
-    const response = await request(`${running.url}${path}`, { method: method as 'GET', body });
+    rig.backends = [backend];
+    rig.running = await startOrchestrator(rig.backends, overrides);
+    const response = await request(`${rig.running.url}${path}`, { method: method as 'GET', body });
     expect(response.statusCode).toBe(status);
     expect(response.headers['content-type']).toMatch(/application\/json/);
     expect(await response.body.json()).toMatchObject({ error, message: expect.any(String) });
@@ -122,18 +116,18 @@ describe('the orchestrator’s own routes and errors', () => {
         done();
       },
     });
-    backends = [await startBackend('logged')];
-    running = await startOrchestrator(backends, { accessLog: true }, createLogger('orchestrator', 'info', sink));
-    const response = await request(`${running.url}/new_request`, { method: 'POST', headers: { 'x-request-id': 'log-1' }, body: '{"text":"x"}' });
+    rig.backends = [await startBackend('logged')];
+    rig.running = await startOrchestrator(rig.backends, { accessLog: true }, createLogger('orchestrator', 'info', sink));
+    const response = await request(`${rig.running.url}/new_request`, { method: 'POST', headers: { 'x-request-id': 'log-1' }, body: '{"text":"x"}' });
     await response.body.dump();
     await waitFor(() => lines.some((l) => l.msg === 'request'));
     expect(lines.find((l) => l.msg === 'request')).toMatchObject({ requestId: 'log-1', method: 'POST', path: '/new_request', status: 200, container: 'logged', completed: true });
   });
 
   it('answers GET /health with its capacity, memory and event-loop delay', async () => {
-    backends = [await startBackend('h1'), await startBackend('h2')];
-    running = await startOrchestrator(backends);
-    const response = await request(`${running.url}/health`);
+    rig.backends = [await startBackend('h1'), await startBackend('h2')];
+    rig.running = await startOrchestrator(rig.backends);
+    const response = await request(`${rig.running.url}/health`);
     expect(response.statusCode).toBe(200);
     const body = (await response.body.json()) as { rssBytes: number; eventLoopDelayMs: { p99: number; max: number } };
     expect(body).toMatchObject({ status: 'ok', capacity: 2, containers: 2 });

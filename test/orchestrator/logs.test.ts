@@ -1,19 +1,12 @@
 import { request } from 'undici';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { createLogger } from '../../common/src/logger.js';
 import { RejectionLog } from '../../orchestrator/src/rejection-log.js';
-import { startBackend, type Backend } from '../helpers/backend.js';
-import { startOrchestrator, stopRig, type RunningOrchestrator } from '../helpers/orchestrator-fixture.js';
+import { startBackend } from '../helpers/backend.js';
+import { startOrchestrator, stopRig, useRig } from '../helpers/orchestrator-fixture.js';
 import { waitFor } from '../helpers/wait-for.js';
 
-let backends: Backend[] = [];
-let running: RunningOrchestrator | undefined;
-
-afterEach(async () => {
-  for (const b of backends) while (b.held > 0) b.answerNext();
-  await stopRig(running, backends);
-  [running, backends] = [undefined, []];
-});
+const rig = useRig();
 
 /** A logger whose JSON lines land in `lines`. */
 function capturingLogger(level = 'info') {
@@ -30,14 +23,14 @@ describe('structured logs', () => {
     const { log, lines, entries } = capturingLogger();
     const only = await startBackend('only', { manual: true });
     const spare = await startBackend('spare', { manual: true });
-    backends = [only, spare];
-    running = await startOrchestrator(backends, { maxQueue: 1, healthFall: 2, adminToken: TOKEN }, log);
-    const post = (id: string) => request(`${running!.url}/new_request`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-request-id': id }, body: '{}' });
+    rig.backends = [only, spare];
+    rig.running = await startOrchestrator(rig.backends, { maxQueue: 1, healthFall: 2, adminToken: TOKEN }, log);
+    const post = (id: string) => request(`${rig.running!.url}/new_request`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-request-id': id }, body: '{}' });
 
     // Both containers busy, one request queued: the next is rejected.
     const held = [post('r1'), post('r2'), post('r3')];
     for (const h of held) h.catch(() => {});
-    await waitFor(() => only.held + spare.held === 2 && running!.orchestrator.queue.length === 1);
+    await waitFor(() => only.held + spare.held === 2 && rig.running!.orchestrator.queue.length === 1);
     const refused = await post('r4');
     expect(refused.statusCode).toBe(503);
     await refused.body.dump();
@@ -49,18 +42,18 @@ describe('structured logs', () => {
     expect(entries().find((e) => e.msg === 'container unhealthy')).toMatchObject({ level: 40, container: 'spare', worker: 'w1', to: 'unhealthy', reason: expect.stringMatching(/./) });
 
     // An admin action, authenticated with the token.
-    const pause = await request(`${running.url}/admin/autoscaler/pause`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}` } });
+    const pause = await request(`${rig.running.url}/admin/autoscaler/pause`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}` } });
     expect(pause.statusCode).toBe(200);
     await pause.body.dump();
     expect(entries()).toContainEqual(expect.objectContaining({ msg: 'autoscaler paused', paused: true }));
 
-    while (only.held > 0 || running.orchestrator.queue.length > 0) {
+    while (only.held > 0 || rig.running.orchestrator.queue.length > 0) {
       only.answerNext();
       await new Promise((resolve) => setTimeout(resolve, 10));
     }
     await Promise.allSettled(held);
-    await stopRig(running, backends);
-    running = undefined;
+    await stopRig(rig.running, rig.backends);
+    rig.running = undefined;
     for (const line of lines) {
       const entry = JSON.parse(line) as Record<string, unknown>;
       expect(entry).toMatchObject({ name: 'orchestrator', level: expect.any(Number), time: expect.any(Number), msg: expect.any(String) });

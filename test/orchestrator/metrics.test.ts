@@ -1,32 +1,25 @@
 import { request } from 'undici';
-import { afterEach, describe, expect, it } from 'vitest';
-import { startBackend, type Backend } from '../helpers/backend.js';
-import { startOrchestrator, stopRig, type RunningOrchestrator } from '../helpers/orchestrator-fixture.js';
+import { describe, expect, it } from 'vitest';
+import { startBackend } from '../helpers/backend.js';
+import { startOrchestrator, useRig } from '../helpers/orchestrator-fixture.js';
 import { parseExposition, type Exposition } from '../helpers/prometheus-text.js';
 import { waitFor } from '../helpers/wait-for.js';
 
-let backends: Backend[] = [];
-let running: RunningOrchestrator | undefined;
-
-afterEach(async () => {
-  for (const b of backends) while (b.held > 0) b.answerNext();
-  await stopRig(running, backends);
-  [running, backends] = [undefined, []];
-});
+const rig = useRig();
 
 async function scrape(): Promise<Exposition> {
-  const res = await request(`${running!.url}/metrics`);
+  const res = await request(`${rig.running!.url}/metrics`);
   expect(res.statusCode).toBe(200);
   expect(res.headers['content-type']).toMatch(/^text\/plain; version=0\.0\.4/);
   return parseExposition(await res.body.text());
 }
 
-const post = (body = '{"text":"hi"}') => request(`${running!.url}/new_request`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+const post = (body = '{"text":"hi"}') => request(`${rig.running!.url}/new_request`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
 
 describe('GET /metrics', () => {
   it('is valid Prometheus text whose names follow the conventions, with every metric documented', async () => {
-    backends = [await startBackend('a')];
-    running = await startOrchestrator(backends);
+    rig.backends = [await startBackend('a')];
+    rig.running = await startOrchestrator(rig.backends);
     const m = await scrape();
     const ours = [...m.types].filter(([name]) => name.startsWith('orchestrator_'));
     expect(ours.map(([name]) => name).sort()).toEqual([
@@ -62,11 +55,11 @@ describe('GET /metrics', () => {
   });
 
   it('counts requests by route, status and container, and times queue waits and upstream answers', async () => {
-    backends = await Promise.all(['a', 'b'].map((id) => startBackend(id, { delayMs: 5 })));
-    running = await startOrchestrator(backends);
+    rig.backends = await Promise.all(['a', 'b'].map((id) => startBackend(id, { delayMs: 5 })));
+    rig.running = await startOrchestrator(rig.backends);
     const answers = await Promise.all(Array.from({ length: 20 }, () => post()));
     for (const a of answers) await a.body.dump();
-    await request(`${running.url}/anything/else`).then((r) => r.body.dump());
+    await request(`${rig.running.url}/anything/else`).then((r) => r.body.dump());
     const m = await scrape();
     expect(m.sum('orchestrator_requests_total', { route: '/new_request', status: '200' })).toBe(20);
     const byContainer = ['a', 'b'].map((container) => m.sum('orchestrator_requests_total', { route: '/new_request', container }));
@@ -82,11 +75,11 @@ describe('GET /metrics', () => {
 
   it('shows a busy container, the queue and its rejections as they happen', async () => {
     const only = await startBackend('only', { manual: true });
-    backends = [only];
-    running = await startOrchestrator(backends, { maxQueue: 2 });
+    rig.backends = [only];
+    rig.running = await startOrchestrator(rig.backends, { maxQueue: 2 });
     const held = [post(), post(), post()];
     for (const h of held) h.catch(() => {}); // Settled below; a failed assertion must not leave them unhandled.
-    await waitFor(() => only.held === 1 && running!.orchestrator.queue.length === 2);
+    await waitFor(() => only.held === 1 && rig.running!.orchestrator.queue.length === 2);
     let m = await scrape();
     expect(m.sum('orchestrator_containers', { state: 'busy' })).toBe(1);
     expect(m.sum('orchestrator_container_in_flight', { container: 'only' })).toBe(1);
@@ -112,10 +105,10 @@ describe('GET /metrics', () => {
   });
 
   it('counts failed health probes per container and shows it unhealthy', async () => {
-    backends = await Promise.all(['a', 'b'].map((id) => startBackend(id)));
-    running = await startOrchestrator(backends, { healthFall: 2 });
-    await backends[1]!.kill();
-    await waitFor(() => running!.orchestrator.pool.get('b')!.health === 'unhealthy', 5_000);
+    rig.backends = await Promise.all(['a', 'b'].map((id) => startBackend(id)));
+    rig.running = await startOrchestrator(rig.backends, { healthFall: 2 });
+    await rig.backends[1]!.kill();
+    await waitFor(() => rig.running!.orchestrator.pool.get('b')!.health === 'unhealthy', 5_000);
     const m = await scrape();
     expect(m.sum('orchestrator_containers', { state: 'unhealthy' })).toBe(1);
     expect(m.sum('orchestrator_health_check_failures_total', { container: 'b' })).toBeGreaterThanOrEqual(2);

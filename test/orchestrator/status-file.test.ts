@@ -1,18 +1,12 @@
 import { readFile } from 'node:fs/promises';
 import { request } from 'undici';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { stateFileSchema } from '../../status/src/schema.js';
-import { startBackend, type Backend } from '../helpers/backend.js';
-import { startOrchestrator, stopRig, type RunningOrchestrator } from '../helpers/orchestrator-fixture.js';
+import { startBackend } from '../helpers/backend.js';
+import { startOrchestrator, useRig } from '../helpers/orchestrator-fixture.js';
 import { waitFor } from '../helpers/wait-for.js';
 
-let backends: Backend[] = [];
-let running: RunningOrchestrator | undefined;
-
-afterEach(async () => {
-  await stopRig(running, backends);
-  [running, backends] = [undefined, []];
-});
+const rig = useRig();
 
 const post = async (url: string): Promise<number> => {
   const response = await request(`${url}/new_request`, { method: 'POST', body: '{"text":"x"}' });
@@ -22,36 +16,36 @@ const post = async (url: string): Promise<number> => {
 
 describe('the status file', () => {
   it('is valid JSON at every read under load, written far less often than requests arrive', async () => {
-    backends = await Promise.all(['a', 'b'].map((id) => startBackend(id, { delayMs: 3 })));
-    running = await startOrchestrator(backends, { statusWriteIntervalMs: 20 });
+    rig.backends = await Promise.all(['a', 'b'].map((id) => startBackend(id, { delayMs: 3 })));
+    rig.running = await startOrchestrator(rig.backends, { statusWriteIntervalMs: 20 });
     let reading = true;
     let reads = 0;
     const reader = (async () => {
       while (reading) {
-        const text = await readFile(running!.statePath, 'utf8');
+        const text = await readFile(rig.running!.statePath, 'utf8');
         stateFileSchema.parse(JSON.parse(text));
         reads++;
       }
     })();
-    const writesBefore = running.orchestrator.publisher.writes;
-    const statuses = await Promise.all(Array.from({ length: 400 }, () => post(running!.url)));
+    const writesBefore = rig.running.orchestrator.publisher.writes;
+    const statuses = await Promise.all(Array.from({ length: 400 }, () => post(rig.running!.url)));
     reading = false;
     await reader;
     expect(statuses.every((s) => s === 200)).toBe(true);
     expect(reads).toBeGreaterThan(10);
-    const writes = running.orchestrator.publisher.writes - writesBefore;
+    const writes = rig.running.orchestrator.publisher.writes - writesBefore;
     expect(writes).toBeGreaterThan(0);
     expect(writes).toBeLessThan(400 / 4);
   });
 
   it('agrees with GET /status once writes have caught up', async () => {
-    backends = await Promise.all(['a', 'b'].map((id) => startBackend(id)));
-    running = await startOrchestrator(backends);
-    await Promise.all(Array.from({ length: 20 }, () => post(running!.url)));
-    const live = (await (await request(`${running.url}/status`)).body.json()) as Record<string, unknown>;
-    await waitFor(() => running!.orchestrator.publisher.writes > 0);
+    rig.backends = await Promise.all(['a', 'b'].map((id) => startBackend(id)));
+    rig.running = await startOrchestrator(rig.backends);
+    await Promise.all(Array.from({ length: 20 }, () => post(rig.running!.url)));
+    const live = (await (await request(`${rig.running.url}/status`)).body.json()) as Record<string, unknown>;
+    await waitFor(() => rig.running!.orchestrator.publisher.writes > 0);
     await new Promise((r) => setTimeout(r, 150));
-    const file = JSON.parse(await readFile(running.statePath, 'utf8')) as Record<string, unknown>;
+    const file = JSON.parse(await readFile(rig.running.statePath, 'utf8')) as Record<string, unknown>;
     const strip = (s: Record<string, unknown>) => ({ ...s, updatedAt: undefined });
     expect(strip(file)).toEqual(strip(live));
     expect(live).toMatchObject({
@@ -70,11 +64,11 @@ describe('the status file', () => {
 describe('graceful shutdown', () => {
   it('finishes running and queued requests, refuses new ones, and records the stop', async () => {
     const only = await startBackend('only', { manual: true });
-    backends = [only];
-    running = await startOrchestrator(backends);
-    const accepted = [post(running.url), post(running.url), post(running.url)];
-    await waitFor(() => only.held === 1 && running!.orchestrator.queue.length === 2);
-    const closing = running.orchestrator.close();
+    rig.backends = [only];
+    rig.running = await startOrchestrator(rig.backends);
+    const accepted = [post(rig.running.url), post(rig.running.url), post(rig.running.url)];
+    await waitFor(() => only.held === 1 && rig.running!.orchestrator.queue.length === 2);
+    const closing = rig.running.orchestrator.close();
     const answering = (async () => {
       for (let i = 0; i < 3; i++) {
         await waitFor(() => only.held === 1);
@@ -84,9 +78,9 @@ describe('graceful shutdown', () => {
     expect(await Promise.all(accepted)).toEqual([200, 200, 200]);
     await answering;
     await closing;
-    const file = stateFileSchema.parse(JSON.parse(await readFile(running.statePath, 'utf8')));
+    const file = stateFileSchema.parse(JSON.parse(await readFile(rig.running.statePath, 'utf8')));
     expect(file.orchestrator?.running).toBe(false);
     expect(file.counters).toMatchObject({ accepted: 3, completed: 3 });
-    await expect(post(running.url)).rejects.toThrow();
+    await expect(post(rig.running.url)).rejects.toThrow();
   });
 });

@@ -56,7 +56,7 @@ function stopper(child: ChildProcess): () => Promise<void> {
   };
 }
 
-/** This orchestrator over the backends (unmanaged containers of one worker), started from the harness. */
+/** This orchestrator over the backends (unmanaged containers of one worker), started from the harness as `npm start` runs it: compiled, from dist/ (build first). */
 export async function startOrchestrator(dir: string, ports: number[], name = 'orchestrator'): Promise<Target> {
   const statePath = join(dir, `${name.replace(/\W+/g, '-')}-state.json`);
   const state = emptyState('bench', 'provisioning');
@@ -69,8 +69,7 @@ export async function startOrchestrator(dir: string, ports: number[], name = 'or
   const child = spawn(
     process.execPath,
     [
-      '--import', 'tsx',
-      'orchestrator/src/main.ts',
+      'dist/orchestrator/src/main.js',
       '--port', String(port),
       '--state-path', statePath,
       '--log-level', 'warn',

@@ -1,9 +1,11 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import Koa, { type Context } from 'koa';
 import Router from 'koa-router';
 import { AppError } from '../../common/src/errors.js';
+import { REPO_ROOT } from '../../common/src/paths.js';
 import type { Logger } from '../../common/src/logger.js';
 import { MethodNotAllowedError, NotFoundError, PayloadTooLargeError } from '../../common/src/http-errors.js';
 import { REQUEST_ID_HEADER, type Exchange, type ProxyHandler } from './proxy-handler.js';
@@ -50,7 +52,7 @@ export interface AppDeps {
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
 
 /** The dashboard: one self-contained page (its script draws the charts; no front-end build). */
-const DASHBOARD_PAGE = readFileSync(new URL('../dashboard/index.html', import.meta.url), 'utf8');
+const DASHBOARD_PAGE = readFileSync(join(REPO_ROOT, 'orchestrator/dashboard/index.html'), 'utf8');
 
 /** The JSON error answer for `error`: status, headers and body. Unexpected errors say no more than "internal error". */
 function errorAnswer(error: unknown, requestId: string, retryAfterSeconds: number) {

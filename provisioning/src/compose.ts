@@ -1,9 +1,10 @@
 import { execFile } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { AppError } from '../../common/src/errors.js';
+import { REPO_ROOT } from '../../common/src/paths.js';
 
 /** The compose file every Docker worker runs: the same one EC2 user-data uses. */
-export const WORKER_COMPOSE_FILE = fileURLToPath(new URL('../../docker-compose.worker.yml', import.meta.url));
+export const WORKER_COMPOSE_FILE = join(REPO_ROOT, 'docker-compose.worker.yml');
 
 /** `docker compose` or `docker-compose` failed. */
 export class ComposeError extends AppError {

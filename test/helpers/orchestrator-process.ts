@@ -23,9 +23,9 @@ export interface OrchestratorProcess {
   exited: Promise<number | null>;
 }
 
-/** Start the real orchestrator (as `npm start` does) on a free port, with more flags if given; resolves once it listens. */
+/** Start the real orchestrator as `npm start` does (compiled, by the global setup) on a free port, with more flags if given; resolves once it listens. */
 export function startOrchestrator(statePath: string, flags: string[] = []): Promise<OrchestratorProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'orchestrator/src/main.ts', '--port', '0', '--state-path', statePath, ...flags], {
+  const child = spawn(process.execPath, ['dist/orchestrator/src/main.js', '--port', '0', '--state-path', statePath, ...flags], {
     cwd: REPO_ROOT,
     env: cleanEnv,
     stdio: ['ignore', 'pipe', 'inherit'],

@@ -83,7 +83,7 @@ function checks(r: BenchResult): Check[] {
   const rssMb = b.peakRssBytes === null ? NaN : b.peakRssBytes / 1e6;
   return [
     { target: 'S = 20 ms, C = 256: throughput ≥ 98% of the measured limit', value: `${fmt(fraction * 100, 1)}% (HAProxy: ${fmt(fractionOf('haproxy') * 100, 1)}%)`, met: fraction >= 0.98 },
-    { target: 'S = 20 ms, C = 256: throughput ≥ HAProxy’s', value: `${fmt(vsHaproxy256 * 100, 1)}% of HAProxy`, met: vsHaproxy256 >= 1 },
+    { target: 'S = 20 ms, C = 256: throughput ≥ HAProxy’s', value: `${fmt(vsHaproxy256 * 100, 2)}% of HAProxy (A/A noise: ${fmt(Math.abs(1 - noiseRatio(r)) * 100, 2)}%)`, met: vsHaproxy256 >= 1 },
     { target: `C = N: added p50 latency ≤ 1 ms over the service time`, value: `${fmt(addedP50, 2)} ms (HAProxy: ${fmt(addedP50Of('haproxy'), 2)} ms)`, met: addedP50 <= 1 },
     { target: 'S = 0, C = 64: ≥ 50% of HAProxy’s requests per second', value: `${fmt(vsHaproxy0 * 100, 1)}% of HAProxy`, met: vsHaproxy0 >= 0.5 },
     { target: '10,000 queued requests: all answered', value: `${b.answered} answered, ${b.failed} failed`, met: b.answered === b.requests },
@@ -143,9 +143,14 @@ function chart(r: BenchResult): string {
   });
 }
 
+/** Throughput ratio of two identical HAProxy instances (medians): what no cause looks like. */
+function noiseRatio(r: BenchResult): number {
+  return median(r.noise, r.noise.runs[0]!.target, (m) => m.throughputRps) / median(r.noise, r.noise.runs[1]!.target, (m) => m.throughputRps);
+}
+
 /** docs/BENCHMARKS.md and its chart. */
 export function formatReport(r: BenchResult): { markdown: string; svg: string } {
-  const noise = median(r.noise, r.noise.runs[0]!.target, (m) => m.throughputRps) / median(r.noise, r.noise.runs[1]!.target, (m) => m.throughputRps);
+  const noise = noiseRatio(r);
   const lines = [
     '# Benchmarks',
     '',

@@ -52,6 +52,12 @@ export const orchestratorConfigSchema = z.object({
   idempotentPaths: pathList.default(['/run_model']),
   /** Largest request body accepted, in bytes; past it, 413. @default 1048576 */
   maxBodyBytes: intFrom(1).default(1024 * 1024),
+  /** Largest request head (request line and headers), in bytes; past it, 431. @default 16384 */
+  maxHeaderBytes: intFrom(1024, 1024 * 1024).default(16 * 1024),
+  /** Longest a client may take to send its request head; past it, 408 (slow clients hold no connection forever). @default 10000 */
+  clientHeadersTimeoutMs: intFrom(100).default(10_000),
+  /** Longest a client may take to send its whole request, body included; past it, 408. @default 30000 */
+  clientRequestTimeoutMs: intFrom(100).default(30_000),
   /** Health probe period per container. @default 1000 */
   healthIntervalMs: intFrom(10).default(1_000),
   /** Health probe timeout. @default 2000 */
@@ -121,6 +127,9 @@ export const orchestratorConfigSchema = z.object({
   }
   if (config.minContainers > config.maxContainers) {
     ctx.addIssue({ code: 'custom', path: ['minContainers'], message: `expected at most maxContainers (${config.maxContainers})` });
+  }
+  if (config.clientHeadersTimeoutMs > config.clientRequestTimeoutMs) {
+    ctx.addIssue({ code: 'custom', path: ['clientHeadersTimeoutMs'], message: `expected at most clientRequestTimeoutMs (${config.clientRequestTimeoutMs})` });
   }
 });
 

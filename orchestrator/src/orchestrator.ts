@@ -8,6 +8,7 @@ import { LABELS, type RuntimeDriver } from '../../runtime/src/driver.js';
 import type { StateFile, WorkerRecord } from '../../status/src/schema.js';
 import { StateStore } from '../../status/src/state-store.js';
 import { createRequestListener } from './app.js';
+import { answerClientError } from './client-errors.js';
 import { Autoscaler } from './autoscaler.js';
 import { ContainerManager } from './container-manager.js';
 import type { OrchestratorConfig } from './config.js';
@@ -203,7 +204,20 @@ export class Orchestrator {
       retryAfterSeconds: 1,
       accessLog: config.accessLog,
     });
-    this.#server = createServer(listener);
+    this.#server = createServer(
+      {
+        maxHeaderSize: config.maxHeaderBytes,
+        headersTimeout: config.clientHeadersTimeoutMs,
+        requestTimeout: config.clientRequestTimeoutMs,
+        // How often slow clients are looked for: often enough that the timeouts above hold to about a tenth.
+        connectionsCheckingInterval: Math.max(50, Math.min(1_000, Math.floor(config.clientHeadersTimeoutMs / 10))),
+      },
+      listener,
+    );
+    this.#server.on('clientError', (error: NodeJS.ErrnoException, socket) => {
+      const answered = answerClientError(error, socket);
+      if (answered) this.#rejections.record({ requestId: '-', path: '-', ...answered });
+    });
     // Longer than the usual 60 s idle timeout of load balancers in front, so they close first.
     this.#server.keepAliveTimeout = 65_000;
   }

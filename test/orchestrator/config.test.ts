@@ -41,6 +41,8 @@ describe('loadOrchestratorConfig', () => {
     ['an unknown policy', { ORCH_AUTOSCALE_POLICY: 'cpu' }, '"autoscalePolicy"'],
     ['a minimum above the maximum', { ORCH_MIN_CONTAINERS: '5', ORCH_MAX_CONTAINERS: '4' }, '"minContainers"'],
     ['an admin token shorter than 16 characters', { ORCH_ADMIN_TOKEN: 'short' }, '"adminToken"'],
+    ['a head timeout longer than the whole-request timeout', { ORCH_CLIENT_HEADERS_TIMEOUT_MS: '5000', ORCH_CLIENT_REQUEST_TIMEOUT_MS: '1000' }, '"clientHeadersTimeoutMs"'],
+    ['a head limit under 1 KiB', { ORCH_MAX_HEADER_BYTES: '100' }, '"maxHeaderBytes"'],
   ])('rejects %s naming the key', (_what, env, key) => {
     const error = configError(env);
     expect(error.code).toBe('CONFIG_INVALID');

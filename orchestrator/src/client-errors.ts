@@ -1,0 +1,30 @@
+import type { Duplex } from 'node:stream';
+
+/** What a client that broke HTTP before it made a request is told, by the parser's or the server's error code. */
+function answerFor(error: NodeJS.ErrnoException): { status: number; reason: string; error: string; message: string } {
+  if (error.code === 'HPE_HEADER_OVERFLOW') {
+    return { status: 431, reason: 'Request Header Fields Too Large', error: 'HEADERS_TOO_LARGE', message: 'the request line and headers are larger than maxHeaderBytes' };
+  }
+  if (error.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+    return { status: 408, reason: 'Request Timeout', error: 'REQUEST_TIMEOUT', message: 'the request did not arrive in time (clientHeadersTimeoutMs or clientRequestTimeoutMs)' };
+  }
+  return { status: 400, reason: 'Bad Request', error: 'BAD_REQUEST', message: `malformed HTTP request (${error.code ?? 'parse error'})` };
+}
+
+/**
+ * The server's `clientError` handler: a malformed, oversized or too-slow request gets the same
+ * JSON error shape as every other error, then the connection closes (its framing is lost).
+ * Returns what it answered, or null when the connection was already gone.
+ */
+export function answerClientError(error: NodeJS.ErrnoException, socket: Duplex): { status: number; error: string } | null {
+  if (error.code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy();
+    return null;
+  }
+  const answer = answerFor(error);
+  const body = JSON.stringify({ error: answer.error, message: answer.message });
+  socket.end(
+    `HTTP/1.1 ${answer.status} ${answer.reason}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+  );
+  return { status: answer.status, error: answer.error };
+}

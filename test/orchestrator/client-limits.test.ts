@@ -1,0 +1,73 @@
+import { connect } from 'node:net';
+import { describe, expect, it } from 'vitest';
+import { startBackend } from '../helpers/backend.js';
+import { startOrchestrator, useRig } from '../helpers/orchestrator-fixture.js';
+
+const rig = useRig();
+
+/**
+ * Send `chunks` on a raw connection (each after `gapMs`), then read until the server closes.
+ * Resolves with what came back and how long the connection lasted.
+ */
+function raw(url: string, chunks: string[], gapMs = 0): Promise<{ answer: string; ms: number }> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const started = performance.now();
+    const socket = connect(Number(port), hostname);
+    let answer = '';
+    socket.setEncoding('latin1');
+    socket.on('data', (d: string) => (answer += d));
+    socket.on('error', reject);
+    socket.on('close', () => resolve({ answer, ms: performance.now() - started }));
+    socket.on('connect', async () => {
+      for (const chunk of chunks) {
+        if (socket.destroyed) return;
+        socket.write(chunk);
+        if (gapMs) await new Promise((r) => setTimeout(r, gapMs));
+      }
+    });
+  });
+}
+
+const statusOf = (answer: string): number => Number(/^HTTP\/1\.1 (\d{3})/.exec(answer)?.[1]);
+const jsonOf = (answer: string): { error: string; message: string } => JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4));
+
+describe('clients that break HTTP or take too long', () => {
+  const cases = [
+    {
+      name: 'a request head over maxHeaderBytes',
+      chunks: [`POST /new_request HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(5_000)}\r\n\r\n`],
+      status: 431,
+      error: 'HEADERS_TOO_LARGE',
+    },
+    { name: 'a request line that is not HTTP', chunks: ['HELLO THERE\r\n\r\n'], status: 400, error: 'BAD_REQUEST' },
+    { name: 'a header without a colon', chunks: ['GET /status HTTP/1.1\r\nHost: x\r\nnot a header\r\n\r\n'], status: 400, error: 'BAD_REQUEST' },
+    { name: 'two different Content-Lengths', chunks: ['POST /new_request HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab'], status: 400, error: 'BAD_REQUEST' },
+    // A slowloris: the head trickles in and never ends.
+    { name: 'a head sent too slowly', chunks: ['POST /new_request HTTP/1.1\r\n', 'Host: x\r\n', 'X-A: 1\r\n', 'X-B: 1\r\n', 'X-C: 1\r\n'], gapMs: 150, status: 408, error: 'REQUEST_TIMEOUT' },
+  ];
+  it.each(cases)('answers $status $error as JSON to $name, closes the connection, and never bothers a container', async ({ chunks, gapMs, status, error }) => {
+    rig.backends = [await startBackend('a')];
+    rig.running = await startOrchestrator(rig.backends, { maxHeaderBytes: 4096, clientHeadersTimeoutMs: 400, clientRequestTimeoutMs: 2_000 });
+    const { answer, ms } = await raw(rig.running.url, chunks, gapMs);
+    expect(statusOf(answer)).toBe(status);
+    expect(answer).toMatch(/\r\ncontent-type: application\/json; charset=utf-8\r\n/);
+    expect(answer).toMatch(/\r\nconnection: close\r\n/);
+    expect(jsonOf(answer)).toEqual({ error, message: expect.any(String) });
+    expect(rig.backends[0]!.stats.served).toBe(0);
+    if (status === 408) expect(ms).toBeLessThan(2_000);
+  });
+
+  it('times out a body that never completes, and the orchestrator keeps serving others', async () => {
+    rig.backends = [await startBackend('a')];
+    rig.running = await startOrchestrator(rig.backends, { clientHeadersTimeoutMs: 300, clientRequestTimeoutMs: 600 });
+    const slow = raw(rig.running.url, ['POST /new_request HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"te']);
+    const fine = await fetch(`${rig.running.url}/new_request`, { method: 'POST', body: '{"text":"hi"}', headers: { 'content-type': 'application/json' } });
+    expect(fine.status).toBe(200);
+    const { answer, ms } = await slow;
+    expect(statusOf(answer)).toBe(408);
+    expect(ms).toBeGreaterThanOrEqual(550);
+    expect(ms).toBeLessThan(2_000);
+    expect(rig.backends[0]!.stats.served).toBe(1);
+  });
+});

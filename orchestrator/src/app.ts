@@ -143,6 +143,8 @@ export function createApp(deps: AppDeps, requestIdOf: (given: string | string[] 
   app.use(async (ctx, next) => {
     ctx.state.requestId = requestIdOf(ctx.req.headers[REQUEST_ID_HEADER]);
     try {
+      // Only a path: an absolute URL (or `*`) must never look like it could choose where a request goes.
+      if (!ctx.req.url?.startsWith('/')) throw new BadRequestError('the request target must be a path: this is not a forward proxy');
       await next();
     } catch (error) {
       if (ctx.respond === false) return;

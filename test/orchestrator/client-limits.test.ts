@@ -58,6 +58,19 @@ describe('clients that break HTTP or take too long', () => {
     if (status === 408) expect(ms).toBeLessThan(2_000);
   });
 
+  it.each([
+    ['an absolute URL', 'GET http://169.254.169.254/latest/meta-data/ HTTP/1.1\r\nHost: 169.254.169.254\r\nConnection: close\r\n\r\n'],
+    ['an absolute URL on the hot path', 'POST http://127.0.0.1:1/new_request HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}'],
+    ['the asterisk form', 'OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n'],
+  ])('refuses %s as a request target (400): no client can choose where a request goes', async (_what, request) => {
+    rig.backends = [await startBackend('a')];
+    rig.running = await startOrchestrator(rig.backends);
+    const { answer } = await raw(rig.running.url, [request]);
+    expect(statusOf(answer)).toBe(400);
+    expect(jsonOf(answer)).toMatchObject({ error: 'BAD_REQUEST', message: expect.stringMatching(/must be a path/) });
+    expect(rig.backends[0]!.stats.served).toBe(0);
+  });
+
   it('times out a body that never completes, and the orchestrator keeps serving others', async () => {
     rig.backends = [await startBackend('a')];
     rig.running = await startOrchestrator(rig.backends, { clientHeadersTimeoutMs: 300, clientRequestTimeoutMs: 600 });

@@ -4,7 +4,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
-import { containerRecordSchema, emptyState, workerRecordSchema } from '../../status/src/schema.js';
+import { unmanagedInventory } from '../../provisioning/src/inventory.js';
 
 /** A proxy under test: where to POST, and its process. */
 export interface Target {
@@ -59,12 +59,7 @@ function stopper(child: ChildProcess): () => Promise<void> {
 /** This orchestrator over the backends (unmanaged containers of one worker), started from the harness as `npm start` runs it: compiled, from dist/ (build first). */
 export async function startOrchestrator(dir: string, ports: number[], name = 'orchestrator'): Promise<Target> {
   const statePath = join(dir, `${name.replace(/\W+/g, '-')}-state.json`);
-  const state = emptyState('bench', 'provisioning');
-  state.workers.push(workerRecordSchema.parse({ id: 'w1', provider: 'local', host: '127.0.0.1', runtime: { driver: 'process' } }));
-  ports.forEach((port, i) =>
-    state.containers.push(containerRecordSchema.parse({ id: `b${i + 1}`, workerId: 'w1', host: '127.0.0.1', port, managed: false, state: 'free' })),
-  );
-  await writeFile(statePath, JSON.stringify(state));
+  await writeFile(statePath, JSON.stringify(unmanagedInventory('bench', ports.map((port, i) => ({ id: `b${i + 1}`, port })))));
   const port = await freePort();
   const child = spawn(
     process.execPath,

@@ -1,4 +1,13 @@
-import { containerRecordSchema, workerRecordSchema, type ContainerRecord, type ContainerTemplate, type RuntimeTarget, type WorkerRecord } from '../../status/src/schema.js';
+import {
+  containerRecordSchema,
+  emptyState,
+  workerRecordSchema,
+  type ContainerRecord,
+  type ContainerTemplate,
+  type RuntimeTarget,
+  type StateFile,
+  type WorkerRecord,
+} from '../../status/src/schema.js';
 import type { ProvisionConfig } from './config.js';
 
 /** One container the config asks for. */
@@ -74,4 +83,17 @@ export function containerRecord(container: DesiredContainer, runtimeId: string):
     managed: true,
     state: 'free',
   });
+}
+
+/**
+ * An inventory of containers something else runs, on one local worker `w1`: the orchestrator
+ * routes to them and health-checks them, but never starts, replaces or stops them (`managed: false`).
+ */
+export function unmanagedInventory(cluster: string, containers: ReadonlyArray<{ id: string; port: number }>): StateFile {
+  const state = emptyState(cluster, 'provisioning');
+  state.workers.push(workerRecordSchema.parse({ id: 'w1', provider: 'local', host: '127.0.0.1', runtime: { driver: 'process' } }));
+  for (const c of containers) {
+    state.containers.push({ ...containerRecord({ name: c.id, workerId: 'w1', host: '127.0.0.1', port: c.port }, ''), runtimeId: null, managed: false });
+  }
+  return state;
 }

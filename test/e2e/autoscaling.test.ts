@@ -1,21 +1,14 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import type { LoadResult } from '../../load/src/run-load.js';
 import { runEntry } from '../helpers/cli.js';
-import { tempCluster, type TempCluster } from '../helpers/cluster.js';
+import { useTempCluster } from '../helpers/cluster.js';
 import { poll } from '../helpers/docker.js';
 import { cleanEnv, liveStatus, startOrchestrator, stopOrchestrator, writeInventory, type OrchestratorProcess } from '../helpers/orchestrator-process.js';
 
 describe('the concurrency policy under sustained load', () => {
-  let cluster: TempCluster;
+  const cluster = useTempCluster(2);
   let orchestrator: OrchestratorProcess | undefined;
-
-  beforeEach(async () => {
-    cluster = await tempCluster(2);
-  });
-  afterEach(async () => {
-    await stopOrchestrator(orchestrator);
-    await cluster.cleanup();
-  });
+  afterEach(() => stopOrchestrator(orchestrator));
 
   it('scales out across both workers while the load lasts, then back in once, without flapping', { timeout: 120_000 }, async () => {
     // Two empty workers; containers take 50 ms per request, as a small model would.

@@ -1,19 +1,12 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { containerRecordSchema } from '../../status/src/schema.js';
-import { tempCluster, type TempCluster } from '../helpers/cluster.js';
+import { useTempCluster } from '../helpers/cluster.js';
 import { liveStatus, startOrchestrator, stopOrchestrator, writeInventory, type OrchestratorProcess } from '../helpers/orchestrator-process.js';
 
 describe('a container that crashes on start', () => {
-  let cluster: TempCluster;
+  const cluster = useTempCluster(1);
   let orchestrator: OrchestratorProcess | undefined;
-
-  beforeEach(async () => {
-    cluster = await tempCluster(1);
-  });
-  afterEach(async () => {
-    await stopOrchestrator(orchestrator);
-    await cluster.cleanup();
-  });
+  afterEach(() => stopOrchestrator(orchestrator));
 
   it('is retried with exponential back-off (0.5 s, 1 s, 2 s ...), shown in the status, and stays out of rotation', { timeout: 60_000 }, async () => {
     // The worker app refuses an invalid WORK_MS and exits at once: every replacement crashes on start.

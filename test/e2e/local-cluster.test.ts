@@ -1,26 +1,21 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { request } from 'undici';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import type { LoadResult } from '../../load/src/run-load.js';
 import { runEntry } from '../helpers/cli.js';
-import { tempCluster, type TempCluster } from '../helpers/cluster.js';
+import { useTempCluster } from '../helpers/cluster.js';
 import { poll } from '../helpers/docker.js';
 import { cleanEnv as env, containerHealth, liveStatus, readState, startOrchestrator, type OrchestratorProcess } from '../helpers/orchestrator-process.js';
 import { pidsGone } from '../helpers/processes.js';
 
 describe('the whole path on the local default', () => {
-  let cluster: TempCluster;
+  const cluster = useTempCluster(2);
   let orchestrator: OrchestratorProcess | undefined;
-
-  beforeEach(async () => {
-    cluster = await tempCluster(2);
-  });
   afterEach(async () => {
     if (orchestrator && orchestrator.child.exitCode === null) orchestrator.child.kill('SIGKILL');
     orchestrator = undefined;
     await runEntry('provisioning/src/main.ts', ['teardown', ...cluster.cliFlags], { env });
-    await cluster.cleanup();
   });
 
   it('provision, start, load 100 requests on 5 threads, status, SIGTERM, teardown', { timeout: 120_000 }, async () => {

@@ -1,8 +1,8 @@
 import { execFile } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import { REPO_ROOT } from '../../common/src/paths.js';
 
 /** The repository root: CLIs run from here, as `npm run ...` runs them. */
-export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
+export { REPO_ROOT };
 
 export interface CliResult {
   /** Exit code; null when the process was killed by a signal or timed out. */

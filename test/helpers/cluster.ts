@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ProcessDriver, processDriverDirs } from '../../runtime/src/process-driver.js';
 import { loadProvisionConfig, type ProvisionConfig } from '../../provisioning/src/config.js';
+import { afterEach, beforeEach } from 'vitest';
 import { findFreeBasePort } from './processes.js';
 
 /** Port distance between workers in tests: small, so a cluster fits in a short free range. */
@@ -43,5 +44,42 @@ export async function tempCluster(maxWorkers = 3): Promise<TempCluster> {
       }
       await rm(dir, { recursive: true, force: true });
     },
+  };
+}
+
+/**
+ * A fresh temp cluster for each test of the suite, cleaned up after it even when it fails. The
+ * returned object always stands for the current test's cluster. Hooks a suite registers after
+ * this one run before the cleanup (vitest runs after-hooks in reverse), so a suite stops what it
+ * started on the cluster first.
+ */
+export function useTempCluster(maxWorkers = 3): TempCluster {
+  let current: TempCluster | undefined;
+  const now = (): TempCluster => {
+    if (!current) throw new Error('useTempCluster: the cluster exists only inside a test');
+    return current;
+  };
+  beforeEach(async () => {
+    current = await tempCluster(maxWorkers);
+  });
+  afterEach(async () => {
+    await current?.cleanup();
+    current = undefined;
+  });
+  return {
+    get dir() {
+      return now().dir;
+    },
+    get statePath() {
+      return now().statePath;
+    },
+    get basePort() {
+      return now().basePort;
+    },
+    get cliFlags() {
+      return now().cliFlags;
+    },
+    config: (flags) => now().config(flags),
+    cleanup: () => now().cleanup(),
   };
 }

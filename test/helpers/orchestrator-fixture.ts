@@ -5,20 +5,8 @@ import { afterEach } from 'vitest';
 import { createLogger, type Logger } from '../../common/src/logger.js';
 import { loadOrchestratorConfig, type OrchestratorConfig } from '../../orchestrator/src/config.js';
 import { Orchestrator } from '../../orchestrator/src/orchestrator.js';
-import { containerRecord } from '../../provisioning/src/inventory.js';
-import { emptyState, workerRecordSchema, type StateFile } from '../../status/src/schema.js';
+import { unmanagedInventory } from '../../provisioning/src/inventory.js';
 import type { Backend } from './backend.js';
-
-/** An inventory with one worker per backend group, every backend a container on 127.0.0.1. */
-export function inventoryFor(backends: ReadonlyArray<Pick<Backend, 'id' | 'port'>>): StateFile {
-  const state = emptyState('test', 'provisioning');
-  state.workers.push(workerRecordSchema.parse({ id: 'w1', provider: 'local', host: '127.0.0.1', runtime: { driver: 'process' } }));
-  // Unmanaged: the tests own the backends; the orchestrator only routes to them.
-  for (const b of backends) {
-    state.containers.push({ ...containerRecord({ name: b.id, workerId: 'w1', host: '127.0.0.1', port: b.port }, ''), runtimeId: null, managed: false });
-  }
-  return state;
-}
 
 export interface RunningOrchestrator {
   orchestrator: Orchestrator;
@@ -32,7 +20,7 @@ export interface RunningOrchestrator {
 export async function startOrchestrator(backends: ReadonlyArray<Pick<Backend, 'id' | 'port'>>, overrides: Record<string, unknown> = {}, log: Logger = createLogger('orchestrator', 'silent')): Promise<RunningOrchestrator> {
   const dir = await mkdtemp(join(tmpdir(), 'orch-test-'));
   const statePath = join(dir, 'state.json');
-  await writeFile(statePath, JSON.stringify(inventoryFor(backends)));
+  await writeFile(statePath, JSON.stringify(unmanagedInventory('test', backends)));
   const config = loadOrchestratorConfig({
     flags: { port: 0, statePath, healthIntervalMs: 100, statusWriteIntervalMs: 50, shutdownTimeoutMs: 5_000, ...overrides },
   });

@@ -1,9 +1,9 @@
 import { readFile, writeFile } from 'node:fs/promises';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { stateFileSchema } from '../../status/src/schema.js';
 import { probeHealth } from '../../provisioning/src/wait-healthy.js';
 import { runEntry } from '../helpers/cli.js';
-import { tempCluster, type TempCluster } from '../helpers/cluster.js';
+import { useTempCluster } from '../helpers/cluster.js';
 import { pidsGone } from '../helpers/processes.js';
 
 /** The environment without PROVISION_* variables, so a developer's settings cannot leak into the test. */
@@ -13,14 +13,7 @@ const cleanEnv = Object.fromEntries(Object.entries(process.env).filter(([key]) =
 const cli = (args: string[]) => runEntry('provisioning/src/main.ts', args, { env: cleanEnv });
 
 describe('provisioning CLI', () => {
-  let cluster: TempCluster;
-
-  beforeEach(async () => {
-    cluster = await tempCluster();
-  });
-  afterEach(async () => {
-    await cluster.cleanup();
-  });
+  const cluster = useTempCluster();
 
   it('provisions real worker processes, reports progress, and tears them down', { timeout: 90_000 }, async () => {
     const flags = [...cluster.cliFlags, '--workers', '2', '--containers-per-worker', '1'];

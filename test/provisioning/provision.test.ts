@@ -1,7 +1,7 @@
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ProcessDriver, processDriverDirs } from '../../runtime/src/process-driver.js';
 import { LABELS } from '../../runtime/src/driver.js';
 import { StateStore } from '../../status/src/state-store.js';
@@ -10,7 +10,7 @@ import type { ProvisionConfig } from '../../provisioning/src/config.js';
 import { provisionCluster, teardownCluster } from '../../provisioning/src/commands.js';
 import { createProvider } from '../../provisioning/src/create-provider.js';
 import { probeHealth, waitHealthy } from '../../provisioning/src/wait-healthy.js';
-import { tempCluster, type TempCluster } from '../helpers/cluster.js';
+import { useTempCluster } from '../helpers/cluster.js';
 import { FAKE_WORKER_COMMAND, pidAlive, pidsGone } from '../helpers/processes.js';
 
 const silent = pino({ level: 'silent' });
@@ -25,14 +25,7 @@ async function readState(path: string) {
 const pidsOf = (state: { containers: { runtimeId: string | null }[] }) => state.containers.map((c) => Number(c.runtimeId));
 
 describe('provision and teardown (local processes)', () => {
-  let cluster: TempCluster;
-
-  beforeEach(async () => {
-    cluster = await tempCluster();
-  });
-  afterEach(async () => {
-    await cluster.cleanup();
-  });
+  const cluster = useTempCluster();
 
   it('starts workers x containers healthy processes and records them in a valid state file', async () => {
     const config = cluster.config({ workers: 2 });

@@ -174,6 +174,47 @@ describe('POST /api/v1/_crash', () => {
   });
 });
 
+describe('POST /api/v1/_fault', () => {
+  it('is an unknown route when the crash API is disabled', async () => {
+    const { url } = await workers.start();
+    expect((await postJson(`${url}/api/v1/_fault`, { mode: 'hang' })).status).toBe(404);
+  });
+
+  it.each([
+    ['an unknown mode', { mode: 'explode' }],
+    ['slow without a delay', { mode: 'slow' }],
+    ['a negative duration', { mode: 'hang', forMs: -1 }],
+  ])('refuses %s with 400 INVALID_INPUT, changing nothing', async (_case, payload) => {
+    const { url } = await workers.start({ enableCrashApi: true });
+    expect(await postJson(`${url}/api/v1/_fault`, payload)).toMatchObject({ status: 400, body: { error: 'INVALID_INPUT' } });
+    expect((await postJson(`${url}/run_model`, { text: 'ok' })).status).toBe(200);
+  });
+
+  it('hang: /run_model never answers while /health does, until the fault ends', async () => {
+    const { url } = await workers.start({ enableCrashApi: true });
+    expect(await postJson(`${url}/api/v1/_fault`, { mode: 'hang', forMs: 1_500 })).toEqual({ status: 200, body: { fault: { mode: 'hang', forMs: 1_500 } } });
+    const hung = fetch(`${url}/run_model`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"text":"ok"}', signal: AbortSignal.timeout(500) });
+    await expect(hung).rejects.toMatchObject({ name: 'TimeoutError' });
+    expect((await getJson(`${url}/health`)).status).toBe(200);
+    await new Promise((resolve) => setTimeout(resolve, 1_100));
+    expect((await postJson(`${url}/run_model`, { text: 'ok' })).status).toBe(200);
+  });
+
+  it('slow: every route answers the delay late; off: back to normal at once', async () => {
+    const { url } = await workers.start({ enableCrashApi: true });
+    await postJson(`${url}/api/v1/_fault`, { mode: 'slow', delayMs: 300 });
+    const timed = async (call: () => Promise<{ status: number }>) => {
+      const startedAt = performance.now();
+      const { status } = await call();
+      return { status, late: performance.now() - startedAt >= 300 };
+    };
+    expect(await timed(() => getJson(`${url}/health`))).toEqual({ status: 200, late: true });
+    expect(await timed(() => postJson(`${url}/run_model`, { text: 'ok' }))).toEqual({ status: 200, late: true });
+    await postJson(`${url}/api/v1/_fault`, { mode: 'off' });
+    expect(await timed(() => getJson(`${url}/health`))).toEqual({ status: 200, late: false });
+  });
+});
+
 async function waitForInFlight(url: string, count: number): Promise<void> {
   for (let attempt = 0; attempt < 100; attempt++) {
     if ((await getJson(`${url}/health`)).body.inFlight === count) return;

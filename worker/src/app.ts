@@ -14,6 +14,7 @@ import {
   NotFoundError,
   PayloadTooLargeError,
 } from './errors.js';
+import { FaultInjector, faultSchema } from './fault-injection.js';
 import { listen, type ListeningServer } from './http-server.js';
 import { SentimentModel } from './model.js';
 
@@ -38,16 +39,19 @@ const runModelBody = z.object(
   { error: 'expected a JSON object with a "text" field' },
 );
 
-/** The worker's Koa app: `POST /run_model`, `GET /health`, `GET /`, and `POST /api/v1/_crash` when enabled. */
+const FAULT_PATH = '/api/v1/_fault';
+
+/** The worker's Koa app: `POST /run_model`, `GET /health`, `GET /`, and the failure-drill routes (`_crash`, `_fault`) when enabled. */
 export function createWorkerApp(config: WorkerConfig, model: SentimentModel, deps: WorkerDeps = {}): Koa {
   const now = deps.now ?? (() => performance.now());
   const log = deps.log ?? createLogger('worker', config.logLevel);
   const startedAt = now();
   const stats = { served: 0, inFlight: 0, maxInFlight: 0 };
   let crashed = false;
+  const faults = new FaultInjector(now);
 
   const router = new Router();
-  const routes = ['GET /', 'GET /health', 'POST /run_model', ...(config.enableCrashApi ? ['POST /api/v1/_crash'] : [])];
+  const routes = ['GET /', 'GET /health', 'POST /run_model', ...(config.enableCrashApi ? ['POST /api/v1/_crash', `POST ${FAULT_PATH}`] : [])];
 
   router.get('/', (ctx) => {
     ctx.body = { name: 'inference-worker', model: model.name, container: config.containerId, routes };
@@ -75,17 +79,7 @@ export function createWorkerApp(config: WorkerConfig, model: SentimentModel, dep
         stats.inFlight -= 1;
       }
     },
-    async (ctx, next) => {
-      if (!ctx.is('application/json', '+json')) throw new InvalidInputError('expected a JSON body with Content-Type: application/json');
-      await next();
-    },
-    bodyParser({
-      enableTypes: ['json'],
-      jsonLimit: config.maxBodyBytes,
-      onError: (error) => {
-        throw toBodyError(error, config.maxBodyBytes);
-      },
-    }),
+    ...jsonBody(config.maxBodyBytes),
     async (ctx) => {
       const parsed = runModelBody.safeParse(ctx.request.body);
       if (!parsed.success) throw new InvalidInputError(parsed.error.issues[0]!.message);
@@ -104,6 +98,13 @@ export function createWorkerApp(config: WorkerConfig, model: SentimentModel, dep
       log.warn({ container: config.containerId }, 'crashed on request; every route now answers 500');
       ctx.body = { status: 'crashed' };
     });
+    router.post(FAULT_PATH, ...jsonBody(config.maxBodyBytes), (ctx) => {
+      const parsed = faultSchema.safeParse(ctx.request.body);
+      if (!parsed.success) throw new InvalidInputError(parsed.error.issues[0]!.message);
+      faults.set(parsed.data);
+      log.warn({ container: config.containerId, fault: parsed.data }, 'fault injected on request');
+      ctx.body = { fault: parsed.data };
+    });
   }
 
   const app = new Koa();
@@ -112,6 +113,7 @@ export function createWorkerApp(config: WorkerConfig, model: SentimentModel, dep
     if (crashed) throw new CrashedError();
     await next();
   });
+  if (config.enableCrashApi) app.use(faults.middleware(FAULT_PATH));
   // The router leaves unmatched requests without a body (404, or 405 with an Allow header); give them JSON errors.
   app.use(async (ctx, next) => {
     await next();
@@ -121,6 +123,23 @@ export function createWorkerApp(config: WorkerConfig, model: SentimentModel, dep
   app.use(router.routes());
   app.use(router.allowedMethods());
   return app;
+}
+
+/** Requires a JSON body of at most `limitBytes` and parses it into `ctx.request.body`. */
+function jsonBody(limitBytes: number): [Koa.Middleware, Koa.Middleware] {
+  return [
+    async (ctx, next) => {
+      if (!ctx.is('application/json', '+json')) throw new InvalidInputError('expected a JSON body with Content-Type: application/json');
+      await next();
+    },
+    bodyParser({
+      enableTypes: ['json'],
+      jsonLimit: limitBytes,
+      onError: (error) => {
+        throw toBodyError(error, limitBytes);
+      },
+    }),
+  ];
 }
 
 /** Map body-reading failures from co-body/raw-body onto the worker's typed errors. */

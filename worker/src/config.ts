@@ -12,7 +12,7 @@ export const workerConfigSchema = z.object({
   containerId: z.string().min(1).optional(),
   /** Simulated extra inference time per request in ms, waited on a timer. @default 0 */
   workMs: intFrom(0, 600_000).default(0),
-  /** Serve `POST /api/v1/_crash`, which makes every later request fail. @default false */
+  /** Serve the failure drills: `POST /api/v1/_crash` (every later request fails) and `POST /api/v1/_fault` (hang or slow down). @default false */
   enableCrashApi: boolFrom().default(false),
   /** Largest accepted request body in bytes. @default 1048576 (1 MiB) */
   maxBodyBytes: intFrom(1).default(1024 * 1024),

@@ -66,6 +66,10 @@ export const orchestratorConfigSchema = z.object({
   healthFall: intFrom(1, 100).default(3),
   /** Consecutive good probes that put it back. @default 2 */
   healthRise: intFrom(1, 100).default(2),
+  /** A container real requests took out of rotation (failed, timed out, 5xx in a row) stays out at least this long, doubled each time in a row, whatever its probes say. @default 5000 */
+  ejectionBaseMs: intFrom(0).default(5_000),
+  /** Longest such ejection. @default 300000 */
+  ejectionMaxMs: intFrom(0).default(300_000),
   /** Replace managed containers that leave the rotation (unhealthy, or gone from their runtime). @default true */
   replaceUnhealthy: boolFrom().default(true),
   /** Back-off before the second replacement of a container in a row; doubles for each further one. @default 1000 */
@@ -127,6 +131,9 @@ export const orchestratorConfigSchema = z.object({
   }
   if (config.minContainers > config.maxContainers) {
     ctx.addIssue({ code: 'custom', path: ['minContainers'], message: `expected at most maxContainers (${config.maxContainers})` });
+  }
+  if (config.ejectionBaseMs > config.ejectionMaxMs) {
+    ctx.addIssue({ code: 'custom', path: ['ejectionBaseMs'], message: `expected at most ejectionMaxMs (${config.ejectionMaxMs})` });
   }
   if (config.clientHeadersTimeoutMs > config.clientRequestTimeoutMs) {
     ctx.addIssue({ code: 'custom', path: ['clientHeadersTimeoutMs'], message: `expected at most clientRequestTimeoutMs (${config.clientRequestTimeoutMs})` });

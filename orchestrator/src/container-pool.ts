@@ -37,6 +37,10 @@ export interface Container {
   lastError: string | null;
   /** When it last finished a request (ms, monotonic): the least recently used free container goes first. */
   lastReleasedAt: number;
+  /** Times in a row real requests took it out of rotation, with no good answer since. */
+  ejections: number;
+  /** Good probes do not readmit it before this (ms, monotonic): a container that fails requests but answers probes waits longer each time. */
+  readmitAt: number;
 }
 
 /** One change of a container's shown state, and why. */
@@ -60,6 +64,17 @@ export function containerState(c: Container): ContainerState {
   return c.inFlight >= c.limit ? 'busy' : 'free';
 }
 
+/**
+ * How long good probes cannot readmit a container that real requests took out of rotation:
+ * `baseMs`, doubled for each such ejection in a row, at most `maxMs` (Envoy's outlier ejection).
+ * A probe only shows that /health answers; a model that hangs or fails requests behind a live
+ * /health would otherwise come straight back and take the next request down with it.
+ */
+export interface EjectionOptions {
+  baseMs: number;
+  maxMs: number;
+}
+
 const dispatchable = (c: Container): boolean => c.health === 'healthy' && !c.draining && c.inFlight < c.limit;
 
 /**
@@ -72,12 +87,14 @@ export class ContainerPool {
   #capacityListener: () => void = () => {};
   readonly #now: () => number;
   readonly #log: Logger | undefined;
+  readonly #ejection: EjectionOptions;
   /** Bumped on every change a status reader might care about. */
   version = 0;
 
-  constructor(options: { now?: () => number; log?: Logger } = {}) {
+  constructor(options: { now?: () => number; log?: Logger; ejection?: EjectionOptions } = {}) {
     this.#now = options.now ?? performance.now.bind(performance);
     this.#log = options.log;
+    this.#ejection = options.ejection ?? { baseMs: 0, maxMs: 0 };
   }
 
   /** Register a worker and its containers from the inventory. New containers start as `starting`. */
@@ -112,6 +129,8 @@ export class ContainerPool {
       probeFailures: 0,
       lastError: r.lastError,
       lastReleasedAt: 0,
+      ejections: 0,
+      readmitAt: 0,
     };
     this.#containers.set(r.id, c);
     this.version++;
@@ -130,6 +149,8 @@ export class ContainerPool {
     c.runtimeId = runtimeId;
     c.failures = 0;
     c.successes = 0;
+    c.ejections = 0;
+    c.readmitAt = 0;
     this.setHealth(c, 'starting', `replaced by ${runtimeId.slice(0, 12)}`);
   }
 
@@ -235,7 +256,7 @@ export class ContainerPool {
     c.successes = 0;
     c.failures++;
     c.lastError = error;
-    if (c.health === 'healthy' || c.health === 'starting') this.setHealth(c, 'unhealthy', error);
+    if (c.health === 'healthy' || c.health === 'starting') this.#eject(c, error);
   }
 
   /**
@@ -245,12 +266,21 @@ export class ContainerPool {
   recordAnswer(c: Container, status: number, fall: number): void {
     if (status < 500) {
       c.failures = 0;
+      c.ejections = 0;
       return;
     }
     c.successes = 0;
     c.failures++;
     c.lastError = `answered ${status}`;
-    if (c.health === 'healthy' && c.failures >= fall) this.setHealth(c, 'unhealthy', `${c.failures} answers in a row were ${status}`);
+    if (c.health === 'healthy' && c.failures >= fall) this.#eject(c, `${c.failures} answers in a row were ${status}`);
+  }
+
+  /** Out of rotation because of real requests; good probes readmit it only after the ejection time. */
+  #eject(c: Container, reason: string): void {
+    c.ejections++;
+    const holdMs = Math.min(this.#ejection.baseMs * 2 ** (c.ejections - 1), this.#ejection.maxMs);
+    c.readmitAt = this.#now() + holdMs;
+    this.setHealth(c, 'unhealthy', holdMs > 0 ? `${reason} (out for at least ${holdMs} ms)` : reason);
   }
 
   /** Record a probe result; `fall`/`rise` consecutive results change health. Returns the new health if it changed. */
@@ -261,7 +291,7 @@ export class ContainerPool {
       c.failures = 0;
       c.successes++;
       // A container seen for the first time joins at once; one coming back must prove itself `rise` times.
-      if (c.health === 'starting' || (c.health !== 'healthy' && c.successes >= thresholds.rise)) next = 'healthy';
+      if (c.health === 'starting' || (c.health !== 'healthy' && c.successes >= thresholds.rise && this.#now() >= c.readmitAt)) next = 'healthy';
     } else {
       c.successes = 0;
       c.failures++;

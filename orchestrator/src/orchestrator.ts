@@ -58,7 +58,7 @@ export class Orchestrator {
   ) {
     this.#config = config;
     this.#log = log;
-    this.pool = new ContainerPool({ log });
+    this.pool = new ContainerPool({ log, ejection: { baseMs: config.ejectionBaseMs, maxMs: config.ejectionMaxMs } });
     this.pool.load(inventory.workers, inventory.containers, config.containerConcurrency);
     this.queue = new RequestQueue(this.pool, { maxQueue: config.maxQueue, queueTimeoutMs: config.queueTimeoutMs });
     this.#upstream = new UpstreamClient({ timeoutMs: config.upstreamTimeoutMs, connectTimeoutMs: config.connectTimeoutMs });

@@ -1,0 +1,75 @@
+import { describe, expect, it } from 'vitest';
+import { ContainerPool } from '../../orchestrator/src/container-pool.js';
+import { containerRecordSchema } from '../../status/src/schema.js';
+
+const thresholds = { rise: 2, fall: 3 };
+
+/** One healthy container in a pool with a clock the test moves. */
+function poolWithOne() {
+  let now = 1_000;
+  const pool = new ContainerPool({ now: () => now, ejection: { baseMs: 5_000, maxMs: 12_000 } });
+  const c = pool.add(containerRecordSchema.parse({ id: 'c', workerId: 'w1', host: '127.0.0.1', port: 5000 }), 1);
+  pool.recordProbe(c, true, null, thresholds);
+  return { pool, c, advance: (ms: number) => (now += ms) };
+}
+
+/** Good probes until the container is back or `max` probes were sent; how many it took. */
+function probeUntilHealthy(pool: ContainerPool, c: ReturnType<ContainerPool['add']>, max: number): number | null {
+  for (let probes = 1; probes <= max; probes++) {
+    pool.recordProbe(c, true, null, thresholds);
+    if (c.health === 'healthy') return probes;
+  }
+  return null;
+}
+
+describe('ejection of a container that fails real requests but answers its probes', () => {
+  it('keeps it out for the ejection time, doubling in a row up to the maximum, whatever the probes say', () => {
+    const { pool, c, advance } = poolWithOne();
+    expect(c.health).toBe('healthy');
+
+    pool.markFailed(c, 'upstream timeout');
+    expect(c.health).toBe('unhealthy');
+    expect(c.history.at(-1)?.reason).toBe('upstream timeout (out for at least 5000 ms)');
+    expect(probeUntilHealthy(pool, c, 10)).toBeNull();
+    advance(5_000);
+    expect(probeUntilHealthy(pool, c, 10)).toBe(1);
+
+    // Again, with no good answer in between: twice as long.
+    pool.markFailed(c, 'upstream timeout');
+    advance(9_999);
+    expect(probeUntilHealthy(pool, c, 10)).toBeNull();
+    advance(1);
+    expect(probeUntilHealthy(pool, c, 10)).toBe(1);
+
+    // A third time would be 20 s: the maximum holds it to 12 s. With no probe meanwhile, it takes `rise` of them.
+    pool.markFailed(c, 'upstream timeout');
+    advance(12_000);
+    expect(probeUntilHealthy(pool, c, 10)).toBe(thresholds.rise);
+  });
+
+  it('starts over after a good answer, and 5xx answers in a row count as one ejection', () => {
+    const { pool, c, advance } = poolWithOne();
+    pool.markFailed(c, 'connection reset');
+    advance(5_000);
+    probeUntilHealthy(pool, c, 2);
+    pool.recordAnswer(c, 200, thresholds.fall);
+    for (let i = 0; i < thresholds.fall; i++) pool.recordAnswer(c, 503, thresholds.fall);
+    expect(c.health).toBe('unhealthy');
+    expect(c.history.at(-1)?.reason).toBe('3 answers in a row were 503 (out for at least 5000 ms)');
+  });
+
+  it('is forgotten when the container is replaced by a new one', () => {
+    const { pool, c } = poolWithOne();
+    pool.markFailed(c, 'upstream timeout');
+    pool.replaced(c, 'rt-2');
+    expect(c.health).toBe('starting');
+    expect(probeUntilHealthy(pool, c, 1)).toBe(1);
+  });
+
+  it('does not hold back a container that only failed probes: `rise` good ones readmit it', () => {
+    const { pool, c } = poolWithOne();
+    for (let i = 0; i < thresholds.fall; i++) pool.recordProbe(c, false, 'refused', thresholds);
+    expect(c.health).toBe('unhealthy');
+    expect(probeUntilHealthy(pool, c, 10)).toBe(thresholds.rise);
+  });
+});

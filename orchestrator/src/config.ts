@@ -72,6 +72,8 @@ export const orchestratorConfigSchema = z.object({
   ejectionMaxMs: intFrom(0).default(300_000),
   /** Replace managed containers that leave the rotation (unhealthy, or gone from their runtime). @default true */
   replaceUnhealthy: boolFrom().default(true),
+  /** Longest a worker's runtime may take to say what runs on it, when none of its containers answers; `healthFall` such failures in a row mark the worker down and its containers move to the others. @default 10000 */
+  workerCheckTimeoutMs: intFrom(1).default(10_000),
   /** Back-off before the second replacement of a container in a row; doubles for each further one. @default 1000 */
   restartBackoffMs: intFrom(1).default(1_000),
   /** Longest back-off between replacements. @default 300000 */

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../../common/src/logger.js';
-import { LABELS, type ContainerSpec, type RuntimeDriver } from '../../runtime/src/driver.js';
+import { containerName, LABELS, type ContainerInfo, type ContainerSpec, type RuntimeDriver } from '../../runtime/src/driver.js';
 import { containerRecordSchema, type WorkerRecord } from '../../status/src/schema.js';
 import type { Container, ContainerPool } from './container-pool.js';
 import { ContainerStartError, NoPlacementError } from './errors.js';
@@ -107,6 +107,34 @@ export class ContainerManager {
       throw error;
     } finally {
       c.busyWithRuntime = false;
+    }
+  }
+
+  /**
+   * Start `c` again elsewhere (where `place()` says; its worker is down, so not there), then forget
+   * `c`: the capacity returns before the old record goes. Requests still on `c` fail over on their own.
+   */
+  async relocate(c: Container, reason: string): Promise<Container> {
+    c.busyWithRuntime = true;
+    try {
+      const moved = await this.scaleOut(reason);
+      c.inFlight = 0;
+      this.#deps.pool.remove(c);
+      await this.#deps.forget(c.id);
+      this.#deps.log.info({ container: c.id, to: moved.id, reason }, 'container moved');
+      return moved;
+    } finally {
+      c.busyWithRuntime = false;
+    }
+  }
+
+  /** Stop and remove the containers `listed` on a worker that the pool does not know (moved away while it was unreachable). */
+  async removeOrphans(worker: WorkerRecord, listed: readonly ContainerInfo[]): Promise<void> {
+    const known = this.#deps.pool.onWorker(worker.id);
+    const orphans = listed.filter((info) => !known.some((c) => c.runtimeId === info.runtimeId || c.id === containerName(info)));
+    for (const info of orphans) {
+      await this.#stopAndRemove(worker, info.runtimeId);
+      this.#deps.log.info({ worker: worker.id, container: containerName(info), runtimeId: info.runtimeId }, 'removed a container the inventory no longer lists');
     }
   }
 

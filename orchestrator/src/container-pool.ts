@@ -180,6 +180,14 @@ export class ContainerPool {
     this.version++;
   }
 
+  /** A worker went down or came back: recorded on it (the status shows it) and logged. */
+  setWorkerState(worker: WorkerRecord, state: WorkerRecord['state'], reason: string): void {
+    if (worker.state === state) return;
+    worker.state = state;
+    this.#log?.[state === 'down' ? 'warn' : 'info']({ worker: worker.id, state, reason }, `worker ${state}`);
+    this.version++;
+  }
+
   /** Containers of one worker. */
   onWorker(workerId: string): Container[] {
     return [...this.#containers.values()].filter((c) => c.workerId === workerId);

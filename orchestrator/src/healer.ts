@@ -48,7 +48,8 @@ export class Healer extends ControlLoop {
   override async tick(): Promise<void> {
     const now = this.#now();
     for (const c of this.#pool.containers()) {
-      if (!c.managed || c.busyWithRuntime || c.draining) continue;
+      // A down worker's containers are the worker monitor's to move: nothing can start there.
+      if (!c.managed || c.busyWithRuntime || c.draining || this.#pool.worker(c.workerId)?.state === 'down') continue;
       const streak = this.#streaks.get(c.id);
       if (c.health === 'healthy') {
         if (streak) {

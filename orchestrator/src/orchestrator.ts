@@ -4,7 +4,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../../common/src/logger.js';
 import { createDriver } from '../../runtime/src/create-driver.js';
-import { LABELS, type RuntimeDriver } from '../../runtime/src/driver.js';
+import { LABELS, type ContainerInfo, type RuntimeDriver } from '../../runtime/src/driver.js';
 import type { StateFile, WorkerRecord } from '../../status/src/schema.js';
 import { StateStore } from '../../status/src/state-store.js';
 import { createRequestListener } from './app.js';
@@ -15,9 +15,10 @@ import type { OrchestratorConfig } from './config.js';
 import { ContainerPool, type Container } from './container-pool.js';
 import { ConflictError, InventoryError } from './errors.js';
 import { NotFoundError } from '../../common/src/http-errors.js';
-import { reconcile, type ListWorkerContainers } from './reconciler.js';
+import { reconcile } from './reconciler.js';
 import { Healer } from './healer.js';
 import { HealthChecker } from './health-checker.js';
+import { WorkerMonitor } from './worker-monitor.js';
 import { DashboardFeed } from './dashboard-feed.js';
 import { OrchestratorMetrics } from './metrics.js';
 import { ProxyHandler } from './proxy-handler.js';
@@ -34,6 +35,7 @@ export class Orchestrator {
   readonly health: HealthChecker;
   readonly manager: ContainerManager;
   readonly healer: Healer;
+  readonly workers: WorkerMonitor;
   readonly autoscaler: Autoscaler;
   readonly publisher: StatusPublisher;
   readonly metrics: OrchestratorMetrics;
@@ -55,6 +57,7 @@ export class Orchestrator {
     store: StateStore,
     log: Logger,
     driverFor: (worker: WorkerRecord) => RuntimeDriver,
+    list: (worker: WorkerRecord) => Promise<ContainerInfo[]>,
   ) {
     this.#config = config;
     this.#log = log;
@@ -114,6 +117,10 @@ export class Orchestrator {
         backoffMaxMs: config.restartBackoffMaxMs,
         backoffResetMs: config.restartBackoffResetMs,
       },
+    );
+    this.workers = new WorkerMonitor(
+      { pool: this.pool, manager: this.manager, list, log },
+      { intervalMs: config.healthIntervalMs, timeoutMs: config.workerCheckTimeoutMs, fall: config.healthFall, rise: config.healthRise },
     );
     this.autoscaler = new Autoscaler(
       {
@@ -254,9 +261,9 @@ export class Orchestrator {
         }
         return driver;
       });
-    const list: ListWorkerContainers = (worker) => driverFor(worker).list({ [LABELS.cluster]: recorded.cluster, [LABELS.worker]: worker.id });
+    const list = (worker: WorkerRecord) => driverFor(worker).list({ [LABELS.cluster]: recorded.cluster, [LABELS.worker]: worker.id });
     const { containers } = await reconcile(recorded, list, log);
-    return new Orchestrator(config, { ...recorded, containers }, store, log, driverFor);
+    return new Orchestrator(config, { ...recorded, containers }, store, log, driverFor, list);
   }
 
   /** Probe every container once, start the loops, then listen. Resolves with the base URL. */
@@ -264,7 +271,10 @@ export class Orchestrator {
     this.#loopDelay.enable();
     await this.health.tick();
     this.health.start();
-    if (this.#config.replaceUnhealthy) this.healer.start();
+    if (this.#config.replaceUnhealthy) {
+      this.healer.start();
+      this.workers.start();
+    }
     if (this.autoscaler.options.policy !== 'none') {
       await this.autoscaler.enforceBounds();
       this.autoscaler.start();
@@ -303,6 +313,7 @@ export class Orchestrator {
       if (this.proxy.active > 0) this.#log.warn({ unfinished: this.proxy.active }, 'shutdown deadline reached with requests unfinished');
       await this.autoscaler.stop();
       await this.healer.stop();
+      await this.workers.stop();
       await this.health.stop();
       await this.publisher.stop();
       await this.dashboard.stop();

@@ -47,6 +47,8 @@ export interface AppDeps {
   retryAfterSeconds: number;
   /** Log one line per request (method, path, status, duration, container). */
   accessLog: boolean;
+  /** Shutting down: every answer then closes its connection, so keep-alive clients leave instead of racing the close. */
+  closing: () => boolean;
 }
 
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
@@ -76,6 +78,7 @@ export function createRequestListener(deps: AppDeps): RequestListener {
     typeof given === 'string' && REQUEST_ID.test(given) ? given : `${bootId}-${++sequence}`;
   const koa = createApp(deps, requestIdOf).callback();
   return (req, res) => {
+    if (deps.closing()) res.setHeader('connection', 'close');
     const url = req.url ?? '';
     const fast = !deps.accessLog && req.method === 'POST' && (url === '/new_request' || url.startsWith('/new_request?'));
     if (fast) void forwardDirect(deps, req, res, requestIdOf(req.headers[REQUEST_ID_HEADER]), url.slice('/new_request'.length));

@@ -210,6 +210,7 @@ export class Orchestrator {
       rejections: this.#rejections,
       retryAfterSeconds: 1,
       accessLog: config.accessLog,
+      closing: () => this.#closing !== undefined,
     });
     this.#server = createServer(
       {
@@ -311,14 +312,15 @@ export class Orchestrator {
       const deadline = performance.now() + this.#config.shutdownTimeoutMs;
       while (this.proxy.active > 0 && performance.now() < deadline) await sleep(20);
       if (this.proxy.active > 0) this.#log.warn({ unfinished: this.proxy.active }, 'shutdown deadline reached with requests unfinished');
+      // Live dashboards get their stream ended; every connection closes before the last status write, so its counters count every answer given.
+      await this.dashboard.stop();
+      this.#server.closeAllConnections();
+      await serverClosed;
       await this.autoscaler.stop();
       await this.healer.stop();
       await this.workers.stop();
       await this.health.stop();
       await this.publisher.stop();
-      await this.dashboard.stop();
-      this.#server.closeAllConnections();
-      await serverClosed;
       await this.#upstream.close();
       this.#loopDelay.disable();
       this.#rejections.flush();

@@ -1,0 +1,82 @@
+import { Agent, request } from 'undici';
+
+/** Every request of a load, judged from the client side. */
+export interface ClientOutcomes {
+  sent: number;
+  /** 200 answers carrying a model prediction. */
+  model: number;
+  /** Answers that are the orchestrator's documented JSON errors, by `error` code. */
+  errors: Record<string, number>;
+  /** Any other answer (a status without the JSON error shape, a 200 without a prediction), by status. */
+  unexpected: Record<string, number>;
+  /** Requests with no answer, by error code: the client gave up (`TIMEOUT`) or the connection failed. */
+  unanswered: Record<string, number>;
+  servedBy: Record<string, number>;
+}
+
+export interface ClientLoad {
+  /** Stop sending, wait for the requests in flight, and return what happened to each one. */
+  stop(): Promise<ClientOutcomes>;
+  /** The outcomes so far. */
+  readonly outcomes: ClientOutcomes;
+}
+
+const bump = (counts: Record<string, number>, key: string): void => {
+  counts[key] = (counts[key] ?? 0) + 1;
+};
+
+/**
+ * Closed-loop load at `concurrency` (each lane sends its next request when its last one ended)
+ * from this process, until stopped. Unlike the load tool, it reads every answer and sorts it:
+ * the model's answer, a documented error, or nothing at all, which is what a fault drill counts.
+ */
+export function startClientLoad(url: string, options: { concurrency: number; timeoutMs: number; body?: string }): ClientLoad {
+  const outcomes: ClientOutcomes = { sent: 0, model: 0, errors: {}, unexpected: {}, unanswered: {}, servedBy: {} };
+  const dispatcher = new Agent({ connections: options.concurrency, headersTimeout: options.timeoutMs, bodyTimeout: options.timeoutMs });
+  const body = options.body ?? '{"text":"steady as she goes"}';
+  let running = true;
+
+  const one = async (): Promise<void> => {
+    outcomes.sent++;
+    try {
+      const response = await request(url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body,
+        dispatcher,
+        signal: AbortSignal.timeout(options.timeoutMs),
+      });
+      const text = await response.body.text();
+      const parsed = parseJson(text);
+      const servedBy = response.headers['x-served-by'];
+      if (typeof servedBy === 'string') bump(outcomes.servedBy, servedBy);
+      if (response.statusCode === 200 && parsed?.prediction !== undefined) outcomes.model++;
+      else if (response.statusCode >= 400 && typeof parsed?.error === 'string' && typeof parsed.message === 'string') bump(outcomes.errors, parsed.error);
+      else bump(outcomes.unexpected, String(response.statusCode));
+    } catch (error) {
+      const e = error as { name?: string; code?: string };
+      bump(outcomes.unanswered, e.name === 'TimeoutError' || e.code === 'UND_ERR_HEADERS_TIMEOUT' || e.code === 'UND_ERR_BODY_TIMEOUT' ? 'TIMEOUT' : (e.code ?? e.name ?? 'unknown'));
+    }
+  };
+  const lanes = Array.from({ length: options.concurrency }, async () => {
+    while (running) await one();
+  });
+  return {
+    outcomes,
+    async stop() {
+      running = false;
+      await Promise.all(lanes);
+      await dispatcher.close();
+      return outcomes;
+    },
+  };
+}
+
+function parseJson(text: string): Record<string, unknown> | null {
+  try {
+    const value: unknown = JSON.parse(text);
+    return typeof value === 'object' && value !== null ? (value as Record<string, unknown>) : null;
+  } catch {
+    return null;
+  }
+}

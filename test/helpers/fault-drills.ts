@@ -1,0 +1,226 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { request } from 'undici';
+import { expect } from 'vitest';
+import type { ContainerRecord, StateFile } from '../../status/src/schema.js';
+import { startClientLoad, type ClientOutcomes } from './client-load.js';
+import { poll } from './docker.js';
+import { containerHealth, liveStatus, readState, startOrchestrator, type OrchestratorProcess } from './orchestrator-process.js';
+
+/**
+ * The fault drills of docs/RELIABILITY.md, the same on every runtime: each runs load from the
+ * client side while something breaks, then counts what every request got.
+ */
+export interface DrillCluster {
+  statePath: string;
+  /** Kill a container as a crash would (SIGKILL the process, `docker kill` the container). */
+  kill(runtimeId: string): Promise<void>;
+  /** Runtime ids of the cluster's containers its runtime runs now. */
+  running(): Promise<string[]>;
+}
+
+/** The errors the README documents, the only answers besides the model's a client may get. */
+const DOCUMENTED_ERRORS = ['QUEUE_FULL', 'QUEUE_TIMEOUT', 'SHUTTING_DOWN', 'CONTAINER_UNAVAILABLE', 'UPSTREAM_TIMEOUT', 'NO_CONTAINERS'];
+
+/** Orchestrator settings of the drills: a request timeout a drill can wait out (work takes 5 ms). */
+export const DRILL_FLAGS = ['--upstream-timeout-ms', '3000'];
+
+const sum = (counts: Record<string, number>): number => Object.values(counts).reduce((a, b) => a + b, 0);
+
+/** Every request got the model's answer or a documented error; none went unanswered or got anything else. */
+export function expectNoneLost(outcomes: ClientOutcomes): void {
+  expect(outcomes.unanswered, 'requests without an answer').toEqual({});
+  expect(outcomes.unexpected, 'answers that are neither the model’s nor a documented error').toEqual({});
+  for (const code of Object.keys(outcomes.errors)) expect(DOCUMENTED_ERRORS).toContain(code);
+  expect(outcomes.model + sum(outcomes.errors)).toBe(outcomes.sent);
+}
+
+const inRotation = (c: ContainerRecord): boolean => c.state === 'free' || c.state === 'busy';
+
+/** Waits until every container is free again, the runtime runs exactly the inventory's containers, and returns the status. */
+export async function expectSettled(cluster: DrillCluster, url: string): Promise<StateFile> {
+  const status = await poll(async () => {
+    const live = await liveStatus(url);
+    return live.containers.every((c) => c.state === 'free') ? live : undefined;
+  }, 'every container free again', 60_000);
+  // Nothing started twice, nothing left behind.
+  expect((await cluster.running()).sort()).toEqual(status.containers.map((c) => c.runtimeId).sort());
+  for (const c of status.containers) expect((await containerHealth(`http://${c.host}:${c.port}`)).maxInFlight).toBeLessThanOrEqual(1);
+  return status;
+}
+
+/** Set a fault on one container through its own drill route (worker/src/fault-injection.ts). */
+export async function injectFault(c: ContainerRecord, fault: Record<string, unknown>): Promise<void> {
+  const response = await request(`http://${c.host}:${c.port}/api/v1/_fault`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(fault) });
+  expect(response.statusCode, await response.body.text()).toBe(200);
+}
+
+const started = new Set<OrchestratorProcess>();
+
+/** The orchestrator as `npm start` runs it, with the drill settings; killed by `killDrillOrchestrators` whatever happens. */
+async function start(cluster: DrillCluster): Promise<OrchestratorProcess> {
+  const orchestrator = await startOrchestrator(cluster.statePath, DRILL_FLAGS);
+  started.add(orchestrator);
+  return orchestrator;
+}
+
+/** For afterEach: SIGKILL any orchestrator a failed drill left running. */
+export async function killDrillOrchestrators(): Promise<void> {
+  for (const orchestrator of started) {
+    if (orchestrator.child.exitCode === null && orchestrator.child.signalCode === null) orchestrator.child.kill('SIGKILL');
+    await orchestrator.exited;
+  }
+  started.clear();
+}
+
+const loadOn = (orchestrator: OrchestratorProcess, concurrency: number) => startClientLoad(`${orchestrator.url}/new_request`, { concurrency, timeoutMs: 60_000 });
+
+/** Kill a random container in rotation every `everyMs` for `durationMs` under load at concurrency 12. */
+export async function randomKills(cluster: DrillCluster, options: { durationMs: number; everyMs: number }): Promise<void> {
+  const orchestrator = await start(cluster);
+  try {
+    const load = loadOn(orchestrator, 12);
+    const killed: string[] = [];
+    const deadline = Date.now() + options.durationMs;
+    while (Date.now() < deadline) {
+      await sleep(options.everyMs);
+      const candidates = (await liveStatus(orchestrator.url)).containers.filter(inRotation);
+      const victim = candidates[Math.floor(Math.random() * candidates.length)];
+      if (!victim?.runtimeId) continue;
+      await cluster.kill(victim.runtimeId);
+      killed.push(victim.id);
+    }
+    const outcomes = await load.stop();
+    expectNoneLost(outcomes);
+    expect(killed.length).toBeGreaterThanOrEqual(Math.floor(options.durationMs / options.everyMs) - 2);
+    expect(outcomes.model).toBeGreaterThan(0);
+    const status = await expectSettled(cluster, orchestrator.url);
+    // Requests that were on a killed container were sent again rather than lost.
+    expect(status.counters?.redispatched).toBeGreaterThanOrEqual(1);
+    expect(status.counters?.failed).toBe(0);
+  } finally {
+    await stop(orchestrator);
+  }
+}
+
+/** Kill every container of one worker at once under load: the others carry the traffic, and all come back. */
+export async function workerWipedOut(cluster: DrillCluster, workerId: string): Promise<void> {
+  const orchestrator = await start(cluster);
+  try {
+    const before = await liveStatus(orchestrator.url);
+    const victims = before.containers.filter((c) => c.workerId === workerId);
+    expect(victims.length).toBeGreaterThan(0);
+    const load = loadOn(orchestrator, 8);
+    await sleep(1_000);
+    await Promise.all(victims.map((c) => cluster.kill(c.runtimeId!)));
+    const answeredAtKill = load.outcomes.model;
+    // Load runs on until every victim is back.
+    const status = await poll(async () => {
+      const live = await liveStatus(orchestrator.url);
+      return victims.every((v) => live.containers.find((c) => c.id === v.id && c.runtimeId !== v.runtimeId && c.state !== 'unhealthy' && c.state !== 'down' && c.state !== 'starting')) ? live : undefined;
+    }, `every container of ${workerId} replaced`, 60_000);
+    const outcomes = await load.stop();
+    expectNoneLost(outcomes);
+    expect(outcomes.model).toBeGreaterThan(answeredAtKill);
+    expect(status.workers.find((w) => w.id === workerId)?.state).toBe('up');
+    await expectSettled(cluster, orchestrator.url);
+  } finally {
+    await stop(orchestrator);
+  }
+}
+
+/** A container whose /run_model hangs while its /health answers: timed out, redispatched, taken out and replaced. */
+export async function hangingContainer(cluster: DrillCluster): Promise<void> {
+  const orchestrator = await start(cluster);
+  try {
+    const victim = (await liveStatus(orchestrator.url)).containers[0]!;
+    await injectFault(victim, { mode: 'hang' });
+    const load = loadOn(orchestrator, 8);
+    const replaced = await poll(async () => {
+      const c = (await liveStatus(orchestrator.url)).containers.find((c) => c.id === victim.id);
+      return c && c.runtimeId !== victim.runtimeId && c.state === 'free' ? c : undefined;
+    }, `${victim.id} replaced`, 60_000);
+    const outcomes = await load.stop();
+    expectNoneLost(outcomes);
+    expect(outcomes.errors).toEqual({});
+    expect(replaced.history.map((h) => h.reason)).toEqual(expect.arrayContaining([expect.stringMatching(/no answer within 3000 ms/)]));
+    const status = await expectSettled(cluster, orchestrator.url);
+    expect(status.counters?.redispatched).toBeGreaterThanOrEqual(1);
+  } finally {
+    await stop(orchestrator);
+  }
+}
+
+/** A container slow for a while, under its probe timeout, then well: it never leaves the rotation. */
+export async function slowThenRecovering(cluster: DrillCluster): Promise<void> {
+  const orchestrator = await start(cluster);
+  try {
+    const victim = (await liveStatus(orchestrator.url)).containers[0]!;
+    const load = loadOn(orchestrator, 8);
+    await injectFault(victim, { mode: 'slow', delayMs: 500, forMs: 5_000 });
+    await sleep(7_000);
+    const outcomes = await load.stop();
+    expectNoneLost(outcomes);
+    expect(outcomes.errors).toEqual({});
+    const after = (await liveStatus(orchestrator.url)).containers.find((c) => c.id === victim.id)!;
+    // No flapping: not one change of health while it was slow, and the same process throughout.
+    expect(after.history).toEqual(victim.history);
+    expect(after).toMatchObject({ runtimeId: victim.runtimeId, state: 'free', restarts: victim.restarts });
+    expect(outcomes.servedBy[victim.id]).toBeGreaterThan(0);
+    await expectSettled(cluster, orchestrator.url);
+  } finally {
+    await stop(orchestrator);
+  }
+}
+
+/** SIGTERM under load: everything the orchestrator took in is answered; what came after is refused, not dropped. */
+export async function sigtermUnderLoad(cluster: DrillCluster): Promise<void> {
+  const orchestrator = await start(cluster);
+  const load = loadOn(orchestrator, 16);
+  await sleep(1_500);
+  orchestrator.child.kill('SIGTERM');
+  expect(await orchestrator.exited).toBe(0);
+  const outcomes = await load.stop();
+  const recorded = await readState(cluster.statePath);
+  expect(recorded.orchestrator?.running).toBe(false);
+  // Every request it read was answered to its client: the model's answers it counted all arrived ...
+  expect(outcomes.model).toBe(recorded.counters?.completed);
+  // ... and the rest of what it read got 503 SHUTTING_DOWN.
+  expect(Object.keys(outcomes.errors).filter((code) => code !== 'SHUTTING_DOWN')).toEqual([]);
+  expect(recorded.counters?.accepted).toBe(outcomes.model + (outcomes.errors.SHUTTING_DOWN ?? 0));
+  // What it never read found the port closed (or its idle connection closed first): refused, never half-served.
+  expect(outcomes.unanswered.TIMEOUT).toBeUndefined();
+  expect(outcomes.unexpected).toEqual({});
+}
+
+/** SIGKILL under load: the status file is whole, and a restart finds every container again, starting none twice. */
+export async function sigkillThenRestart(cluster: DrillCluster): Promise<void> {
+  const first = await start(cluster);
+  const before = await liveStatus(first.url);
+  const load = loadOn(first, 16);
+  await sleep(1_500);
+  first.child.kill('SIGKILL');
+  await first.exited;
+  await load.stop();
+
+  const recorded = await readState(cluster.statePath);
+  expect(recorded.containers.map((c) => [c.id, c.runtimeId]).sort()).toEqual(before.containers.map((c) => [c.id, c.runtimeId]).sort());
+  const second = await start(cluster);
+  try {
+    const live = await liveStatus(second.url);
+    expect(live.containers.map((c) => [c.id, c.runtimeId, c.state]).sort()).toEqual(before.containers.map((c) => [c.id, c.runtimeId, 'free']).sort());
+    const after = loadOn(second, 8);
+    await sleep(1_000);
+    const outcomes = await after.stop();
+    expectNoneLost(outcomes);
+    expect(outcomes.errors).toEqual({});
+    await expectSettled(cluster, second.url);
+  } finally {
+    await stop(second);
+  }
+}
+
+async function stop(orchestrator: OrchestratorProcess): Promise<void> {
+  if (orchestrator.child.exitCode !== null || orchestrator.child.signalCode !== null) return;
+  orchestrator.child.kill('SIGTERM');
+  await orchestrator.exited;
+}

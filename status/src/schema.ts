@@ -117,7 +117,9 @@ export const autoscalerSnapshotSchema = z.object({
 });
 
 export const stateFileSchema = z.object({
-  version: z.literal(STATE_VERSION),
+  version: z.literal(STATE_VERSION, {
+    error: (issue) => (issue.input === undefined ? 'missing, so not a cluster state file' : `${JSON.stringify(issue.input)}, this program reads version ${STATE_VERSION}`),
+  }),
   cluster: z.string().min(1),
   updatedAt: z.string(),
   /** Who wrote the file last. */

@@ -5,10 +5,13 @@ import { JSONFile } from 'lowdb/node';
 import { AppError } from '../../common/src/errors.js';
 import { stateFileSchema, type StateFile } from './schema.js';
 
-/** The state file exists but is not ours (corrupted, another layout or version): it is never overwritten. */
+/**
+ * The state file exists but is not ours (corrupted, another layout or version): it is never
+ * overwritten. The message names the one command that deletes it and starts over.
+ */
 export class StateFileError extends AppError {
   constructor(path: string, reason: string, cause?: unknown) {
-    super('STATE_FILE_INVALID', `state file ${path} is not a valid cluster state (${reason}); fix or move it, or reset it explicitly`, {
+    super('STATE_FILE_INVALID', `state file ${path} is not a valid cluster state (${reason}); fix or move it, or start over with \`npm run provision -- --reset --state-path ${path}\``, {
       cause,
       expose: true,
     });

@@ -1,6 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { EC2Client } from '@aws-sdk/client-ec2';
+import { cleanEnv } from './orchestrator-process.js';
 
 /** One EC2 call as the fake saw it: the action and its query parameters. */
 export interface Ec2Call {
@@ -31,6 +32,10 @@ export class FakeEc2 {
   readonly groups = new Map<string, { name: string; tags: Record<string, string>; rules: string[] }>();
   /** Actions answered UnauthorizedOperation (also for their DryRun). */
   readonly denied = new Set<string>();
+  /** Answer every call AuthFailure, as EC2 does to credentials it does not know. */
+  rejectCredentials = false;
+  /** The private key CreateKeyPair returns. */
+  keyMaterial = '-----BEGIN OPENSSH PRIVATE KEY-----\nfake\n-----END OPENSSH PRIVATE KEY-----';
   /** Actions to fail with RequestLimitExceeded this many more times. */
   readonly throttle = new Map<string, number>();
   /** Whether console output carries cloud-init's host key block. */
@@ -89,6 +94,7 @@ export class FakeEc2 {
       this.throttle.set(action, left - 1);
       return error(503, 'RequestLimitExceeded', 'Request limit exceeded.');
     }
+    if (this.rejectCredentials) return error(401, 'AuthFailure', 'AWS was not able to validate the provided access credentials');
     if (this.denied.has(action)) return error(403, 'UnauthorizedOperation', `You are not authorized to perform this operation (${action}).`);
     if (flat.DryRun === 'true') return error(412, 'DryRunOperation', 'Request would have succeeded, but DryRun flag is set.');
     switch (action) {
@@ -97,9 +103,7 @@ export class FakeEc2 {
       case 'CreateKeyPair': {
         const id = `key-${this.#next++}`;
         this.keyPairs.set(flat.KeyName!, { id, tags: tagsOf(flat, 'TagSpecification.1.') });
-        return ok(action, `<keyName>${flat.KeyName}</keyName><keyPairId>${id}</keyPairId><keyFingerprint>ff</keyFingerprint><keyMaterial>-----BEGIN OPENSSH PRIVATE KEY-----
-fake
------END OPENSSH PRIVATE KEY-----</keyMaterial>`);
+        return ok(action, `<keyName>${flat.KeyName}</keyName><keyPairId>${id}</keyPairId><keyFingerprint>ff</keyFingerprint><keyMaterial>${this.keyMaterial}</keyMaterial>`);
       }
       case 'DeleteKeyPair':
         for (const [name, key] of this.keyPairs) if (key.id === flat.KeyPairId) this.keyPairs.delete(name);
@@ -185,6 +189,22 @@ fake
     const reservations = matching.map((i, n) => `<item><reservationId>r-${n}</reservationId><instancesSet>${instanceXml(i)}</instancesSet></item>`);
     return ok('DescribeInstances', `<reservationSet>${reservations.join('')}</reservationSet>`);
   }
+}
+
+/**
+ * The environment of a CLI run against the fake: `env` over cleanEnv without any AWS_* variable
+ * of the machine, and never its shared profile or the instance metadata service.
+ */
+export function fakeAwsEnv(env: Record<string, string>): NodeJS.ProcessEnv {
+  const machine = Object.fromEntries(Object.entries(cleanEnv).filter(([key]) => !key.startsWith('AWS_')));
+  return {
+    ...machine,
+    AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+    AWS_EC2_METADATA_DISABLED: 'true',
+    AWS_CONFIG_FILE: '/nonexistent',
+    AWS_SHARED_CREDENTIALS_FILE: '/nonexistent',
+    ...env,
+  };
 }
 
 function ok(action: string, inner: string): [number, string] {

@@ -11,26 +11,39 @@ import {
   type RuntimeTarget,
   type StateFile,
 } from '../../status/src/schema.js';
-import { REPO_ROOT } from './cli.js';
+import { REPO_ROOT, run, type CliResult } from './cli.js';
 import { TEST_PORT_STRIDE, type TempCluster } from './cluster.js';
 
 /** The test process's environment without developer settings (ORCH_*, PROVISION_*), for CLI runs. */
 export const cleanEnv: NodeJS.ProcessEnv = Object.fromEntries(Object.entries(process.env).filter(([key]) => !/^(ORCH|PROVISION)_/.test(key)));
 
+/** The orchestrator as `npm start` runs it: compiled (by the global setup). */
+export const ORCHESTRATOR_ENTRY = 'dist/orchestrator/src/main.js';
+
 export interface OrchestratorProcess {
   child: ChildProcess;
   url: string;
   exited: Promise<number | null>;
+  /** What it wrote so far: its JSON log lines (stdout) and stderr, which also goes on to the test's stderr. */
+  output: { stdout: string; stderr: string };
 }
 
-/** Start the real orchestrator as `npm start` does (compiled, by the global setup) on a free port, with more flags if given; resolves once it listens. */
-export function startOrchestrator(statePath: string, flags: string[] = []): Promise<OrchestratorProcess> {
-  const child = spawn(process.execPath, ['dist/orchestrator/src/main.js', '--port', '0', '--state-path', statePath, ...flags], {
+/**
+ * Start the real orchestrator as `npm start` does on a free port, with more flags if given, and
+ * `env` over cleanEnv; resolves once it listens.
+ */
+export function startOrchestrator(statePath: string, flags: string[] = [], options: { env?: NodeJS.ProcessEnv } = {}): Promise<OrchestratorProcess> {
+  const child = spawn(process.execPath, [ORCHESTRATOR_ENTRY, '--port', '0', '--state-path', statePath, ...flags], {
     cwd: REPO_ROOT,
-    env: cleanEnv,
-    stdio: ['ignore', 'pipe', 'inherit'],
+    env: { ...cleanEnv, ...options.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
   });
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const output = { stdout: '', stderr: '' };
+  child.stderr!.on('data', (chunk: Buffer) => {
+    output.stderr += chunk.toString('utf8');
+    process.stderr.write(chunk);
+  });
   return new Promise((resolve, reject) => {
     // Never leave it running when it does not come up: the caller has no handle to stop it.
     const timer = setTimeout(() => {
@@ -39,16 +52,22 @@ export function startOrchestrator(statePath: string, flags: string[] = []): Prom
     }, 30_000);
     const lines = createInterface({ input: child.stdout! });
     lines.on('line', (line) => {
+      output.stdout += `${line}\n`;
       const entry = JSON.parse(line) as { msg?: string; url?: string };
       if (entry.msg !== 'orchestrator listening') return;
       clearTimeout(timer);
-      resolve({ child, url: entry.url!, exited });
+      resolve({ child, url: entry.url!, exited, output });
     });
     void exited.then((code) => {
       clearTimeout(timer);
       reject(new Error(`orchestrator exited with ${code} before listening`));
     });
   });
+}
+
+/** Run the orchestrator (as startOrchestrator does) until it exits by itself, for runs that must not start; killed after `timeoutMs`. */
+export function runOrchestrator(args: string[], options: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<CliResult> {
+  return run(process.execPath, [ORCHESTRATOR_ENTRY, ...args], { env: { ...cleanEnv, ...options.env }, timeoutMs: options.timeoutMs ?? 20_000 });
 }
 
 /** The state file, validated. */

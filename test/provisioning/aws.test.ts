@@ -9,8 +9,8 @@ import { createProvider } from '../../provisioning/src/create-provider.js';
 import { startBackend, type Backend } from '../helpers/backend.js';
 import { runEntry } from '../helpers/cli.js';
 import { tempCluster, type TempCluster } from '../helpers/cluster.js';
-import { FakeEc2, rulesOf, tagsOf } from '../helpers/fake-ec2.js';
-import { cleanEnv, readState } from '../helpers/orchestrator-process.js';
+import { fakeAwsEnv, FakeEc2, rulesOf, tagsOf } from '../helpers/fake-ec2.js';
+import { readState } from '../helpers/orchestrator-process.js';
 
 const log = createLogger('test', 'silent');
 const SSH_CIDR = '203.0.113.7/32';
@@ -205,8 +205,7 @@ describe('npm run provision -- --provider aws (the CLI)', () => {
     runEntry(
       'provisioning/src/main.ts',
       ['provision', '--provider', 'aws', '--cluster', 'demo', '--ssh-cidr', SSH_CIDR, '--aws-endpoint', endpoint, '--region', 'us-east-1', ...cluster.cliFlags, ...extra],
-      // Never the machine's own credentials or the instance metadata service.
-      { env: { ...cleanEnv, AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', AWS_EC2_METADATA_DISABLED: 'true', AWS_CONFIG_FILE: '/nonexistent', AWS_SHARED_CREDENTIALS_FILE: '/nonexistent', ...env } },
+      { env: fakeAwsEnv(env) },
     );
   const credentials = { AWS_ACCESS_KEY_ID: 'AKIDTEST', AWS_SECRET_ACCESS_KEY: 'test-secret' };
 

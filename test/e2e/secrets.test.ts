@@ -1,0 +1,257 @@
+import { chmod, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { request } from 'undici';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { unmanagedInventory } from '../../provisioning/src/inventory.js';
+import { startBackend, type Backend } from '../helpers/backend.js';
+import { runEntry } from '../helpers/cli.js';
+import { useTempCluster } from '../helpers/cluster.js';
+import { fakeAwsEnv, FakeEc2 } from '../helpers/fake-ec2.js';
+import { runOrchestrator, startOrchestrator, stopOrchestrator, type OrchestratorProcess } from '../helpers/orchestrator-process.js';
+
+// Recognisable fake secrets, letters, digits and dashes only: JSON, URL and form encoding leave
+// them as they are, so looking for them verbatim (and base64-encoded) finds them in any output.
+const ADMIN_TOKEN = 'admin-token-SCAN-5f3a9c1e7b2d4a60e8';
+const WRONG_TOKEN = 'wrong-token-SCAN-0c9e8d7f6a5b4c3d2e';
+const SHORT_TOKEN = 'short-SCAN-1a';
+const AWS_CREDENTIALS = {
+  AWS_ACCESS_KEY_ID: 'AKIASCANTESTKEY12345',
+  AWS_SECRET_ACCESS_KEY: 'secret-access-key-SCAN-2b7e151628aed2a6',
+  AWS_SESSION_TOKEN: 'session-token-SCAN-3243f6a8885a308d3131',
+};
+const OPERATOR_KEY_BODY = 'operator-private-key-SCAN-b3BlbnNzaC1rZXktdjE';
+const CREATED_KEY_BODY = 'created-private-key-SCAN-9c2d41f0a7e35b6c';
+const pem = (body: string): string => `-----BEGIN OPENSSH PRIVATE KEY-----\n${body}\n-----END OPENSSH PRIVATE KEY-----\n`;
+
+/**
+ * The base64 forms of `value` wherever it sits inside a longer base64 text: one per alignment
+ * (0, 1 or 2 bytes before it), without the characters its neighbours share; standard and URL-safe.
+ */
+function base64Forms(value: string): string[] {
+  const bytes = Buffer.from(value);
+  return [0, 1, 2].flatMap((shift) => {
+    const encoded = Buffer.concat([Buffer.alloc(shift), bytes]).toString('base64');
+    const form = encoded.slice(Math.ceil((shift * 4) / 3), Math.floor(((shift + bytes.length) * 8) / 6));
+    return [form, form.replaceAll('+', '-').replaceAll('/', '_')];
+  });
+}
+
+/** Every place a secret shows up, verbatim or base64-encoded: `name (how) in output`. */
+function leaks(secrets: Record<string, string>, outputs: Record<string, string>): string[] {
+  const found = new Set<string>();
+  for (const [name, value] of Object.entries(secrets)) {
+    const forms: Array<[string, string]> = [['verbatim', value], ...base64Forms(value).map((form): [string, string] => ['base64', form])];
+    for (const [where, text] of Object.entries(outputs)) {
+      for (const [how, form] of forms) if (text.includes(form)) found.add(`${name} (${how}) in ${where}`);
+    }
+  }
+  return [...found];
+}
+
+describe('the secret scan itself', () => {
+  it('finds a secret verbatim, and base64-encoded at any offset of a longer text, and nothing else', () => {
+    const secrets = { token: ADMIN_TOKEN };
+    expect(leaks(secrets, { log: `{"msg":"x","auth":"${ADMIN_TOKEN}"}` })).toEqual(['token (verbatim) in log']);
+    for (const before of ['', 'a', 'ab', 'abc']) {
+      const blob = Buffer.from(`#!/bin/bash\n${before}${ADMIN_TOKEN}\nexit 0\n`).toString('base64');
+      expect(leaks(secrets, { 'user-data': blob })).toEqual(['token (base64) in user-data']);
+      expect(leaks(secrets, { 'user-data': blob.replaceAll('+', '-').replaceAll('/', '_') })).toEqual(['token (base64) in user-data']);
+    }
+    expect(leaks(secrets, { log: `${ADMIN_TOKEN.slice(0, -1)} ${Buffer.from(WRONG_TOKEN).toString('base64')}` })).toEqual([]);
+  });
+});
+
+describe('the orchestrator with an admin token', () => {
+  const cluster = useTempCluster(1);
+  let backends: Backend[] = [];
+  let orchestrator: OrchestratorProcess | undefined;
+  afterEach(async () => {
+    await stopOrchestrator(orchestrator);
+    orchestrator = undefined;
+    await Promise.all(backends.map((b) => b.kill()));
+    backends = [];
+  });
+
+  const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
+  const json = { 'content-type': 'application/json' };
+  const calls: Array<{ what: string; method: 'GET' | 'POST' | 'DELETE'; path: string; headers?: Record<string, string>; body?: string; status: number }> = [
+    { what: 'a model request', method: 'POST', path: '/new_request', headers: json, body: '{"text":"fine"}', status: 200 },
+    { what: 'a passthrough request', method: 'GET', path: '/v1/models?verbose=1', status: 200 },
+    { what: 'a wrong method', method: 'GET', path: '/new_request', status: 405 },
+    { what: 'a body over maxBodyBytes', method: 'POST', path: '/new_request', headers: json, body: 'x'.repeat(2048), status: 413 },
+    { what: 'the right token', method: 'POST', path: '/admin/autoscaler/pause', headers: bearer(ADMIN_TOKEN), status: 200 },
+    { what: 'the right token', method: 'POST', path: '/admin/autoscaler/resume', headers: bearer(ADMIN_TOKEN), status: 200 },
+    { what: 'the right token, a bad body', method: 'POST', path: '/admin/scale', headers: { ...bearer(ADMIN_TOKEN), ...json }, body: '{"containers":', status: 400 },
+    { what: 'the right token, an unknown container', method: 'POST', path: '/admin/containers/nope/drain', headers: bearer(ADMIN_TOKEN), status: 404 },
+    { what: 'the right token, an unmanaged container', method: 'DELETE', path: '/admin/containers/b1', headers: bearer(ADMIN_TOKEN), status: 409 },
+    { what: 'no token', method: 'POST', path: '/admin/autoscaler/pause', status: 401 },
+    { what: 'a wrong token', method: 'POST', path: '/admin/autoscaler/pause', headers: bearer(WRONG_TOKEN), status: 401 },
+    { what: 'the token with more after it', method: 'POST', path: '/admin/autoscaler/pause', headers: bearer(`${ADMIN_TOKEN} ${WRONG_TOKEN}`), status: 401 },
+    { what: 'the token without a scheme', method: 'POST', path: '/admin/autoscaler/pause', headers: { authorization: ADMIN_TOKEN }, status: 401 },
+    {
+      what: 'the token as Basic credentials',
+      method: 'POST',
+      path: '/admin/autoscaler/pause',
+      headers: { authorization: `Basic ${Buffer.from(`admin:${ADMIN_TOKEN}`).toString('base64')}` },
+      status: 401,
+    },
+    { what: 'the token in the query string', method: 'POST', path: `/admin/autoscaler/pause?token=${ADMIN_TOKEN}`, status: 401 },
+    { what: 'the right token', method: 'POST', path: '/admin/containers/b2/drain', headers: bearer(ADMIN_TOKEN), status: 202 },
+    { what: 'the status', method: 'GET', path: '/status', status: 200 },
+    { what: 'the metrics', method: 'GET', path: '/metrics', status: 200 },
+    { what: 'the health', method: 'GET', path: '/health', status: 200 },
+  ];
+
+  it.each([false, true])(
+    'shows the token nowhere (access log %s): logs, answers and errors, /status, /metrics, the dashboard feed, the state file',
+    async (accessLog) => {
+      backends = [await startBackend('b1'), await startBackend('b2')];
+      await writeFile(cluster.statePath, JSON.stringify(unmanagedInventory('local', backends)));
+      orchestrator = await startOrchestrator(cluster.statePath, ['--access-log', String(accessLog), '--max-body-bytes', '1024'], {
+        env: { ORCH_ADMIN_TOKEN: ADMIN_TOKEN },
+      });
+      const outputs: Record<string, string> = {};
+
+      for (const { what, method, path, headers, body, status } of calls) {
+        const response = await request(`${orchestrator.url}${path}`, { method, headers, body });
+        const text = await response.body.text();
+        expect(response.statusCode, `${what}: ${method} ${path}: ${text}`).toBe(status);
+        outputs[`the answer to ${what} (${method} ${path})`] = `${JSON.stringify(response.headers)}\n${text}`;
+      }
+      outputs['the first dashboard event'] = await firstEvent(`${orchestrator.url}/dashboard/events`);
+
+      orchestrator.child.kill('SIGTERM');
+      expect(await orchestrator.exited).toBe(0);
+      outputs['the state file'] = await readFile(cluster.statePath, 'utf8');
+      outputs['its log (stdout)'] = orchestrator.output.stdout;
+      outputs['its stderr'] = orchestrator.output.stderr;
+
+      // The scan saw the real thing: the admin calls were logged, the state file was written at exit.
+      expect(orchestrator.output.stdout).toContain('"msg":"autoscaler paused"');
+      if (accessLog) expect(orchestrator.output.stdout).toContain('"path":"/admin/autoscaler/pause","status":401');
+      expect(JSON.parse(outputs['the state file'])).toMatchObject({ orchestrator: { running: false } });
+      expect(leaks({ 'the admin token': ADMIN_TOKEN, 'a wrong token': WRONG_TOKEN }, outputs)).toEqual([]);
+    },
+  );
+
+  it('refuses a token that is too short with one line that does not show it', async () => {
+    await writeFile(cluster.statePath, JSON.stringify(unmanagedInventory('local', [{ id: 'b1', port: 1 }])));
+    const result = await runOrchestrator(['--port', '0', '--state-path', cluster.statePath], { env: { ORCH_ADMIN_TOKEN: SHORT_TOKEN } });
+    expect(result.code).toBe(2);
+    expect(result.stderr.split('\n').filter(Boolean)).toEqual([expect.stringMatching(/^error: config key "adminToken" \(env ORCH_ADMIN_TOKEN\): .*\[CONFIG_INVALID\]$/)]);
+    expect(leaks({ 'the short admin token': SHORT_TOKEN }, { stdout: result.stdout, stderr: result.stderr })).toEqual([]);
+  });
+});
+
+/** The first server-sent event of a stream, then the stream is closed. */
+async function firstEvent(url: string): Promise<string> {
+  const response = await request(url);
+  let text = '';
+  for await (const chunk of response.body) {
+    text += (chunk as Buffer).toString('utf8');
+    if (text.includes('\n\n')) break;
+  }
+  return text;
+}
+
+describe('EC2 provisioning with AWS credentials and an SSH key', () => {
+  const cluster = useTempCluster(1);
+  let fake: FakeEc2;
+  let endpoint: string;
+  let backends: Backend[] = [];
+  beforeEach(async () => {
+    fake = new FakeEc2();
+    fake.keyMaterial = pem(CREATED_KEY_BODY).trimEnd();
+    endpoint = await fake.listen();
+  });
+  afterEach(async () => {
+    await fake.stop();
+    await Promise.all(backends.map((b) => b.kill()));
+    backends = [];
+  });
+
+  const secrets = {
+    'the AWS access key id': AWS_CREDENTIALS.AWS_ACCESS_KEY_ID,
+    'the AWS secret access key': AWS_CREDENTIALS.AWS_SECRET_ACCESS_KEY,
+    'the AWS session token': AWS_CREDENTIALS.AWS_SESSION_TOKEN,
+    "the operator's private key": OPERATOR_KEY_BODY,
+    'the created private key': CREATED_KEY_BODY,
+  };
+
+  const cli = (command: 'provision' | 'teardown', extra: string[] = []) =>
+    runEntry(
+      'provisioning/src/main.ts',
+      [command, '--provider', 'aws', '--cluster', 'scan', '--workers', '1', '--ssh-cidr', '203.0.113.7/32', '--aws-endpoint', endpoint, '--region', 'us-east-1', '--log-level', 'trace', ...cluster.cliFlags, ...extra],
+      { env: fakeAwsEnv(AWS_CREDENTIALS) },
+    );
+
+  /** The model containers of worker w1 on its fake instance's address, 127.0.0.1. */
+  async function serveWorker(): Promise<void> {
+    for (const port of [cluster.basePort, cluster.basePort + 1]) backends.push(await startBackend(`w1-${port}`, { port }));
+  }
+
+  /** What a run left behind for anyone to read: its output, the state file and known_hosts. */
+  async function outputsOf(run: string, result: { stdout: string; stderr: string }): Promise<Record<string, string>> {
+    return {
+      [`${run}: stdout`]: result.stdout,
+      [`${run}: stderr`]: result.stderr,
+      [`${run}: the state file`]: await readFile(cluster.statePath, 'utf8').catch(() => ''),
+      [`${run}: known_hosts`]: await readFile(join(cluster.dir, 'keys', 'scan.known_hosts'), 'utf8').catch(() => ''),
+    };
+  }
+
+  /** The user-data of every instance launched, as EC2 received it (base64) and decoded: it goes to EC2 and the instance's disk. */
+  function userData(): Record<string, string> {
+    const sent = fake.calls.filter((c) => c.action === 'RunInstances').map((c) => c.params.UserData ?? '');
+    expect(sent.length).toBeGreaterThan(0);
+    return { 'the user-data as sent': sent.join('\n'), 'the user-data': sent.map((b) => Buffer.from(b, 'base64').toString('utf8')).join('\n') };
+  }
+
+  it('a created key pair: provision and teardown keep the credentials and the key out of the state, logs and user-data', async () => {
+    await serveWorker();
+    const provisioned = await cli('provision');
+    expect(provisioned.code, provisioned.stderr).toBe(0);
+    const outputs = await outputsOf('provision', provisioned);
+
+    // The secrets were really in play: the key is saved for SSH, and the state file names only its path.
+    const keyPath = join(cluster.dir, 'keys', 'scan.pem');
+    expect(await readFile(keyPath, 'utf8')).toContain(CREATED_KEY_BODY);
+    expect(JSON.parse(outputs['provision: the state file']!).workers[0].runtime.ssh).toMatchObject({ privateKeyPath: keyPath });
+    // What user-data may hold: the compose file and the containers' settings.
+    Object.assign(outputs, userData());
+    expect(outputs['the user-data']).toContain('WORKER_ID=w1\n');
+
+    const tornDown = await cli('teardown');
+    expect(tornDown.code, tornDown.stderr).toBe(0);
+    Object.assign(outputs, await outputsOf('teardown', tornDown));
+    expect(leaks(secrets, outputs)).toEqual([]);
+  });
+
+  it("an operator's key pair: a good run, then EC2 refusing a permission and the credentials, keep every secret out", async () => {
+    const keyPath = join(cluster.dir, 'operator.pem');
+    await writeFile(keyPath, pem(OPERATOR_KEY_BODY));
+    await chmod(keyPath, 0o600);
+    fake.keyPairs.set('operator', { id: 'key-op', tags: {} });
+    const withKey = ['--key-name', 'operator', '--ssh-key-path', keyPath];
+    await serveWorker();
+
+    const good = await cli('provision', withKey);
+    expect(good.code, good.stderr).toBe(0);
+    const outputs = await outputsOf('a good run', good);
+    expect(JSON.parse(outputs['a good run: the state file']!).workers[0].runtime.ssh).toMatchObject({ privateKeyPath: keyPath });
+
+    fake.denied.add('RunInstances');
+    const denied = await cli('provision', [...withKey, '--workers', '2']);
+    expect(denied.code).toBe(1);
+    expect(denied.stderr).toContain('[AWS_UNAUTHORIZED]');
+    Object.assign(outputs, await outputsOf('a denied launch', denied));
+
+    fake.rejectCredentials = true;
+    const rejected = await cli('provision', withKey);
+    expect(rejected.code).toBe(1);
+    expect(rejected.stderr).toMatch(/AuthFailure.*\[AWS_ERROR\]\n$/);
+    Object.assign(outputs, await outputsOf('rejected credentials', rejected), userData());
+
+    expect(leaks(secrets, outputs)).toEqual([]);
+  });
+});

@@ -212,7 +212,8 @@ function adminRouter(admin: AdminActions): Router {
   const expected = admin.token === undefined ? undefined : digest(admin.token);
   router.use(async (ctx, next) => {
     if (!expected) throw new AdminDisabledError();
-    const given = /^Bearer (.+)$/.exec(ctx.get('authorization'))?.[1];
+    // The scheme name is case-insensitive (RFC 9110 section 11.1).
+    const given = /^Bearer (.+)$/i.exec(ctx.get('authorization'))?.[1];
     if (!given || !timingSafeEqual(digest(given), expected)) {
       ctx.set('WWW-Authenticate', 'Bearer realm="admin"');
       throw new UnauthorizedError();

@@ -43,6 +43,14 @@ describe('admin API', () => {
     expect([...rig.running!.orchestrator.pool.containers()].map((c) => [c.id, c.draining])).toEqual([['a', false]]);
   });
 
+  it('takes the Bearer scheme name in any case', async () => {
+    rig.backends = [await startBackend('a')];
+    rig.running = await startOrchestrator(rig.backends, { adminToken: TOKEN });
+    const response = await request(`${rig.running.url}/admin/autoscaler/pause`, { method: 'POST', headers: { authorization: `bearer ${TOKEN}` } });
+    expect(response.statusCode).toBe(200);
+    await response.body.dump();
+  });
+
   it('pauses and resumes the autoscaler, shown in GET /status', async () => {
     rig.backends = [await startBackend('a')];
     rig.running = await startOrchestrator(rig.backends, { adminToken: TOKEN });

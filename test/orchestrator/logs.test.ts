@@ -19,6 +19,15 @@ function capturingLogger(level = 'info') {
 const TOKEN = 'admin-token-that-must-never-be-logged';
 
 describe('structured logs', () => {
+  it('redacts secrets by key name, at the top level and one level down', () => {
+    const { log, lines } = capturingLogger();
+    const secret = 'do-not-print-me-0123456789';
+    log.info({ adminToken: secret, password: secret, aws: { secretAccessKey: secret, sessionToken: secret }, headers: { authorization: `Bearer ${secret}` }, ssh: { privateKey: secret } }, 'config');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).not.toContain(secret);
+    expect(JSON.parse(lines[0]!)).toMatchObject({ adminToken: '[redacted]', aws: { secretAccessKey: '[redacted]' }, headers: { authorization: '[redacted]' } });
+  });
+
   it('writes one JSON line per significant event, with ids, and never a secret', async () => {
     const { log, lines, entries } = capturingLogger();
     const only = await startBackend('only', { manual: true });

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
-import { expect } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { ContainerRecord, StateFile } from '../../status/src/schema.js';
 import { startClientLoad, type ClientOutcomes } from './client-load.js';
 import { poll } from './docker.js';
@@ -57,7 +57,7 @@ export async function injectFault(c: ContainerRecord, fault: Record<string, unkn
 const started = new Set<OrchestratorProcess>();
 
 /** The orchestrator as `npm start` runs it, with the drill settings; killed by `killDrillOrchestrators` whatever happens. */
-async function start(cluster: DrillCluster): Promise<OrchestratorProcess> {
+export async function startDrillOrchestrator(cluster: DrillCluster): Promise<OrchestratorProcess> {
   const orchestrator = await startOrchestrator(cluster.statePath, DRILL_FLAGS);
   started.add(orchestrator);
   return orchestrator;
@@ -75,8 +75,8 @@ export async function killDrillOrchestrators(): Promise<void> {
 const loadOn = (orchestrator: OrchestratorProcess, concurrency: number) => startClientLoad(`${orchestrator.url}/new_request`, { concurrency, timeoutMs: 60_000 });
 
 /** Kill a random container in rotation every `everyMs` for `durationMs` under load at concurrency 12. */
-export async function randomKills(cluster: DrillCluster, options: { durationMs: number; everyMs: number }): Promise<void> {
-  const orchestrator = await start(cluster);
+async function randomKills(cluster: DrillCluster, options: { durationMs: number; everyMs: number }): Promise<void> {
+  const orchestrator = await startDrillOrchestrator(cluster);
   try {
     const load = loadOn(orchestrator, 12);
     const killed: string[] = [];
@@ -103,8 +103,8 @@ export async function randomKills(cluster: DrillCluster, options: { durationMs: 
 }
 
 /** Kill every container of one worker at once under load: the others carry the traffic, and all come back. */
-export async function workerWipedOut(cluster: DrillCluster, workerId: string): Promise<void> {
-  const orchestrator = await start(cluster);
+async function workerWipedOut(cluster: DrillCluster, workerId: string): Promise<void> {
+  const orchestrator = await startDrillOrchestrator(cluster);
   try {
     const before = await liveStatus(orchestrator.url);
     const victims = before.containers.filter((c) => c.workerId === workerId);
@@ -116,7 +116,7 @@ export async function workerWipedOut(cluster: DrillCluster, workerId: string): P
     // Load runs on until every victim is back.
     const status = await poll(async () => {
       const live = await liveStatus(orchestrator.url);
-      return victims.every((v) => live.containers.find((c) => c.id === v.id && c.runtimeId !== v.runtimeId && c.state !== 'unhealthy' && c.state !== 'down' && c.state !== 'starting')) ? live : undefined;
+      return victims.every((v) => live.containers.find((c) => c.id === v.id && c.runtimeId !== v.runtimeId && inRotation(c))) ? live : undefined;
     }, `every container of ${workerId} replaced`, 60_000);
     const outcomes = await load.stop();
     expectNoneLost(outcomes);
@@ -129,15 +129,15 @@ export async function workerWipedOut(cluster: DrillCluster, workerId: string): P
 }
 
 /** A container whose /run_model hangs while its /health answers: timed out, redispatched, taken out and replaced. */
-export async function hangingContainer(cluster: DrillCluster): Promise<void> {
-  const orchestrator = await start(cluster);
+async function hangingContainer(cluster: DrillCluster): Promise<void> {
+  const orchestrator = await startDrillOrchestrator(cluster);
   try {
     const victim = (await liveStatus(orchestrator.url)).containers[0]!;
     await injectFault(victim, { mode: 'hang' });
     const load = loadOn(orchestrator, 8);
     const replaced = await poll(async () => {
       const c = (await liveStatus(orchestrator.url)).containers.find((c) => c.id === victim.id);
-      return c && c.runtimeId !== victim.runtimeId && c.state === 'free' ? c : undefined;
+      return c && c.runtimeId !== victim.runtimeId && inRotation(c) ? c : undefined;
     }, `${victim.id} replaced`, 60_000);
     const outcomes = await load.stop();
     expectNoneLost(outcomes);
@@ -151,8 +151,8 @@ export async function hangingContainer(cluster: DrillCluster): Promise<void> {
 }
 
 /** A container slow for a while, under its probe timeout, then well: it never leaves the rotation. */
-export async function slowThenRecovering(cluster: DrillCluster): Promise<void> {
-  const orchestrator = await start(cluster);
+async function slowThenRecovering(cluster: DrillCluster): Promise<void> {
+  const orchestrator = await startDrillOrchestrator(cluster);
   try {
     const victim = (await liveStatus(orchestrator.url)).containers[0]!;
     const load = loadOn(orchestrator, 8);
@@ -173,8 +173,8 @@ export async function slowThenRecovering(cluster: DrillCluster): Promise<void> {
 }
 
 /** SIGTERM under load: everything the orchestrator took in is answered; what came after is refused, not dropped. */
-export async function sigtermUnderLoad(cluster: DrillCluster): Promise<void> {
-  const orchestrator = await start(cluster);
+async function sigtermUnderLoad(cluster: DrillCluster): Promise<void> {
+  const orchestrator = await startDrillOrchestrator(cluster);
   const load = loadOn(orchestrator, 16);
   await sleep(1_500);
   orchestrator.child.kill('SIGTERM');
@@ -193,8 +193,8 @@ export async function sigtermUnderLoad(cluster: DrillCluster): Promise<void> {
 }
 
 /** SIGKILL under load: the status file is whole, and a restart finds every container again, starting none twice. */
-export async function sigkillThenRestart(cluster: DrillCluster): Promise<void> {
-  const first = await start(cluster);
+async function sigkillThenRestart(cluster: DrillCluster): Promise<void> {
+  const first = await startDrillOrchestrator(cluster);
   const before = await liveStatus(first.url);
   const load = loadOn(first, 16);
   await sleep(1_500);
@@ -204,7 +204,7 @@ export async function sigkillThenRestart(cluster: DrillCluster): Promise<void> {
 
   const recorded = await readState(cluster.statePath);
   expect(recorded.containers.map((c) => [c.id, c.runtimeId]).sort()).toEqual(before.containers.map((c) => [c.id, c.runtimeId]).sort());
-  const second = await start(cluster);
+  const second = await startDrillOrchestrator(cluster);
   try {
     const live = await liveStatus(second.url);
     expect(live.containers.map((c) => [c.id, c.runtimeId, c.state]).sort()).toEqual(before.containers.map((c) => [c.id, c.runtimeId, 'free']).sort());
@@ -223,4 +223,22 @@ async function stop(orchestrator: OrchestratorProcess): Promise<void> {
   if (orchestrator.child.exitCode !== null || orchestrator.child.signalCode !== null) return;
   orchestrator.child.kill('SIGTERM');
   await orchestrator.exited;
+}
+
+/** The drills every runtime goes through, one test each, on the cluster `cluster()` returns (made in the file's beforeAll). */
+export function describeDrills(runtime: string, cluster: () => DrillCluster): void {
+  describe(`fault drills under load, on ${runtime}`, () => {
+    it('a random container killed every 3 s for a minute: no request lost, every kill recovered', { timeout: 150_000 }, () =>
+      randomKills(cluster(), { durationMs: 60_000, everyMs: 3_000 }));
+
+    it('every container of a worker killed at once: the others carry the load, all are replaced', { timeout: 90_000 }, () => workerWipedOut(cluster(), 'w1'));
+
+    it('a container that hangs on /run_model but answers /health: timed out, redispatched, replaced', { timeout: 90_000 }, () => hangingContainer(cluster()));
+
+    it('a container slow for 5 s, under its probe timeout: never leaves the rotation, no flapping', { timeout: 60_000 }, () => slowThenRecovering(cluster()));
+
+    it('SIGTERM under load: every request read is answered, the rest refused', { timeout: 60_000 }, () => sigtermUnderLoad(cluster()));
+
+    it('SIGKILL under load: the status file stays whole; a restart reconciles, starting nothing twice', { timeout: 60_000 }, () => sigkillThenRestart(cluster()));
+  });
 }

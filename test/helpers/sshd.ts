@@ -41,11 +41,12 @@ export interface Sshd {
  * A foreground sshd on 127.0.0.1 with our host key and authorized_keys file, and no system config
  * (`-f /dev/null`: defaults, so root may log in with a key only).
  */
-export async function startSshd(options: { hostKeyPath: string; authorizedKeysPath: string; listenAddress?: string }): Promise<Sshd> {
+export async function startSshd(options: { hostKeyPath: string; authorizedKeysPath: string; listenAddress?: string; port?: number }): Promise<Sshd> {
   // Privilege separation needs this directory; it is not there until the service ran once.
   await mkdir('/run/sshd', { recursive: true, mode: 0o755 });
   for (let attempt = 0; ; attempt++) {
-    const port = await findFreeBasePort([0]);
+    // A given port (a machine coming back where it was) is tried once; otherwise a free one.
+    const port = options.port ?? (await findFreeBasePort([0]));
     const child = spawn(
       SSHD,
       [
@@ -69,7 +70,7 @@ export async function startSshd(options: { hostKeyPath: string; authorizedKeysPa
     if (await listening(child, sshd.log, options.listenAddress ?? '127.0.0.1')) return sshd;
     await sshd.stop();
     // Someone took the port between the check and the bind: try another one.
-    if (attempt >= 4) throw new Error(`sshd did not start:\n${stderr}`);
+    if (attempt >= 4 || options.port !== undefined) throw new Error(`sshd did not start:\n${stderr}`);
   }
 }
 

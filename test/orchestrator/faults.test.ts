@@ -58,6 +58,17 @@ describe('a container dying under load', () => {
     expect(breaker.stats.arrivals).toHaveLength(1);
   });
 
+  it('answers 504 UPSTREAM_TIMEOUT when a container never answers a request that may not be resent', async () => {
+    // Accepts the request and never answers it.
+    const hanging = await startBackend('hanging', { handler: () => true });
+    rig.backends = [hanging];
+    rig.running = await startOrchestrator(rig.backends, { upstreamTimeoutMs: 300, healthIntervalMs: 60_000 });
+    const generic = await post(rig.running.url, '/generic');
+    expect(generic.status).toBe(504);
+    expect(JSON.parse(generic.body)).toMatchObject({ error: 'UPSTREAM_TIMEOUT', message: 'the container did not answer within 300 ms' });
+    expect(rig.running.orchestrator.pool.get('hanging')!.health).toBe('unhealthy');
+  });
+
   it('takes a container out of rotation after `fall` failed probes and back after `rise` good ones', async () => {
     const flaky = await startBackend('flaky');
     rig.backends = [flaky, await startBackend('steady')];

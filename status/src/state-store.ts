@@ -36,6 +36,9 @@ export class StateStore {
     try {
       await this.#db.read();
     } catch (error) {
+      // A file system error (a directory there, no permission) is not a broken file: a reset would not help.
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code !== undefined) throw new AppError('STATE_FILE_UNREADABLE', `cannot read state file ${this.path} (${code})`, { cause: error, expose: true });
       throw new StateFileError(this.path, 'not JSON', error);
     }
     if (this.#db.data === null) return null;

@@ -1,4 +1,4 @@
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
 import { unmanagedInventory } from '../../provisioning/src/inventory.js';
 import { emptyState, STATE_VERSION } from '../../status/src/schema.js';
@@ -48,5 +48,12 @@ describe('npm start with a state file it cannot use', () => {
     // Not a byte changed, no temp file left beside it, and nothing created where there was nothing.
     expect(await readdir(cluster.dir)).toEqual(content === null ? [] : ['state.json']);
     if (content !== null) expect(await readFile(cluster.statePath, 'utf8')).toBe(content);
+  });
+
+  it('refuses a state path it cannot read (a directory) as unreadable, without advising a reset that cannot help', async () => {
+    await mkdir(cluster.statePath);
+    const result = await runOrchestrator(['--port', '0', '--state-path', cluster.statePath]);
+    expect(result.code, result.stderr).toBe(1);
+    expect(result.stderr.split('\n').filter(Boolean)).toEqual([`error: cannot read state file ${cluster.statePath} (EISDIR) [STATE_FILE_UNREADABLE]`]);
   });
 });

@@ -21,8 +21,13 @@ export interface DrillCluster {
 /** The errors the README documents, the only answers besides the model's a client may get. */
 const DOCUMENTED_ERRORS = ['QUEUE_FULL', 'QUEUE_TIMEOUT', 'SHUTTING_DOWN', 'CONTAINER_UNAVAILABLE', 'UPSTREAM_TIMEOUT', 'NO_CONTAINERS'];
 
-/** Orchestrator settings of the drills: a request timeout a drill can wait out (work takes 5 ms). */
-export const DRILL_FLAGS = ['--upstream-timeout-ms', '3000'];
+/**
+ * Orchestrator settings of the drills: a request timeout a drill can wait out (work takes 5 ms), and
+ * a crash-loop back-off that forgets a container healthy for 5 s. By default a container killed
+ * again within 10 minutes is crash looping and waits 1 s, 2 s, 4 s ... before its next replacement,
+ * and the wait is kept in the status file across restarts: the drills count lost requests, not waits.
+ */
+export const DRILL_FLAGS = ['--upstream-timeout-ms', '3000', '--restart-backoff-reset-ms', '5000', '--restart-backoff-max-ms', '5000'];
 
 const sum = (counts: Record<string, number>): number => Object.values(counts).reduce((a, b) => a + b, 0);
 

@@ -60,18 +60,16 @@ function stopper(child: ChildProcess): () => Promise<void> {
 export async function startOrchestrator(dir: string, ports: number[], name = 'orchestrator'): Promise<Target> {
   const statePath = join(dir, `${name.replace(/\W+/g, '-')}-state.json`);
   await writeFile(statePath, JSON.stringify(unmanagedInventory('bench', ports.map((port, i) => ({ id: `b${i + 1}`, port })))));
+  // Room for the 10,000-request burst, and time for it to drain through the backends.
+  return startCompiledOrchestrator(statePath, name, ['--max-queue', '20000', '--queue-timeout-ms', '120000']);
+}
+
+/** The compiled orchestrator (build first) over the inventory already in `statePath`, on a free port, logging warnings and errors only. */
+export async function startCompiledOrchestrator(statePath: string, name = 'orchestrator', args: string[] = []): Promise<Target> {
   const port = await freePort();
   const child = spawn(
     process.execPath,
-    [
-      'dist/orchestrator/src/main.js',
-      '--port', String(port),
-      '--state-path', statePath,
-      '--log-level', 'warn',
-      // Room for the 10,000-request burst, and time for it to drain through the backends.
-      '--max-queue', '20000',
-      '--queue-timeout-ms', '120000',
-    ],
+    ['dist/orchestrator/src/main.js', '--port', String(port), '--state-path', statePath, '--log-level', 'warn', ...args],
     { stdio: ['ignore', 'ignore', 'inherit'] },
   );
   const base = `http://127.0.0.1:${port}`;

@@ -2,7 +2,8 @@ import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureFlask, startFlaskApp, stopFlaskApps, type FlaskApp } from '../helpers/flask-model.js';
 import { startOrchestrator, type RunningOrchestrator } from '../helpers/orchestrator-fixture.js';
-import { findFreeBasePort, pidsGone } from '../helpers/processes.js';
+import { pidsGone } from '../helpers/processes.js';
+import { freeBasePort } from '../../common/src/free-ports.js';
 
 const MODEL = 'naive-bayes-sentiment@1';
 
@@ -27,7 +28,7 @@ describe('the orchestrator in front of the example Flask model app', () => {
 
   beforeAll(async () => {
     await ensureFlask();
-    const base = await findFreeBasePort([0, 1]);
+    const base = await freeBasePort([0, 1]);
     // A little simulated inference time, so 40 requests overlap and most of them queue.
     for (const offset of [0, 1]) apps.push(await startFlaskApp(`flask-${base + offset}`, base + offset, { WORK_MS: '20' }));
     // The fixture reads only the id and port of each backend.

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { ProcessDriver, processDriverDirs } from '../../runtime/src/process-driver.js';
 import { loadProvisionConfig, type ProvisionConfig } from '../../provisioning/src/config.js';
 import { afterEach, beforeEach } from 'vitest';
-import { findFreeBasePort } from './processes.js';
+import { freeBasePort } from '../../common/src/free-ports.js';
 
 /** Port distance between workers in tests: small, so a cluster fits in a short free range. */
 export const TEST_PORT_STRIDE = 10;
@@ -27,7 +27,7 @@ export async function tempCluster(maxWorkers = 3): Promise<TempCluster> {
   const dir = await mkdtemp(join(tmpdir(), 'provision-'));
   const statePath = join(dir, 'state.json');
   const offsets = Array.from({ length: maxWorkers }, (_, w) => [0, 1, 2, 3, 4].map((i) => w * TEST_PORT_STRIDE + i)).flat();
-  const basePort = await findFreeBasePort(offsets);
+  const basePort = await freeBasePort(offsets);
   return {
     dir,
     statePath,

@@ -1,32 +1,9 @@
 import { readFileSync, readdirSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 
 /** The stand-in worker (same /health contract as worker/src/main.ts), run by plain node. */
 export const FAKE_WORKER_COMMAND = [process.execPath, fileURLToPath(new URL('../provisioning/fixtures/fake-worker.mjs', import.meta.url))];
-
-function isFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const server = createServer();
-    server.once('error', () => resolve(false));
-    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
-  });
-}
-
-/**
- * A base port such that base+offset is free for every offset (offsets < 1000), picked at random so
- * parallel test files (and a developer's cluster on 5000) do not collide. The range stays below the
- * ephemeral ports (Linux 32768+, macOS 49152+): a client socket there could take it any time.
- */
-export async function findFreeBasePort(offsets: number[]): Promise<number> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const base = 20_000 + Math.floor(Math.random() * 11_000);
-    const free = await Promise.all(offsets.map((offset) => isFree(base + offset)));
-    if (free.every(Boolean)) return base;
-  }
-  throw new Error('no free port range found');
-}
 
 /** Whether a pid exists; a zombie counts as gone once its last thread has exited (and closed its sockets). */
 export function pidAlive(pid: number): boolean {

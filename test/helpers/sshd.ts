@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { REPO_ROOT } from './cli.js';
-import { findFreeBasePort, pidAlive } from './processes.js';
+import { pidAlive } from './processes.js';
+import { freeBasePort } from '../../common/src/free-ports.js';
 
 const execFileAsync = promisify(execFile);
 const SSHD = '/usr/sbin/sshd';
@@ -46,7 +47,7 @@ export async function startSshd(options: { hostKeyPath: string; authorizedKeysPa
   await mkdir('/run/sshd', { recursive: true, mode: 0o755 });
   for (let attempt = 0; ; attempt++) {
     // A given port (a machine coming back where it was) is tried once; otherwise a free one.
-    const port = options.port ?? (await findFreeBasePort([0]));
+    const port = options.port ?? (await freeBasePort([0]));
     const child = spawn(
       SSHD,
       [

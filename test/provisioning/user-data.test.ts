@@ -6,7 +6,7 @@ import { USER_DATA_LIMIT_BYTES, workerUserData } from '../../provisioning/src/aw
 import { LABELS } from '../../runtime/src/driver.js';
 import { run } from '../helpers/cli.js';
 import { buildWorkerImage, ENGINE_SETUP_TIMEOUT_MS, ensureDockerEngine, healthOf, removeDockerObjects, runOk, uniqueName } from '../helpers/docker.js';
-import { findFreeBasePort } from '../helpers/processes.js';
+import { freeBasePort } from '../../common/src/free-ports.js';
 
 const base = {
   cluster: 'demo',
@@ -50,7 +50,7 @@ describe('worker user-data executed locally', () => {
   }, 120_000);
 
   it('skips the Docker install, writes the compose file and starts two containers that answer /health', { timeout: 180_000 }, async () => {
-    const port = await findFreeBasePort([0, 1]);
+    const port = await freeBasePort([0, 1]);
     const installDir = join(dir, 'opt');
     const scriptPath = join(dir, 'user-data.sh');
     await writeFile(scriptPath, workerUserData({ ...base, cluster, image, ports: [port, port + 1], installDir }));

@@ -3,7 +3,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { DockerDriver } from '../../runtime/src/docker-driver.js';
 import { LABELS } from '../../runtime/src/driver.js';
 import { NODE_BASE_IMAGE, ensureDockerEngine, health, healthSpec, pauseHttpInterception, removeLabelled, runLabels } from '../helpers/docker.js';
-import { findFreeBasePort } from '../helpers/processes.js';
+import { freeBasePort } from '../../common/src/free-ports.js';
 
 const SOCKET = '/var/run/docker.sock';
 
@@ -18,7 +18,7 @@ describe('DockerDriver over the local socket', () => {
     resumeHttpInterception = pauseHttpInterception();
     await ensureDockerEngine();
     driver = new DockerDriver({ connection: { socketPath: SOCKET } });
-    basePort = await findFreeBasePort([0, 1, 2, 3]);
+    basePort = await freeBasePort([0, 1, 2, 3]);
   }, 600_000);
   afterEach(async () => {
     await removeLabelled(driver, labels);

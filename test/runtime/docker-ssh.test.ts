@@ -5,8 +5,9 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { DockerDriver, type SshTarget } from '../../runtime/src/docker-driver.js';
 import { LABELS } from '../../runtime/src/driver.js';
 import { ensureDockerEngine, health, healthSpec, pauseHttpInterception, removeLabelled, runLabels } from '../helpers/docker.js';
-import { findFreeBasePort } from '../helpers/processes.js';
+
 import { ensureSshd, generateKey, hashKnownHosts, knownHostsLine, startSshd, type Sshd } from '../helpers/sshd.js';
+import { freeBasePort } from '../../common/src/free-ports.js';
 
 describe('DockerDriver over SSH', () => {
   const labels = runLabels('docker-ssh-test');
@@ -57,7 +58,7 @@ describe('DockerDriver over SSH', () => {
     await writeFile(knownHosts.wrongKey, `${knownHostsLine(sshd.port, otherHostKey!)}\n`);
     // The right key, but for port 22 and for another port: neither names this server.
     await writeFile(knownHosts.otherHost, `127.0.0.1 ${hostKey}\n${knownHostsLine(sshd.port + 1, hostKey!)}\n`);
-    basePort = await findFreeBasePort([0]);
+    basePort = await freeBasePort([0]);
   }, 600_000);
   afterEach(async () => {
     await removeLabelled(local, labels);
@@ -136,7 +137,7 @@ describe('DockerDriver over SSH', () => {
   });
 
   it('fails with ENGINE_UNREACHABLE when nothing listens on the SSH port', async () => {
-    const closedPort = await findFreeBasePort([0]);
+    const closedPort = await freeBasePort([0]);
 
     await expect(overSsh({ port: closedPort }).list(labels)).rejects.toMatchObject({ code: 'ENGINE_UNREACHABLE' });
   });

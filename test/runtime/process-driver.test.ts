@@ -6,7 +6,8 @@ import { request } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { LABELS, type ContainerSpec } from '../../runtime/src/driver.js';
 import { ProcessDriver } from '../../runtime/src/process-driver.js';
-import { FAKE_WORKER_COMMAND, findFreeBasePort, killGroups, pidAlive, pidsGone } from '../helpers/processes.js';
+import { FAKE_WORKER_COMMAND, killGroups, pidAlive, pidsGone } from '../helpers/processes.js';
+import { freeBasePort } from '../../common/src/free-ports.js';
 
 const HOST = '127.0.0.1';
 
@@ -45,7 +46,7 @@ describe('ProcessDriver', () => {
 
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), 'process-driver-'));
-    basePort = await findFreeBasePort([0, 1, 2]);
+    basePort = await freeBasePort([0, 1, 2]);
   });
   afterEach(async () => {
     // Whatever a test left running, even when it failed half-way; wait so its port is free again.

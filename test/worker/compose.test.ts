@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LABELS } from '../../runtime/src/driver.js';
 import { run } from '../helpers/cli.js';
 import { buildWorkerImage, ENGINE_SETUP_TIMEOUT_MS, ensureDockerEngine, healthOf, inspect, removeDockerObjects, runOk, uniqueName } from '../helpers/docker.js';
-import { findFreeBasePort } from '../helpers/processes.js';
+import { freeBasePort } from '../../common/src/free-ports.js';
 
 // Real engine and the compose tool this machine has: Debian's docker-compose 1.29, else the v2 plugin.
 const image = `inference-worker:${uniqueName('test-compose')}`;
@@ -16,7 +16,7 @@ beforeAll(async () => {
   await ensureDockerEngine();
   compose = (await run('docker-compose', ['version'])).code === 0 ? ['docker-compose'] : ['docker', 'compose'];
   await buildWorkerImage(image);
-  const base = await findFreeBasePort([0, 1]);
+  const base = await freeBasePort([0, 1]);
   variables = { WORKER_IMAGE: image, MODEL_PORT_A: String(base), MODEL_PORT_B: String(base + 1), WORKER_ID: workerId, CLUSTER: cluster, LOG_LEVEL: 'warn' };
 }, ENGINE_SETUP_TIMEOUT_MS + 300_000);
 

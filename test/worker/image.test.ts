@@ -12,8 +12,9 @@ import {
   runOk,
   uniqueName,
 } from '../helpers/docker.js';
-import { findFreeBasePort } from '../helpers/processes.js';
+
 import { postJson } from './helpers.js';
+import { freeBasePort } from '../../common/src/free-ports.js';
 
 // Real engine, real image: built once for the file and removed afterwards with every container it ran.
 const image = `inference-worker:${uniqueName('test-image')}`;
@@ -75,7 +76,7 @@ describe('worker image', () => {
   });
 
   it('serves /health and real predictions on PORT with host networking, turns healthy and stops cleanly', async () => {
-    const port = await findFreeBasePort([0]);
+    const port = await freeBasePort([0]);
     const url = `http://127.0.0.1:${port}`;
     const name = uniqueName('worker-image-run');
     containers.push(name);

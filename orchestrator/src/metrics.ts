@@ -92,6 +92,17 @@ export class OrchestratorMetrics implements RequestMetrics {
       },
     });
     new Gauge({
+      name: 'orchestrator_workers',
+      help: 'Workers by state (up, or down: its runtime stopped answering and its containers moved away).',
+      labelNames: ['state'],
+      registers,
+      collect() {
+        const counts = { up: 0, down: 0 };
+        for (const w of pool.workers()) counts[w.state]++;
+        for (const [state, n] of Object.entries(counts)) this.set({ state }, n);
+      },
+    });
+    new Gauge({
       name: 'orchestrator_container_in_flight',
       help: 'Requests each container is serving now.',
       labelNames: ['container', 'worker'],

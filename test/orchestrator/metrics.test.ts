@@ -39,6 +39,7 @@ describe('GET /metrics', () => {
       'orchestrator_redispatches_total',
       'orchestrator_requests_total',
       'orchestrator_upstream_latency_seconds',
+      'orchestrator_workers',
     ]);
     for (const [name, type] of ours) {
       expect(m.help.get(name), name).toBeTruthy();
@@ -52,6 +53,11 @@ describe('GET /metrics', () => {
     // Every container's in-flight gauge is there, free containers counted.
     expect(m.sum('orchestrator_containers', { state: 'free' })).toBe(1);
     expect(m.sum('orchestrator_container_in_flight', { container: 'a', worker: 'w1' })).toBe(0);
+    expect([m.sum('orchestrator_workers', { state: 'up' }), m.sum('orchestrator_workers', { state: 'down' })]).toEqual([1, 0]);
+    const { pool } = rig.running!.orchestrator;
+    pool.setWorkerState(pool.worker('w1')!, 'down', 'test');
+    const after = await scrape();
+    expect([after.sum('orchestrator_workers', { state: 'up' }), after.sum('orchestrator_workers', { state: 'down' })]).toEqual([0, 1]);
   });
 
   it('counts requests by route, status and container, and times queue waits and upstream answers', async () => {

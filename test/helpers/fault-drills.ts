@@ -96,7 +96,8 @@ async function randomKills(cluster: DrillCluster, options: { durationMs: number;
     }
     const outcomes = await load.stop();
     expectNoneLost(outcomes);
-    expect(killed.length).toBeGreaterThanOrEqual(Math.floor(options.durationMs / options.everyMs) - 2);
+    // A kill is skipped only while nothing is in rotation; on a loaded machine a pass also takes longer than `everyMs`.
+    expect(killed.length).toBeGreaterThanOrEqual(Math.floor(options.durationMs / options.everyMs / 2));
     expect(outcomes.model).toBeGreaterThan(0);
     const status = await expectSettled(cluster, orchestrator.url);
     // Requests that were on a killed container were sent again rather than lost.

@@ -6,6 +6,8 @@ import { loadOrchestratorConfig, orchestratorConfigSchema } from './config.js';
 import { Orchestrator } from './orchestrator.js';
 
 const keys = Object.keys(orchestratorConfigSchema.shape);
+/** Signals this close together are one: a person's second Ctrl-C comes later than that. */
+const SAME_SIGNAL_MS = 1_000;
 
 const HELP = `Usage: npm start -- [--config FILE] [--<key> VALUE ...]
 
@@ -26,13 +28,21 @@ runCli(async () => {
   await orchestrator.listen();
 
   await new Promise<void>((resolve) => {
+    let firstAt: number | undefined;
     const onSignal = (signal: NodeJS.Signals): void => {
-      log.info({ signal }, 'shutting down');
-      process.once(signal, () => process.exit(130));
-      void orchestrator.close().then(resolve);
+      if (firstAt === undefined) {
+        firstAt = performance.now();
+        log.info({ signal }, 'shutting down (a second signal stops at once)');
+        void orchestrator.close().then(resolve);
+        return;
+      }
+      // Under `npm start` one Ctrl-C arrives twice: from the terminal, and forwarded by npm.
+      if (performance.now() - firstAt < SAME_SIGNAL_MS) return;
+      log.warn({ signal }, 'stopping at once, before requests finished');
+      process.exit(130);
     };
-    process.once('SIGTERM', onSignal);
-    process.once('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
   });
   return 0;
 });

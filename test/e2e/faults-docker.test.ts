@@ -5,8 +5,7 @@ import { LABELS } from '../../runtime/src/driver.js';
 import { runEntry } from '../helpers/cli.js';
 import { tempCluster, type TempCluster } from '../helpers/cluster.js';
 import { buildWorkerImage, ENGINE_SETUP_TIMEOUT_MS, ensureDockerEngine, poll, removeDockerObjects, runOk, uniqueName } from '../helpers/docker.js';
-import { startClientLoad } from '../helpers/client-load.js';
-import { describeDrills, expectNoneLost, expectSettled, killDrillOrchestrators, startDrillOrchestrator, type DrillCluster } from '../helpers/fault-drills.js';
+import { cleanUpDrills, describeDrills, drillLoad, expectNoneLost, expectSettled, startDrillOrchestrator, type DrillCluster } from '../helpers/fault-drills.js';
 import { cleanEnv as env, liveStatus, readState } from '../helpers/orchestrator-process.js';
 import { ensureSshd, generateKey, knownHostsLine, startSshd, type Sshd } from '../helpers/sshd.js';
 
@@ -41,7 +40,7 @@ beforeAll(async () => {
   };
 }, ENGINE_SETUP_TIMEOUT_MS + 300_000);
 
-afterEach(killDrillOrchestrators);
+afterEach(cleanUpDrills);
 
 afterAll(async () => {
   if (temp) {
@@ -79,7 +78,7 @@ describe('a worker machine lost under load', () => {
     const orchestrator = await startDrillOrchestrator(cluster);
     const before = await liveStatus(orchestrator.url);
     expect(before.containers.map((c) => c.state)).toEqual(['free', 'free', 'free', 'free']);
-    const load = startClientLoad(`${orchestrator.url}/new_request`, { concurrency: 8, timeoutMs: 60_000 });
+    const load = drillLoad(orchestrator, 8);
     await new Promise((resolve) => setTimeout(resolve, 1_000));
 
     // w2 vanishes: nothing answers its SSH port any more, and its containers freeze mid-request (packets go nowhere).

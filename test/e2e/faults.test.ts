@@ -2,7 +2,7 @@ import { afterAll, afterEach, beforeAll, expect } from 'vitest';
 import { ProcessDriver, processDriverDirs } from '../../runtime/src/process-driver.js';
 import { runEntry } from '../helpers/cli.js';
 import { tempCluster, type TempCluster } from '../helpers/cluster.js';
-import { describeDrills, killDrillOrchestrators, type DrillCluster } from '../helpers/fault-drills.js';
+import { describeDrills, cleanUpDrills, type DrillCluster } from '../helpers/fault-drills.js';
 import { cleanEnv as env } from '../helpers/orchestrator-process.js';
 
 // The fault drills on the local default: each "container" a worker process, killed with SIGKILL.
@@ -24,7 +24,7 @@ beforeAll(async () => {
   };
 }, 120_000);
 
-afterEach(killDrillOrchestrators);
+afterEach(cleanUpDrills);
 
 afterAll(async () => {
   if (!temp) return;

@@ -15,7 +15,7 @@ export interface ClientOutcomes {
 }
 
 export interface ClientLoad {
-  /** Stop sending, wait for the requests in flight, and return what happened to each one. */
+  /** Stop sending, wait for the requests in flight, and return what happened to each one. Idempotent. */
   stop(): Promise<ClientOutcomes>;
   /** The outcomes so far. */
   readonly outcomes: ClientOutcomes;
@@ -61,13 +61,17 @@ export function startClientLoad(url: string, options: { concurrency: number; tim
   const lanes = Array.from({ length: options.concurrency }, async () => {
     while (running) await one();
   });
+  let stopped: Promise<ClientOutcomes> | undefined;
   return {
     outcomes,
-    async stop() {
-      running = false;
-      await Promise.all(lanes);
-      await dispatcher.close();
-      return outcomes;
+    stop() {
+      stopped ??= (async () => {
+        running = false;
+        await Promise.all(lanes);
+        await dispatcher.close();
+        return outcomes;
+      })();
+      return stopped;
     },
   };
 }

@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
 import { describe, expect, it } from 'vitest';
 import type { ContainerRecord, StateFile } from '../../status/src/schema.js';
-import { startClientLoad, type ClientOutcomes } from './client-load.js';
+import { startClientLoad, type ClientLoad, type ClientOutcomes } from './client-load.js';
 import { poll } from './docker.js';
 import { containerHealth, liveStatus, readState, startOrchestrator, type OrchestratorProcess } from './orchestrator-process.js';
 
@@ -60,16 +60,26 @@ export async function injectFault(c: ContainerRecord, fault: Record<string, unkn
 }
 
 const started = new Set<OrchestratorProcess>();
+const loads = new Set<ClientLoad>();
 
-/** The orchestrator as `npm start` runs it, with the drill settings; killed by `killDrillOrchestrators` whatever happens. */
+/** The orchestrator as `npm start` runs it, with the drill settings; stopped by `cleanUpDrills` whatever happens. */
 export async function startDrillOrchestrator(cluster: DrillCluster): Promise<OrchestratorProcess> {
   const orchestrator = await startOrchestrator(cluster.statePath, DRILL_FLAGS);
   started.add(orchestrator);
   return orchestrator;
 }
 
-/** For afterEach: SIGKILL any orchestrator a failed drill left running. */
-export async function killDrillOrchestrators(): Promise<void> {
+/** Client load on an orchestrator's /new_request; stopped by `cleanUpDrills` whatever happens. */
+export function drillLoad(orchestrator: OrchestratorProcess, concurrency: number): ClientLoad {
+  const load = startClientLoad(`${orchestrator.url}/new_request`, { concurrency, timeoutMs: 60_000 });
+  loads.add(load);
+  return load;
+}
+
+/** For afterEach: stop the loads a drill started (a failed one left them sending), then SIGKILL its orchestrators. */
+export async function cleanUpDrills(): Promise<void> {
+  await Promise.all([...loads].map((load) => load.stop()));
+  loads.clear();
   for (const orchestrator of started) {
     if (orchestrator.child.exitCode === null && orchestrator.child.signalCode === null) orchestrator.child.kill('SIGKILL');
     await orchestrator.exited;
@@ -77,111 +87,97 @@ export async function killDrillOrchestrators(): Promise<void> {
   started.clear();
 }
 
-const loadOn = (orchestrator: OrchestratorProcess, concurrency: number) => startClientLoad(`${orchestrator.url}/new_request`, { concurrency, timeoutMs: 60_000 });
-
 /** Kill a random container in rotation every `everyMs` for `durationMs` under load at concurrency 12. */
 async function randomKills(cluster: DrillCluster, options: { durationMs: number; everyMs: number }): Promise<void> {
   const orchestrator = await startDrillOrchestrator(cluster);
-  try {
-    const load = loadOn(orchestrator, 12);
-    const killed: string[] = [];
-    const deadline = Date.now() + options.durationMs;
-    while (Date.now() < deadline) {
-      await sleep(options.everyMs);
-      const candidates = (await liveStatus(orchestrator.url)).containers.filter(inRotation);
-      const victim = candidates[Math.floor(Math.random() * candidates.length)];
-      if (!victim?.runtimeId) continue;
-      await cluster.kill(victim.runtimeId);
-      killed.push(victim.id);
-    }
-    const outcomes = await load.stop();
-    expectNoneLost(outcomes);
-    // A kill is skipped only while nothing is in rotation; on a loaded machine a pass also takes longer than `everyMs`.
-    expect(killed.length).toBeGreaterThanOrEqual(Math.floor(options.durationMs / options.everyMs / 2));
-    expect(outcomes.model).toBeGreaterThan(0);
-    const status = await expectSettled(cluster, orchestrator.url);
-    // Requests that were on a killed container were sent again rather than lost.
-    expect(status.counters?.redispatched).toBeGreaterThanOrEqual(1);
-    expect(status.counters?.failed).toBe(0);
-  } finally {
-    await stop(orchestrator);
+  const load = drillLoad(orchestrator, 12);
+  const killed: string[] = [];
+  const deadline = Date.now() + options.durationMs;
+  while (Date.now() < deadline) {
+    await sleep(options.everyMs);
+    const candidates = (await liveStatus(orchestrator.url)).containers.filter(inRotation);
+    const victim = candidates[Math.floor(Math.random() * candidates.length)];
+    if (!victim?.runtimeId) continue;
+    await cluster.kill(victim.runtimeId);
+    killed.push(victim.id);
   }
+  const outcomes = await load.stop();
+  expectNoneLost(outcomes);
+  // A kill is skipped only while nothing is in rotation; on a loaded machine a pass also takes longer than `everyMs`.
+  expect(killed.length).toBeGreaterThanOrEqual(Math.floor(options.durationMs / options.everyMs / 2));
+  expect(outcomes.model).toBeGreaterThan(0);
+  const status = await expectSettled(cluster, orchestrator.url);
+  // Requests that were on a killed container were sent again rather than lost.
+  expect(status.counters?.redispatched).toBeGreaterThanOrEqual(1);
+  expect(status.counters?.failed).toBe(0);
+  await stop(orchestrator);
 }
 
 /** Kill every container of one worker at once under load: the others carry the traffic, and all come back. */
 async function workerWipedOut(cluster: DrillCluster, workerId: string): Promise<void> {
   const orchestrator = await startDrillOrchestrator(cluster);
-  try {
-    const before = await liveStatus(orchestrator.url);
-    const victims = before.containers.filter((c) => c.workerId === workerId);
-    expect(victims.length).toBeGreaterThan(0);
-    const load = loadOn(orchestrator, 8);
-    await sleep(1_000);
-    await Promise.all(victims.map((c) => cluster.kill(c.runtimeId!)));
-    const answeredAtKill = load.outcomes.model;
-    // Load runs on until every victim is back.
-    const status = await poll(async () => {
-      const live = await liveStatus(orchestrator.url);
-      return victims.every((v) => live.containers.find((c) => c.id === v.id && c.runtimeId !== v.runtimeId && inRotation(c))) ? live : undefined;
-    }, `every container of ${workerId} replaced`, 60_000);
-    const outcomes = await load.stop();
-    expectNoneLost(outcomes);
-    expect(outcomes.model).toBeGreaterThan(answeredAtKill);
-    expect(status.workers.find((w) => w.id === workerId)?.state).toBe('up');
-    await expectSettled(cluster, orchestrator.url);
-  } finally {
-    await stop(orchestrator);
-  }
+  const before = await liveStatus(orchestrator.url);
+  const victims = before.containers.filter((c) => c.workerId === workerId);
+  expect(victims.length).toBeGreaterThan(0);
+  const load = drillLoad(orchestrator, 8);
+  await sleep(1_000);
+  await Promise.all(victims.map((c) => cluster.kill(c.runtimeId!)));
+  const answeredAtKill = load.outcomes.model;
+  // Load runs on until every victim is back.
+  const status = await poll(async () => {
+    const live = await liveStatus(orchestrator.url);
+    return victims.every((v) => live.containers.find((c) => c.id === v.id && c.runtimeId !== v.runtimeId && inRotation(c))) ? live : undefined;
+  }, `every container of ${workerId} replaced`, 60_000);
+  const outcomes = await load.stop();
+  expectNoneLost(outcomes);
+  expect(outcomes.model).toBeGreaterThan(answeredAtKill);
+  expect(status.workers.find((w) => w.id === workerId)?.state).toBe('up');
+  await expectSettled(cluster, orchestrator.url);
+  await stop(orchestrator);
 }
 
 /** A container whose /run_model hangs while its /health answers: timed out, redispatched, taken out and replaced. */
 async function hangingContainer(cluster: DrillCluster): Promise<void> {
   const orchestrator = await startDrillOrchestrator(cluster);
-  try {
-    const victim = (await liveStatus(orchestrator.url)).containers[0]!;
-    await injectFault(victim, { mode: 'hang' });
-    const load = loadOn(orchestrator, 8);
-    const replaced = await poll(async () => {
-      const c = (await liveStatus(orchestrator.url)).containers.find((c) => c.id === victim.id);
-      return c && c.runtimeId !== victim.runtimeId && inRotation(c) ? c : undefined;
-    }, `${victim.id} replaced`, 60_000);
-    const outcomes = await load.stop();
-    expectNoneLost(outcomes);
-    expect(outcomes.errors).toEqual({});
-    expect(replaced.history.map((h) => h.reason)).toEqual(expect.arrayContaining([expect.stringMatching(/no answer within 3000 ms/)]));
-    const status = await expectSettled(cluster, orchestrator.url);
-    expect(status.counters?.redispatched).toBeGreaterThanOrEqual(1);
-  } finally {
-    await stop(orchestrator);
-  }
+  const victim = (await liveStatus(orchestrator.url)).containers[0]!;
+  await injectFault(victim, { mode: 'hang' });
+  const load = drillLoad(orchestrator, 8);
+  const replaced = await poll(async () => {
+    const c = (await liveStatus(orchestrator.url)).containers.find((c) => c.id === victim.id);
+    return c && c.runtimeId !== victim.runtimeId && inRotation(c) ? c : undefined;
+  }, `${victim.id} replaced`, 60_000);
+  const outcomes = await load.stop();
+  expectNoneLost(outcomes);
+  expect(outcomes.errors).toEqual({});
+  expect(replaced.history.map((h) => h.reason)).toEqual(expect.arrayContaining([expect.stringMatching(/no answer within 3000 ms/)]));
+  const status = await expectSettled(cluster, orchestrator.url);
+  expect(status.counters?.redispatched).toBeGreaterThanOrEqual(1);
+  await stop(orchestrator);
 }
 
 /** A container slow for a while, under its probe timeout, then well: it never leaves the rotation. */
 async function slowThenRecovering(cluster: DrillCluster): Promise<void> {
   const orchestrator = await startDrillOrchestrator(cluster);
-  try {
-    const victim = (await liveStatus(orchestrator.url)).containers[0]!;
-    const load = loadOn(orchestrator, 8);
-    await injectFault(victim, { mode: 'slow', delayMs: 500, forMs: 5_000 });
-    await sleep(7_000);
-    const outcomes = await load.stop();
-    expectNoneLost(outcomes);
-    expect(outcomes.errors).toEqual({});
-    const after = (await liveStatus(orchestrator.url)).containers.find((c) => c.id === victim.id)!;
-    // No flapping: not one change of health while it was slow, and the same process throughout.
-    expect(after.history).toEqual(victim.history);
-    expect(after).toMatchObject({ runtimeId: victim.runtimeId, state: 'free', restarts: victim.restarts });
-    expect(outcomes.servedBy[victim.id]).toBeGreaterThan(0);
-    await expectSettled(cluster, orchestrator.url);
-  } finally {
-    await stop(orchestrator);
-  }
+  const victim = (await liveStatus(orchestrator.url)).containers[0]!;
+  const load = drillLoad(orchestrator, 8);
+  await injectFault(victim, { mode: 'slow', delayMs: 500, forMs: 5_000 });
+  await sleep(7_000);
+  const outcomes = await load.stop();
+  expectNoneLost(outcomes);
+  expect(outcomes.errors).toEqual({});
+  const after = (await liveStatus(orchestrator.url)).containers.find((c) => c.id === victim.id)!;
+  // No flapping: not one change of health while it was slow, and the same process throughout.
+  expect(after.history).toEqual(victim.history);
+  expect(after).toMatchObject({ runtimeId: victim.runtimeId, state: 'free', restarts: victim.restarts });
+  expect(outcomes.servedBy[victim.id]).toBeGreaterThan(0);
+  await expectSettled(cluster, orchestrator.url);
+  await stop(orchestrator);
 }
 
 /** SIGTERM under load: everything the orchestrator took in is answered; what came after is refused, not dropped. */
 async function sigtermUnderLoad(cluster: DrillCluster): Promise<void> {
   const orchestrator = await startDrillOrchestrator(cluster);
-  const load = loadOn(orchestrator, 16);
+  const load = drillLoad(orchestrator, 16);
   await sleep(1_500);
   orchestrator.child.kill('SIGTERM');
   expect(await orchestrator.exited).toBe(0);
@@ -202,7 +198,7 @@ async function sigtermUnderLoad(cluster: DrillCluster): Promise<void> {
 async function sigkillThenRestart(cluster: DrillCluster): Promise<void> {
   const first = await startDrillOrchestrator(cluster);
   const before = await liveStatus(first.url);
-  const load = loadOn(first, 16);
+  const load = drillLoad(first, 16);
   await sleep(1_500);
   first.child.kill('SIGKILL');
   await first.exited;
@@ -211,18 +207,15 @@ async function sigkillThenRestart(cluster: DrillCluster): Promise<void> {
   const recorded = await readState(cluster.statePath);
   expect(recorded.containers.map((c) => [c.id, c.runtimeId]).sort()).toEqual(before.containers.map((c) => [c.id, c.runtimeId]).sort());
   const second = await startDrillOrchestrator(cluster);
-  try {
-    const live = await liveStatus(second.url);
-    expect(live.containers.map((c) => [c.id, c.runtimeId, c.state]).sort()).toEqual(before.containers.map((c) => [c.id, c.runtimeId, 'free']).sort());
-    const after = loadOn(second, 8);
-    await sleep(1_000);
-    const outcomes = await after.stop();
-    expectNoneLost(outcomes);
-    expect(outcomes.errors).toEqual({});
-    await expectSettled(cluster, second.url);
-  } finally {
-    await stop(second);
-  }
+  const live = await liveStatus(second.url);
+  expect(live.containers.map((c) => [c.id, c.runtimeId, c.state]).sort()).toEqual(before.containers.map((c) => [c.id, c.runtimeId, 'free']).sort());
+  const after = drillLoad(second, 8);
+  await sleep(1_000);
+  const outcomes = await after.stop();
+  expectNoneLost(outcomes);
+  expect(outcomes.errors).toEqual({});
+  await expectSettled(cluster, second.url);
+  await stop(second);
 }
 
 async function stop(orchestrator: OrchestratorProcess): Promise<void> {

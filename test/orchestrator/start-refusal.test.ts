@@ -57,3 +57,22 @@ describe('npm start with a state file it cannot use', () => {
     expect(result.stderr.split('\n').filter(Boolean)).toEqual([`error: cannot read state file ${cluster.statePath} (EISDIR) [STATE_FILE_UNREADABLE]`]);
   });
 });
+
+describe('npm start with a config it cannot use', () => {
+  const cluster = useTempCluster(1);
+
+  it.each([
+    { name: 'a flag out of range', args: ['--port', '70000'], env: {}, line: 'config key "port" (flag --port): expected an integer from 0 to 65535; received "70000"' },
+    { name: 'an environment variable out of range', args: [], env: { ORCH_HEALTH_FALL: '0' }, line: 'config key "healthFall" (env ORCH_HEALTH_FALL): expected an integer from 1 to 100; received "0"' },
+    { name: 'a config file value of the wrong type', args: ['--config', '{dir}/config.json'], env: {}, file: '{"maxQueue":"lots"}', line: 'config key "maxQueue" (config file): expected an integer' },
+    { name: 'a config file key that does not exist', args: ['--config', '{dir}/config.json'], env: {}, file: '{"maxQueu":5}', line: 'unknown key "maxQueu"' },
+    { name: 'two keys that contradict each other', args: ['--ejection-base-ms', '10000', '--ejection-max-ms', '5000'], env: {}, line: 'config key "ejectionBaseMs" (flag --ejection-base-ms): expected at most ejectionMaxMs (5000)' },
+  ])('refuses $name with one line naming the key, what it expected and what it found, exit 2, before reading the state', async ({ args, env, file, line }) => {
+    if (file) await writeFile(`${cluster.dir}/config.json`, file);
+    const result = await runOrchestrator([...args.map((a) => a.replace('{dir}', cluster.dir)), '--state-path', cluster.statePath], { env });
+    expect(result.code, result.stderr).toBe(2);
+    const lines = result.stderr.split('\n').filter(Boolean);
+    expect(lines).toEqual([expect.stringMatching(/^error: .*\[CONFIG_INVALID\]$/)]);
+    expect(lines[0]).toContain(line);
+  });
+});

@@ -4,7 +4,6 @@ import { cpus, release, tmpdir, totalmem, type } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { request } from 'undici';
 import { z } from 'zod';
 import { runFlagsCli } from '../../common/src/cli.js';
 import { intFrom, loadConfig } from '../../common/src/config-loader.js';
@@ -15,6 +14,7 @@ import { provisionCluster, teardownCluster } from '../../provisioning/src/comman
 import { loadProvisionConfig, type ProvisionConfig } from '../../provisioning/src/config.js';
 import { createProvider } from '../../provisioning/src/create-provider.js';
 import type { Provider } from '../../provisioning/src/provider.js';
+import { fetchLiveStatus } from '../../status/src/live-status.js';
 import type { StateFile } from '../../status/src/schema.js';
 import { driftOf, driftWindows } from './drift.js';
 import { sampleProcess, type ProcessSample } from './process-metrics.js';
@@ -77,11 +77,7 @@ async function until(at: number, signal: AbortSignal): Promise<boolean> {
   return !signal.aborted;
 }
 
-async function liveStatus(baseUrl: string): Promise<StateFile> {
-  const res = await request(`${baseUrl}/status`);
-  if (res.statusCode !== 200) throw new Error(`GET /status answered ${res.statusCode}`);
-  return (await res.body.json()) as StateFile;
-}
+const liveStatus = (baseUrl: string): Promise<StateFile> => fetchLiveStatus(`${baseUrl}/status`, 10_000);
 
 /**
  * The orchestrator's restartBackoffResetMs here: half a kill interval, so that each kill is one

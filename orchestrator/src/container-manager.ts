@@ -118,9 +118,7 @@ export class ContainerManager {
     c.busyWithRuntime = true;
     try {
       const moved = await this.scaleOut(reason);
-      c.inFlight = 0;
-      this.#deps.pool.remove(c);
-      await this.#deps.forget(c.id);
+      await this.#forget(c);
       this.#deps.log.info({ container: c.id, to: moved.id, reason }, 'container moved');
       return moved;
     } finally {
@@ -155,11 +153,15 @@ export class ContainerManager {
     } finally {
       c.busyWithRuntime = false;
     }
-    // Requests still on it will release into a container the pool no longer lists.
+    await this.#forget(c);
+    this.#deps.log.info({ container: c.id, reason }, 'container removed');
+  }
+
+  /** Drop `c` from the pool and its connections; requests still on it release into a container the pool no longer lists. */
+  async #forget(c: Container): Promise<void> {
     c.inFlight = 0;
     this.#deps.pool.remove(c);
     await this.#deps.forget(c.id);
-    this.#deps.log.info({ container: c.id, reason }, 'container removed');
   }
 
   #worker(c: Container): WorkerRecord {

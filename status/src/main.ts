@@ -1,8 +1,8 @@
-import { request } from 'undici';
 import { runFlagsCli } from '../../common/src/cli.js';
 import { AppError, UsageError } from '../../common/src/errors.js';
 import { formatStatus, type StatusSource } from './print-status.js';
-import { stateFileSchema, type StateFile } from './schema.js';
+import { fetchLiveStatus } from './live-status.js';
+import type { StateFile } from './schema.js';
 import { StateStore } from './state-store.js';
 
 const DEFAULT_URL = 'http://127.0.0.1:8080/status';
@@ -30,32 +30,11 @@ const FLAGS = {
   json: { type: 'boolean' },
 } as const;
 
-/** The orchestrator's state, validated; throws with a short reason when it cannot be had. */
-async function fetchLive(url: string): Promise<StateFile> {
-  let response;
-  try {
-    response = await request(url, { headers: { accept: 'application/json' }, signal: AbortSignal.timeout(LIVE_TIMEOUT_MS) });
-  } catch (error) {
-    const { name, code } = error as { name?: string; code?: string };
-    throw new Error(name === 'TimeoutError' ? `no answer within ${LIVE_TIMEOUT_MS} ms` : (code ?? (error as Error).message));
-  }
-  if (response.statusCode !== 200) {
-    await response.body.dump();
-    throw new Error(`answered HTTP ${response.statusCode}`);
-  }
-  const parsed = stateFileSchema.safeParse(await response.body.json().catch(() => undefined));
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    throw new Error(`answered something else than a cluster state (${issue.path.join('.') || 'root'}: ${issue.message})`);
-  }
-  return parsed.data;
-}
-
 /** The live state when the orchestrator answers, else the file's; one error naming both problems otherwise. */
 async function readStatus(url: string, file: string): Promise<{ state: StateFile; source: StatusSource }> {
   let liveProblem: string;
   try {
-    return { state: await fetchLive(url), source: { kind: 'live', url } };
+    return { state: await fetchLiveStatus(url, LIVE_TIMEOUT_MS), source: { kind: 'live', url } };
   } catch (error) {
     liveProblem = (error as Error).message;
   }

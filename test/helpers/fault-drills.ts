@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import type { ContainerRecord, StateFile } from '../../status/src/schema.js';
 import { startClientLoad, type ClientLoad, type ClientOutcomes } from './client-load.js';
 import { poll } from './docker.js';
-import { containerHealth, liveStatus, readState, startOrchestrator, type OrchestratorProcess } from './orchestrator-process.js';
+import { containerHealth, liveStatus, readState, startOrchestrator, stopOrchestrator, type OrchestratorProcess } from './orchestrator-process.js';
 
 /**
  * The fault drills of docs/RELIABILITY.md, the same on every runtime: each runs load from the
@@ -110,7 +110,7 @@ async function randomKills(cluster: DrillCluster, options: { durationMs: number;
   // Requests that were on a killed container were sent again rather than lost.
   expect(status.counters?.redispatched).toBeGreaterThanOrEqual(1);
   expect(status.counters?.failed).toBe(0);
-  await stop(orchestrator);
+  await stopOrchestrator(orchestrator);
 }
 
 /** Kill every container of one worker at once under load: the others carry the traffic, and all come back. */
@@ -133,7 +133,7 @@ async function workerWipedOut(cluster: DrillCluster, workerId: string): Promise<
   expect(outcomes.model).toBeGreaterThan(answeredAtKill);
   expect(status.workers.find((w) => w.id === workerId)?.state).toBe('up');
   await expectSettled(cluster, orchestrator.url);
-  await stop(orchestrator);
+  await stopOrchestrator(orchestrator);
 }
 
 /** A container whose /run_model hangs while its /health answers: timed out, redispatched, taken out and replaced. */
@@ -152,7 +152,7 @@ async function hangingContainer(cluster: DrillCluster): Promise<void> {
   expect(replaced.history.map((h) => h.reason)).toEqual(expect.arrayContaining([expect.stringMatching(/no answer within 3000 ms/)]));
   const status = await expectSettled(cluster, orchestrator.url);
   expect(status.counters?.redispatched).toBeGreaterThanOrEqual(1);
-  await stop(orchestrator);
+  await stopOrchestrator(orchestrator);
 }
 
 /** A container slow for a while, under its probe timeout, then well: it never leaves the rotation. */
@@ -171,7 +171,7 @@ async function slowThenRecovering(cluster: DrillCluster): Promise<void> {
   expect(after).toMatchObject({ runtimeId: victim.runtimeId, state: 'free', restarts: victim.restarts });
   expect(outcomes.servedBy[victim.id]).toBeGreaterThan(0);
   await expectSettled(cluster, orchestrator.url);
-  await stop(orchestrator);
+  await stopOrchestrator(orchestrator);
 }
 
 /** SIGTERM under load: everything the orchestrator took in is answered; what came after is refused, not dropped. */
@@ -215,13 +215,7 @@ async function sigkillThenRestart(cluster: DrillCluster): Promise<void> {
   expectNoneLost(outcomes);
   expect(outcomes.errors).toEqual({});
   await expectSettled(cluster, second.url);
-  await stop(second);
-}
-
-async function stop(orchestrator: OrchestratorProcess): Promise<void> {
-  if (orchestrator.child.exitCode !== null || orchestrator.child.signalCode !== null) return;
-  orchestrator.child.kill('SIGTERM');
-  await orchestrator.exited;
+  await stopOrchestrator(second);
 }
 
 /** The drills every runtime goes through, one test each, on the cluster `cluster()` returns (made in the file's beforeAll). */

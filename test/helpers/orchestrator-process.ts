@@ -11,6 +11,7 @@ import {
   type RuntimeTarget,
   type StateFile,
 } from '../../status/src/schema.js';
+import { fetchLiveStatus } from '../../status/src/live-status.js';
 import { REPO_ROOT, run, type CliResult } from './cli.js';
 import { TEST_PORT_STRIDE, type TempCluster } from './cluster.js';
 
@@ -75,10 +76,8 @@ export async function readState(path: string): Promise<StateFile> {
   return stateFileSchema.parse(JSON.parse(await readFile(path, 'utf8')));
 }
 
-/** GET /status of a running orchestrator. */
-export async function liveStatus(url: string): Promise<StateFile> {
-  return (await (await request(`${url}/status`)).body.json()) as StateFile;
-}
+/** GET /status of a running orchestrator, validated. */
+export const liveStatus = (url: string): Promise<StateFile> => fetchLiveStatus(`${url}/status`, 10_000);
 
 /** A model container's own /health counters. */
 export async function containerHealth(url: string): Promise<{ served: number; maxInFlight: number; container: string }> {

@@ -2,7 +2,7 @@ import { request } from 'undici';
 import { describe, expect, it } from 'vitest';
 import { startBackend } from '../helpers/backend.js';
 import { startOrchestrator, useRig } from '../helpers/orchestrator-fixture.js';
-import { parseExposition, type Exposition } from '../helpers/prometheus-text.js';
+import { parseExposition, type Exposition } from '../../common/src/prometheus-text.js';
 import { waitFor } from '../helpers/wait-for.js';
 
 const rig = useRig();

@@ -2,7 +2,7 @@ import type { DockerDriver } from '../../runtime/src/docker-driver.js';
 import { LABELS } from '../../runtime/src/driver.js';
 import type { Compose } from './compose.js';
 import type { ProvisionConfig } from './config.js';
-import { desiredLayout } from './inventory.js';
+import { containerTemplate, desiredLayout } from './inventory.js';
 import type { Launcher } from './local-provider.js';
 
 /** The compose project of one worker: one per worker, so workers come and go independently. */
@@ -30,8 +30,8 @@ export function composeLauncher(compose: Compose, driver: Pick<DockerDriver, 'en
           MODEL_HOST: worker.host,
           MODEL_PORT_A: String(a!.port),
           MODEL_PORT_B: String(b!.port),
-          WORK_MS: String(config.workMs),
-          ENABLE_CRASH_API: String(config.enableCrashApi),
+          // The model's own variables: the same template the orchestrator starts replacements from.
+          ...containerTemplate(config).env,
         });
         const listed = await driver.list({ [LABELS.cluster]: config.cluster, [LABELS.worker]: workerId });
         for (const info of listed) {

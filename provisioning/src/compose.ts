@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { AppError } from '../../common/src/errors.js';
 import { REPO_ROOT } from '../../common/src/paths.js';
+import { MODEL_HOST_ENV, pickEnv } from '../../runtime/src/driver.js';
 
 /** The compose file every Docker worker runs: the same one EC2 user-data uses. */
 export const WORKER_COMPOSE_FILE = join(REPO_ROOT, 'docker-compose.worker.yml');
@@ -12,6 +13,21 @@ export class ComposeError extends AppError {
     super('COMPOSE_FAILED', `docker compose ${action} failed: ${detail}`, { cause });
   }
 }
+
+/**
+ * What docker compose takes from the caller's environment: a program's basics (MODEL_HOST_ENV) and
+ * where the engine is and the CLI's own settings. Compose interpolates the file from its
+ * environment, so nothing else of provisioning's (AWS credentials, tokens, LOG_LEVEL...) can
+ * reach a container through a variable the file names.
+ */
+export const COMPOSE_HOST_ENV: readonly string[] = Object.freeze([
+  ...MODEL_HOST_ENV,
+  'DOCKER_HOST',
+  'DOCKER_CONTEXT',
+  'DOCKER_CONFIG',
+  'DOCKER_CERT_PATH',
+  'DOCKER_TLS_VERIFY',
+]);
 
 type Exec = (file: string, args: string[], env?: NodeJS.ProcessEnv) => Promise<{ stdout: string; stderr: string }>;
 
@@ -32,9 +48,9 @@ export class Compose {
   readonly #exec: Exec;
   #command: Promise<string[]> | undefined;
 
-  /** `env` is the environment compose runs in (PATH, DOCKER_HOST); variables for the file are given per call. */
+  /** Compose runs in the COMPOSE_HOST_ENV part of `env` (the rest is dropped); variables for the file are given per call. */
   constructor(env: NodeJS.ProcessEnv, exec: Exec = run) {
-    this.#env = env;
+    this.#env = pickEnv(env, COMPOSE_HOST_ENV);
     this.#exec = exec;
   }
 

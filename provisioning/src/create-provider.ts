@@ -14,7 +14,7 @@ import type { Provider } from './provider.js';
 export interface ProviderOverrides {
   /** argv of the model app, instead of the worker app (tests use a stand-in). */
   command?: readonly string[];
-  /** Environment docker compose runs in (PATH, DOCKER_HOST). @default {} */
+  /** Provisioning's environment; docker compose keeps only its COMPOSE_HOST_ENV variables. @default {} */
   env?: NodeJS.ProcessEnv;
   /** EC2 client (tests pass one with fake credentials). @default one from the standard credential chain */
   ec2?: EC2Client;

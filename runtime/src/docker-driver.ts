@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import Docker from 'dockerode';
 import { AppError, ConfigError } from '../../common/src/errors.js';
-import { LABELS, type ContainerInfo, type ContainerSpec, type RunState, type RuntimeDriver } from './driver.js';
+import { containerEnv, LABELS, type ContainerInfo, type ContainerSpec, type RunState, type RuntimeDriver } from './driver.js';
 import { ContainerExistsError, EngineError, EngineUnreachableError, ImageNotFoundError, PortInUseError, SshAuthError } from './errors.js';
 import { HostKeyVerifier, assertUsablePrivateKey, isAuthFailure, isHostDenied, sshOptions, sshTargetName, type SshTarget } from './ssh-connection.js';
 
@@ -224,10 +224,9 @@ export class DockerDriver implements RuntimeDriver {
         name: spec.name,
         Image: image,
         ...(spec.command ? { Cmd: spec.command } : {}),
+        // The engine adds nothing of this process's environment: the image's ENV plus exactly these.
         // Behind a bridge the app must listen on every interface of its own namespace; the host side binds spec.host.
-        Env: Object.entries({ ...spec.env, PORT: String(spec.port), HOST: this.network === 'host' ? spec.host : '0.0.0.0', CONTAINER_ID: spec.name }).map(
-          ([key, value]) => `${key}=${value}`,
-        ),
+        Env: Object.entries(containerEnv(spec, this.network === 'host' ? spec.host : '0.0.0.0')).map(([key, value]) => `${key}=${value}`),
         Labels: labelsOf(spec),
         ...(this.network === 'bridge' ? { ExposedPorts: { [portKey]: {} } } : {}),
         HostConfig: {

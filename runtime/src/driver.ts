@@ -18,7 +18,7 @@ export interface ContainerSpec {
   /** Address the container listens on. */
   host: string;
   port: number;
-  /** Extra environment for the model app. */
+  /** The model app's variables (the worker's template env); see containerEnv for what else it gets. */
   env: Record<string, string>;
   /** Labels (see LABELS); a driver adds them to what it creates. */
   labels: Record<string, string>;
@@ -26,6 +26,46 @@ export interface ContainerSpec {
   image?: string;
   /** Command overriding the image's (Docker). */
   command?: string[];
+}
+
+/**
+ * The only variables a model started as a local process takes from its starter's environment:
+ * what any program needs to run (find programs, a home and a temp folder, locale, time zone).
+ * Nothing that configures or authorises the starter (ORCH_*, PROVISION_*, AWS_*, tokens) and no
+ * NODE_OPTIONS, which configures the starter's own Node (heap, inspector port, --import hooks).
+ * A model needing more gets it from its template's env.
+ */
+export const MODEL_HOST_ENV: readonly string[] = Object.freeze([
+  'PATH',
+  'HOME',
+  'TMPDIR',
+  'TZ',
+  'LANG',
+  'LC_ALL',
+  'LC_CTYPE',
+  'LC_COLLATE',
+  'LC_MESSAGES',
+  'LC_MONETARY',
+  'LC_NUMERIC',
+  'LC_TIME',
+]);
+
+/** The allowed `names` of `env` that are set: a starter's environment cut down to what a child may see. */
+export function pickEnv(env: NodeJS.ProcessEnv, names: readonly string[]): Record<string, string> {
+  const picked: Record<string, string> = {};
+  for (const name of names) {
+    const value = env[name];
+    if (value !== undefined) picked[name] = value;
+  }
+  return picked;
+}
+
+/**
+ * What a model container is told, on every runtime: the spec's env (the worker's template), then
+ * where it listens and its name, which always win. `host` is the address the app itself binds.
+ */
+export function containerEnv(spec: Pick<ContainerSpec, 'env' | 'name' | 'port'>, host: string): Record<string, string> {
+  return { ...spec.env, HOST: host, PORT: String(spec.port), CONTAINER_ID: spec.name };
 }
 
 export interface ContainerInfo {

@@ -9,7 +9,7 @@ import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { z } from 'zod';
 import { REPO_ROOT, RUNNING_COMPILED } from '../../common/src/paths.js';
-import type { ContainerInfo, ContainerSpec, RunState, RuntimeDriver } from './driver.js';
+import { containerEnv, MODEL_HOST_ENV, pickEnv, type ContainerInfo, type ContainerSpec, type RunState, type RuntimeDriver } from './driver.js';
 import { ContainerExistsError, PortInUseError, RegistryError, SpawnError, StopFailedError } from './errors.js';
 
 const execFileAsync = promisify(execFile);
@@ -96,8 +96,8 @@ export class ProcessDriver implements RuntimeDriver {
     try {
       child = spawn(file!, args, {
         cwd: this.#cwd,
-        // A container inherits the caller's environment (PATH, NODE_OPTIONS...) like any program would.
-        env: { ...process.env, ...spec.env, HOST: spec.host, PORT: String(spec.port), CONTAINER_ID: spec.name },
+        // Never the caller's whole environment: it holds the orchestrator's token and cloud credentials.
+        env: { ...pickEnv(process.env, MODEL_HOST_ENV), ...containerEnv(spec, spec.host) },
         // Own process group, so stop() reaches the app's children too and Ctrl-C in the caller does not.
         detached: true,
         stdio: ['ignore', logFd, logFd],

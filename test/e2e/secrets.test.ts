@@ -1,13 +1,25 @@
 import { chmod, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { request } from 'undici';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { unmanagedInventory } from '../../provisioning/src/inventory.js';
+import { LABELS, MODEL_HOST_ENV } from '../../runtime/src/driver.js';
+import type { ContainerRecord } from '../../status/src/schema.js';
 import { startBackend, type Backend } from '../helpers/backend.js';
 import { runEntry } from '../helpers/cli.js';
 import { useTempCluster } from '../helpers/cluster.js';
+import { buildWorkerImage, ENGINE_SETUP_TIMEOUT_MS, ensureDockerEngine, inspect, poll, removeDockerObjects, runOk, uniqueName } from '../helpers/docker.js';
 import { fakeAwsEnv, FakeEc2 } from '../helpers/fake-ec2.js';
-import { runOrchestrator, startOrchestrator, stopOrchestrator, type OrchestratorProcess } from '../helpers/orchestrator-process.js';
+import {
+  cleanEnv,
+  liveStatus,
+  readState,
+  runOrchestrator,
+  startOrchestrator,
+  stopOrchestrator,
+  type OrchestratorProcess,
+} from '../helpers/orchestrator-process.js';
+import { processEnvironment } from '../helpers/processes.js';
 
 // Recognisable fake secrets, letters, digits and dashes only: JSON, URL and form encoding leave
 // them as they are, so looking for them verbatim (and base64-encoded) finds them in any output.
@@ -19,6 +31,8 @@ const AWS_CREDENTIALS = {
   AWS_SECRET_ACCESS_KEY: 'secret-access-key-SCAN-2b7e151628aed2a6',
   AWS_SESSION_TOKEN: 'session-token-SCAN-3243f6a8885a308d3131',
 };
+/** Stands for any other variable of an operator's shell: it must reach no model and no user-data either. */
+const CANARY = 'canary-SCAN-7d1e4f0a9b3c5e28';
 const OPERATOR_KEY_BODY = 'operator-private-key-SCAN-b3BlbnNzaC1rZXktdjE';
 const CREATED_KEY_BODY = 'created-private-key-SCAN-9c2d41f0a7e35b6c';
 const pem = (body: string): string => `-----BEGIN OPENSSH PRIVATE KEY-----\n${body}\n-----END OPENSSH PRIVATE KEY-----\n`;
@@ -176,13 +190,15 @@ describe('EC2 provisioning with AWS credentials and an SSH key', () => {
     'the AWS session token': AWS_CREDENTIALS.AWS_SESSION_TOKEN,
     "the operator's private key": OPERATOR_KEY_BODY,
     'the created private key': CREATED_KEY_BODY,
+    'the admin token in the shell': ADMIN_TOKEN,
+    'a canary variable in the shell': CANARY,
   };
 
   const cli = (command: 'provision' | 'teardown', extra: string[] = []) =>
     runEntry(
       'provisioning/src/main.ts',
       [command, '--provider', 'aws', '--cluster', 'scan', '--workers', '1', '--ssh-cidr', '203.0.113.7/32', '--aws-endpoint', endpoint, '--region', 'us-east-1', '--log-level', 'trace', ...cluster.cliFlags, ...extra],
-      { env: fakeAwsEnv(AWS_CREDENTIALS) },
+      { env: fakeAwsEnv({ ...AWS_CREDENTIALS, ORCH_ADMIN_TOKEN: ADMIN_TOKEN, MODEL_ENV_CANARY: CANARY }) },
     );
 
   /** The model containers of worker w1 on its fake instance's address, 127.0.0.1. */
@@ -253,5 +269,117 @@ describe('EC2 provisioning with AWS credentials and an SSH key', () => {
     Object.assign(outputs, await outputsOf('rejected credentials', rejected), userData());
 
     expect(leaks(secrets, outputs)).toEqual([]);
+  });
+});
+
+/**
+ * What the environment of whoever starts a model (provisioning, the orchestrator) may hold and no
+ * model may see: the admin token, cloud credentials, the starter's own Node options, variables the
+ * worker would read (LOG_LEVEL, MAX_BODY_BYTES) and a canary standing for anything else.
+ */
+const STARTER_SECRETS = { ORCH_ADMIN_TOKEN: ADMIN_TOKEN, ...AWS_CREDENTIALS, MODEL_ENV_CANARY: CANARY };
+const STARTER_SETTINGS = { NODE_OPTIONS: '--max-http-header-size=32768', LOG_LEVEL: 'trace', MAX_BODY_BYTES: '7' };
+/** The starters' whole environment: the machine's, the variables above, and allow-listed ones set to known values. */
+const starterEnv: NodeJS.ProcessEnv = { ...cleanEnv, ...STARTER_SECRETS, ...STARTER_SETTINGS, TZ: 'UTC', LANG: 'C.UTF-8' };
+
+/** No secret of the starter is in `env`, by its name or its value under another name (the exact comparisons that follow catch the settings). */
+function expectNoSecrets(env: Record<string, string>, where: string): void {
+  for (const name of Object.keys(STARTER_SECRETS)) expect(env, `${name} in ${where}`).not.toHaveProperty(name);
+  const text = Object.entries(env).map(([key, value]) => `${key}=${value}`).join('\n');
+  expect(leaks(STARTER_SECRETS, { [where]: text })).toEqual([]);
+}
+
+/** A model process's real environment is exactly the allow-listed host variables, the template env, and where it listens. */
+async function expectModelProcessEnv(c: ContainerRecord, template: Record<string, string>): Promise<void> {
+  const env = await processEnvironment(Number(c.runtimeId));
+  const where = `the environment of ${c.id} (pid ${c.runtimeId})`;
+  expectNoSecrets(env, where);
+  const host = Object.fromEntries(MODEL_HOST_ENV.filter((name) => starterEnv[name] !== undefined).map((name) => [name, starterEnv[name]!]));
+  expect(host, 'the starter sets the basics a program needs').toMatchObject({ PATH: cleanEnv.PATH, TZ: 'UTC', LANG: 'C.UTF-8' });
+  expect(env, where).toEqual({ ...host, ...template, HOST: c.host, PORT: String(c.port), CONTAINER_ID: c.id });
+}
+
+/** Waits until the orchestrator replaced `victim` (same id, a new runtime id, back in rotation) and returns the new record. */
+function replaced(url: string, victim: ContainerRecord): Promise<ContainerRecord> {
+  return poll(async () => {
+    const record = (await liveStatus(url)).containers.find((c) => c.id === victim.id);
+    return record && record.runtimeId !== victim.runtimeId && record.restarts >= 1 && record.state === 'free' ? record : undefined;
+  }, `${victim.id} replaced`);
+}
+
+describe('model processes never see the environment of what started them (local processes)', () => {
+  const cluster = useTempCluster(1);
+  let orchestrator: OrchestratorProcess | undefined;
+  afterEach(async () => {
+    await stopOrchestrator(orchestrator);
+    orchestrator = undefined;
+  });
+
+  it('containers started by `npm run provision` and their replacements started by the orchestrator get only the allow-list', { timeout: 120_000 }, async () => {
+    const provisioned = await runEntry('provisioning/src/main.ts', ['provision', '--workers', '1', ...cluster.cliFlags], { env: starterEnv });
+    expect(provisioned.code, provisioned.stderr).toBe(0);
+    const inventory = await readState(cluster.statePath);
+    const template = inventory.workers[0]!.template.env;
+    expect(template).toEqual({ WORK_MS: '0', ENABLE_CRASH_API: 'false' });
+    expect(inventory.containers).toHaveLength(2);
+    for (const c of inventory.containers) await expectModelProcessEnv(c, template);
+
+    orchestrator = await startOrchestrator(cluster.statePath, [], { env: starterEnv });
+    const victim = inventory.containers[0]!;
+    process.kill(Number(victim.runtimeId), 'SIGKILL');
+    await expectModelProcessEnv(await replaced(orchestrator.url, victim), template);
+  });
+});
+
+describe('model containers never see the environment of what started them (Docker)', () => {
+  const image = `inference-worker:${uniqueName('secrets')}`;
+  const clusterName = uniqueName('secrets').replace(/[^a-z0-9-]/g, '').slice(0, 40);
+  const cluster = useTempCluster(1);
+  let orchestrator: OrchestratorProcess | undefined;
+  let imageEnv: Set<string>;
+
+  beforeAll(async () => {
+    await ensureDockerEngine();
+    await buildWorkerImage(image);
+    imageEnv = new Set((await inspect(image)).Config.Env ?? []);
+  }, ENGINE_SETUP_TIMEOUT_MS + 300_000);
+  afterEach(async () => {
+    await stopOrchestrator(orchestrator);
+    orchestrator = undefined;
+    await runEntry('provisioning/src/main.ts', ['teardown', '--runtime', 'docker', '--cluster', clusterName, ...cluster.cliFlags], { env: cleanEnv, timeoutMs: 120_000 });
+  }, 150_000);
+  afterAll(async () => {
+    const { stdout } = await runOk('docker', ['ps', '-aq', '--filter', `label=${LABELS.cluster}=${clusterName}`]);
+    await removeDockerObjects(stdout.split('\n').filter(Boolean), [image]);
+  }, 120_000);
+
+  /** The entries of a container's Config.Env its image does not set: what it was given. */
+  async function givenEnv(runtimeId: string): Promise<Record<string, string>> {
+    const entries = ((await inspect(runtimeId)).Config.Env as string[]).filter((entry) => !imageEnv.has(entry));
+    return Object.fromEntries(entries.map((entry) => [entry.slice(0, entry.indexOf('=')), entry.slice(entry.indexOf('=') + 1)]));
+  }
+
+  it('compose-started containers get the template env and the compose file defaults; the orchestrator\'s replacement the template env', { timeout: 240_000 }, async () => {
+    const flags = ['--runtime', 'docker', '--worker-image', image, '--cluster', clusterName, '--workers', '1', ...cluster.cliFlags];
+    const provisioned = await runEntry('provisioning/src/main.ts', ['provision', ...flags], { env: starterEnv, timeoutMs: 180_000 });
+    expect(provisioned.code, provisioned.stderr).toBe(0);
+    const inventory = await readState(cluster.statePath);
+    const template = inventory.workers[0]!.template.env;
+    expect(template).toEqual({ WORK_MS: '0', ENABLE_CRASH_API: 'false' });
+    // docker-compose.worker.yml also sets LOG_LEVEL and MAX_BODY_BYTES, to its defaults when provisioning does not pass them.
+    const composeDefaults = { LOG_LEVEL: 'info', MAX_BODY_BYTES: '1048576' };
+    for (const c of inventory.containers) {
+      const env = await givenEnv(c.runtimeId!);
+      expectNoSecrets(env, `the Config.Env of ${c.id}`);
+      expect(env, c.id).toEqual({ ...template, ...composeDefaults, HOST: c.host, PORT: String(c.port), CONTAINER_ID: c.id });
+    }
+
+    orchestrator = await startOrchestrator(cluster.statePath, [], { env: starterEnv });
+    const victim = inventory.containers[1]!;
+    await runOk('docker', ['kill', victim.runtimeId!]);
+    const replacement = await replaced(orchestrator.url, victim);
+    const env = await givenEnv(replacement.runtimeId!);
+    expectNoSecrets(env, `the Config.Env of ${replacement.id}'s replacement`);
+    expect(env).toEqual({ ...template, HOST: replacement.host, PORT: String(replacement.port), CONTAINER_ID: replacement.id });
   });
 });

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../common/src/errors.js';
 import { loadProvisionConfig } from '../../provisioning/src/config.js';
-import { desiredLayout } from '../../provisioning/src/inventory.js';
+import { containerTemplate, desiredLayout } from '../../provisioning/src/inventory.js';
 
 /** The config error thrown for these sources; fails the test when none is. */
 function configError(sources: Parameters<typeof loadProvisionConfig>[0]): ConfigError {
@@ -117,5 +117,16 @@ describe('desiredLayout', () => {
       { name: 'w2-5100', workerId: 'w2', host: '127.0.0.1', port: 5100 },
       { name: 'w2-5101', workerId: 'w2', host: '127.0.0.1', port: 5101 },
     ]);
+  });
+});
+
+describe('containerTemplate', () => {
+  it("holds only the model's own settings, whatever else provisioning's environment holds", () => {
+    const config = loadProvisionConfig({
+      env: { PROVISION_WORK_MS: '5', PROVISION_ENABLE_CRASH_API: 'true', ORCH_ADMIN_TOKEN: 'admin-token-0123456789abcdef', AWS_SECRET_ACCESS_KEY: 'secret-0123456789', LOG_LEVEL: 'trace' },
+    });
+    // The orchestrator starts every replacement from this: anything more would reach each model process.
+    expect(containerTemplate(config)).toEqual({ env: { WORK_MS: '5', ENABLE_CRASH_API: 'true' } });
+    expect(containerTemplate({ ...config, runtime: 'docker' })).toEqual({ image: config.workerImage, env: { WORK_MS: '5', ENABLE_CRASH_API: 'true' } });
   });
 });

@@ -25,6 +25,19 @@ describe('worker user-data', () => {
     expect(script).toContain('WORKER_IMAGE=registry.example/inference-worker:1.2\n');
   });
 
+  it("writes only the compose file's variables and the template env into the containers' environment file", () => {
+    const envFile = /cat > "\$INSTALL_DIR\/worker\.env" <<'ENV_FILE_END'\n([\s\S]*?)\nENV_FILE_END\n/.exec(workerUserData(base))?.[1];
+    expect(envFile?.split('\n')).toEqual([
+      'WORKER_IMAGE=registry.example/inference-worker:1.2',
+      'CLUSTER=demo',
+      'WORKER_ID=w1',
+      'MODEL_HOST=0.0.0.0',
+      'MODEL_PORT_A=5000',
+      'MODEL_PORT_B=5001',
+      'WORK_MS=0',
+    ]);
+  });
+
   it('refuses a value a boot script cannot carry safely', () => {
     expect(() => workerUserData({ ...base, env: { WORK_MS: '1; rm -rf /' } })).toThrow(/WORK_MS contains characters/);
   });

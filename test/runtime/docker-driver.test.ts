@@ -1,8 +1,8 @@
 import { createServer, type Server } from 'node:net';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { DockerDriver } from '../../runtime/src/docker-driver.js';
 import { LABELS } from '../../runtime/src/driver.js';
-import { NODE_BASE_IMAGE, ensureDockerEngine, health, healthSpec, pauseHttpInterception, removeLabelled, runLabels } from '../helpers/docker.js';
+import { NODE_BASE_IMAGE, ensureDockerEngine, health, healthSpec, inspect, pauseHttpInterception, removeLabelled, runLabels } from '../helpers/docker.js';
 import { freeBasePort } from '../../common/src/free-ports.js';
 
 const SOCKET = '/var/run/docker.sock';
@@ -21,6 +21,7 @@ describe('DockerDriver over the local socket', () => {
     basePort = await freeBasePort([0, 1, 2, 3]);
   }, 600_000);
   afterEach(async () => {
+    vi.unstubAllEnvs();
     await removeLabelled(driver, labels);
   });
   afterAll(async () => {
@@ -28,14 +29,21 @@ describe('DockerDriver over the local socket', () => {
     resumeHttpInterception?.();
   });
 
-  it('starts a labelled host-network container that runs and answers /health on 127.0.0.1', async () => {
-    const spec = healthSpec(`dd-${suffix}-a`, basePort, labels);
+  it("starts a labelled host-network container that runs and answers /health on 127.0.0.1, with the spec's env and none of the caller's", async () => {
+    // Secrets in the starter's environment (as in the orchestrator's) must not reach the container.
+    vi.stubEnv('ORCH_ADMIN_TOKEN', 'admin-token-0123456789abcdef');
+    vi.stubEnv('AWS_SECRET_ACCESS_KEY', 'secret-access-key-0123456789');
+    const spec = { ...healthSpec(`dd-${suffix}-a`, basePort, labels), env: { WORK_MS: '7' } };
     const info = await driver.start(spec);
 
     expect(info).toMatchObject({ name: spec.name, state: 'running', host: '127.0.0.1', port: basePort, exitCode: null });
     expect(info.runtimeId).toMatch(/^[0-9a-f]{64}$/);
     expect(info.labels).toMatchObject({ ...labels, [LABELS.container]: spec.name, [LABELS.port]: String(basePort), [LABELS.host]: '127.0.0.1' });
     expect(await health(basePort)).toEqual({ status: 200, body: { status: 'ok', id: spec.name } });
+    // What the container was given beyond its image's own ENV.
+    const imageEnv = new Set<string>((await inspect(NODE_BASE_IMAGE)).Config.Env ?? []);
+    const given = ((await inspect(info.runtimeId)).Config.Env as string[]).filter((entry) => !imageEnv.has(entry));
+    expect(given.sort()).toEqual([`CONTAINER_ID=${spec.name}`, 'HOST=127.0.0.1', `PORT=${basePort}`, 'WORK_MS=7']);
   });
 
   it('lists exactly its containers by label, and a new driver instance finds them again', async () => {

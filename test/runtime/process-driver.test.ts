@@ -3,10 +3,10 @@ import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { LABELS, type ContainerSpec } from '../../runtime/src/driver.js';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { LABELS, MODEL_HOST_ENV, type ContainerSpec } from '../../runtime/src/driver.js';
 import { ProcessDriver } from '../../runtime/src/process-driver.js';
-import { FAKE_WORKER_COMMAND, killGroups, pidAlive, pidsGone } from '../helpers/processes.js';
+import { FAKE_WORKER_COMMAND, killGroups, pidAlive, pidsGone, processEnvironment } from '../helpers/processes.js';
 import { freeBasePort } from '../../common/src/free-ports.js';
 
 const HOST = '127.0.0.1';
@@ -49,6 +49,7 @@ describe('ProcessDriver', () => {
     basePort = await freeBasePort([0, 1, 2]);
   });
   afterEach(async () => {
+    vi.unstubAllEnvs();
     // Whatever a test left running, even when it failed half-way; wait so its port is free again.
     killGroups(started);
     await pidsGone([...started]);
@@ -157,6 +158,34 @@ describe('ProcessDriver', () => {
     driver = new ProcessDriver({ stateDir: join(dir, 'run-h'), command: [join(dir, 'no-such-program')] });
     await expect(driver.start(spec('w1-h', basePort))).rejects.toMatchObject({ code: 'SPAWN_FAILED' });
     expect(await driver.list({})).toEqual([]);
+  });
+
+  it("gives the process the allow-listed host variables and the spec's env, and nothing else of the caller's environment", async () => {
+    // What an orchestrator's environment holds besides a program's basics: its token, cloud credentials, its own Node options.
+    const callerOnly = {
+      ORCH_ADMIN_TOKEN: 'admin-token-0123456789abcdef',
+      AWS_ACCESS_KEY_ID: 'AKIATESTKEY0123456789',
+      AWS_SECRET_ACCESS_KEY: 'secret-access-key-0123456789',
+      NODE_OPTIONS: '--max-old-space-size=256',
+      LOG_LEVEL: 'trace',
+      MODEL_ENV_CANARY: 'canary-0123456789',
+    };
+    for (const [name, value] of Object.entries(callerOnly)) vi.stubEnv(name, value);
+    vi.stubEnv('HOME', dir);
+    vi.stubEnv('TMPDIR', dir);
+    vi.stubEnv('TZ', 'UTC');
+    vi.stubEnv('LANG', 'C.UTF-8');
+    driver = new ProcessDriver({ stateDir: join(dir, 'run-j'), command: FAKE_WORKER_COMMAND });
+    // The template may set a host variable (it wins) but never where the container listens or its name.
+    const info = await start({ ...spec('w1-j', basePort), env: { WORK_MS: '7', LANG: 'en_GB.UTF-8', PORT: '1', CONTAINER_ID: 'other' } });
+    await health(basePort);
+
+    const env = await processEnvironment(Number(info.runtimeId));
+    for (const name of Object.keys(callerOnly)) expect(env, name).not.toHaveProperty(name);
+    expect(env).toMatchObject({ PATH: process.env.PATH, HOME: dir, TMPDIR: dir, TZ: 'UTC', LANG: 'en_GB.UTF-8' });
+    const hostNames = MODEL_HOST_ENV.filter((name) => process.env[name] !== undefined);
+    expect(Object.keys(env).sort()).toEqual([...new Set([...hostNames, 'WORK_MS', 'LANG', 'HOST', 'PORT', 'CONTAINER_ID'])].sort());
+    expect(env).toMatchObject({ WORK_MS: '7', HOST, PORT: String(basePort), CONTAINER_ID: 'w1-j' });
   });
 
   it('reports REGISTRY_INVALID for an unreadable registry entry instead of forgetting a process', async () => {

@@ -20,3 +20,10 @@ export class MethodNotAllowedError extends AppError {
     super('METHOD_NOT_ALLOWED', `${method} is not allowed on ${path}`, { status: 405, expose: true });
   }
 }
+
+/** The body is of a type the route does not take: 415 `UNSUPPORTED_MEDIA_TYPE`. */
+export class UnsupportedMediaTypeError extends AppError {
+  constructor(expected: string) {
+    super('UNSUPPORTED_MEDIA_TYPE', `the body must be ${expected} (Content-Type: ${expected})`, { status: 415, expose: true });
+  }
+}

@@ -7,12 +7,13 @@ import Router from 'koa-router';
 import { AppError } from '../../common/src/errors.js';
 import { REPO_ROOT } from '../../common/src/paths.js';
 import type { Logger } from '../../common/src/logger.js';
-import { MethodNotAllowedError, NotFoundError, PayloadTooLargeError } from '../../common/src/http-errors.js';
+import { MethodNotAllowedError, NotFoundError, PayloadTooLargeError, UnsupportedMediaTypeError } from '../../common/src/http-errors.js';
 import { REQUEST_ID_HEADER, type Exchange, type ProxyHandler } from './proxy-handler.js';
 import type { ScalingDecision, StateFile } from '../../status/src/schema.js';
 import type { DashboardFeed } from './dashboard-feed.js';
 import type { RejectionLog } from './rejection-log.js';
 import { AdminDisabledError, BadRequestError, ClientGoneError, UnauthorizedError } from './errors.js';
+import { ADMIN_PATH, parseTarget } from './request-target.js';
 
 /** What the admin API can do; each call throws typed errors (404 unknown container, 409 conflict). */
 export interface AdminActions {
@@ -24,11 +25,6 @@ export interface AdminActions {
   remove(containerId: string): Promise<void>;
   setPaused(paused: boolean): void;
 }
-
-/** Paths the orchestrator answers itself; they are never forwarded to containers. */
-export const RESERVED_PATHS = ['/new_request', '/status', '/health', '/metrics', '/dashboard', '/dashboard/events'] as const;
-/** Path prefix reserved for administration. */
-export const RESERVED_PREFIX = '/admin/';
 
 export interface AppDeps {
   proxy: ProxyHandler;
@@ -66,10 +62,40 @@ function errorAnswer(error: unknown, requestId: string, retryAfterSeconds: numbe
   return { status, headers, body, unexpected: !known?.expose };
 }
 
+/** Log an error answer: unexpected ones in full, expected ones through the rate-limited rejection log. */
+function logAnswer(deps: AppDeps, answer: ReturnType<typeof errorAnswer>, error: unknown, path: string): void {
+  const { requestId } = answer.body;
+  if (answer.unexpected) deps.log.error({ err: error, requestId, path }, 'request failed');
+  else deps.rejections.record({ requestId, path, status: answer.status, error: answer.body.error });
+}
+
+/** Answer `error` outside Koa. `close`: the connection cannot carry another request (unread body, doubtful framing). */
+function writeError(deps: AppDeps, res: ServerResponse, error: unknown, requestId: string, path: string, close: boolean): void {
+  const answer = errorAnswer(error, requestId, deps.retryAfterSeconds);
+  logAnswer(deps, answer, error, path);
+  if (close) answer.headers.connection = 'close';
+  const body = JSON.stringify(answer.body);
+  res.writeHead(answer.status, { ...answer.headers, 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body) }).end(body);
+}
+
 /**
- * The orchestrator's request listener. `POST /new_request`, the hot path, goes straight to the
- * proxy (Koa's per-request context costs about a fifth of the throughput of an empty-answer
- * model); everything else, and every request when the access log is on, goes through Koa.
+ * What is wrong with the request's Host headers, if anything: HTTP/1.1 needs exactly one (RFC 9112
+ * section 3.2). Node keeps the first of several and drops the rest; a proxy in front may have read another.
+ */
+function hostProblem(req: IncomingMessage): string | undefined {
+  let hosts = 0;
+  const raw = req.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) if (raw[i]!.length === 4 && raw[i]!.toLowerCase() === 'host') hosts++;
+  if (hosts > 1) return 'the request has more than one Host header';
+  if (hosts === 0 && req.httpVersionMajor === 1 && req.httpVersionMinor >= 1) return 'an HTTP/1.1 request needs a Host header';
+  return undefined;
+}
+
+/**
+ * The orchestrator's request listener. `POST /new_request` spelled canonically, the hot path, goes
+ * straight to the proxy (Koa's per-request context costs about a fifth of the throughput of an
+ * empty-answer model); everything else, and every request when the access log is on, goes through
+ * Koa, which reads the target once (see parseTarget) before anything routes on it.
  */
 export function createRequestListener(deps: AppDeps): RequestListener {
   const bootId = Date.now().toString(36);
@@ -79,6 +105,11 @@ export function createRequestListener(deps: AppDeps): RequestListener {
   const koa = createApp(deps, requestIdOf).callback();
   return (req, res) => {
     if (deps.closing()) res.setHeader('connection', 'close');
+    const problem = hostProblem(req);
+    if (problem) {
+      writeError(deps, res, new BadRequestError(problem), requestIdOf(req.headers[REQUEST_ID_HEADER]), req.url ?? '-', true);
+      return;
+    }
     const url = req.url ?? '';
     const fast = !deps.accessLog && req.method === 'POST' && (url === '/new_request' || url.startsWith('/new_request?'));
     if (fast) void forwardDirect(deps, req, res, requestIdOf(req.headers[REQUEST_ID_HEADER]), url.slice('/new_request'.length));
@@ -94,13 +125,8 @@ async function forwardDirect(deps: AppDeps, req: IncomingMessage, res: ServerRes
       if (!res.writableFinished) res.destroy();
       return;
     }
-    const answer = errorAnswer(error, requestId, deps.retryAfterSeconds);
-    if (answer.unexpected) deps.log.error({ err: error, requestId, path: '/new_request' }, 'request failed');
-    else deps.rejections.record({ requestId, path: '/new_request', status: answer.status, error: answer.body.error });
     // Whatever is left of an unread body (a 413) must not be taken for the next request on this connection.
-    if (!req.complete) answer.headers.connection = 'close';
-    const body = JSON.stringify(answer.body);
-    res.writeHead(answer.status, { ...answer.headers, 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body) }).end(body);
+    writeError(deps, res, error, requestId, '/new_request', !req.complete);
   }
 }
 
@@ -118,7 +144,10 @@ async function forwardInKoa(ctx: Context, proxy: ProxyHandler, method: string, p
   }
 }
 
-/** The Koa application: one error path, reserved routes, then forwarding of everything else. */
+/**
+ * The Koa application: one error path; the target read once; then the orchestrator's routes, the
+ * admin API behind its token, a refusal for containers' control routes, or forwarding of the rest.
+ */
 export function createApp(deps: AppDeps, requestIdOf: (given: string | string[] | undefined) => string): Koa {
   const app = new Koa();
 
@@ -146,8 +175,6 @@ export function createApp(deps: AppDeps, requestIdOf: (given: string | string[] 
   app.use(async (ctx, next) => {
     ctx.state.requestId = requestIdOf(ctx.req.headers[REQUEST_ID_HEADER]);
     try {
-      // Only a path: an absolute URL (or `*`) must never look like it could choose where a request goes.
-      if (!ctx.req.url?.startsWith('/')) throw new BadRequestError('the request target must be a path: this is not a forward proxy');
       await next();
     } catch (error) {
       if (ctx.respond === false) return;
@@ -155,11 +182,35 @@ export function createApp(deps: AppDeps, requestIdOf: (given: string | string[] 
       ctx.status = answer.status;
       ctx.set(answer.headers);
       ctx.body = answer.body;
-      if (answer.unexpected) deps.log.error({ err: error, requestId: ctx.state.requestId, path: ctx.path }, 'request failed');
-      else deps.rejections.record({ requestId: ctx.state.requestId as string, path: ctx.path, status: answer.status, error: answer.body.error });
+      logAnswer(deps, answer, error, ctx.path);
     }
   });
 
+  const own = withMethodCheck(orchestratorRouter(deps));
+  const admin = withMethodCheck(adminRouter(deps.admin));
+  const adminAuth = adminGate(deps.admin.token);
+  app.use(async (ctx) => {
+    const target = parseTarget(ctx.req.url ?? '');
+    switch (target.kind) {
+      case 'forward':
+        return forwardInKoa(ctx, deps.proxy, ctx.method, ctx.url);
+      case 'container-control':
+        throw new NotFoundError(`${target.path} is a container's control route; the orchestrator does not forward it`);
+      case 'orchestrator':
+        // Its routes have no parameters: route on the one spelling they are registered under.
+        ctx.path = target.path.toLowerCase();
+        return own(ctx);
+      case 'admin':
+        adminAuth(ctx);
+        ctx.path = target.path;
+        return admin(ctx);
+    }
+  });
+  return app;
+}
+
+/** The orchestrator's own routes. */
+function orchestratorRouter(deps: AppDeps): Router {
   const router = new Router();
   router.post('/new_request', (ctx) => forwardInKoa(ctx, deps.proxy, 'POST', `/run_model${ctx.search}`));
   router.get('/status', (ctx) => {
@@ -186,31 +237,33 @@ export function createApp(deps: AppDeps, requestIdOf: (given: string | string[] 
     ctx.status = ok ? 200 : 503;
     ctx.body = { status: ok ? 'ok' : 'unavailable', ...detail };
   });
-  app.use(router.routes());
-  app.use(adminRouter(deps.admin).routes());
+  return router;
+}
 
-  app.use(async (ctx) => {
-    const allowed = router.stack.filter((layer) => layer.path === ctx.path).flatMap((layer) => layer.methods);
-    if (allowed.length > 0) {
+/** Run `router` on ctx.path: 404 for a path it does not have, 405 (with Allow) for a method it does not take there. */
+function withMethodCheck(router: Router): (ctx: Context) => Promise<void> {
+  const dispatch = router.routes();
+  return async (ctx) => {
+    const matched = router.match(ctx.path, ctx.method);
+    if (!matched.route) {
+      const allowed = [...new Set(matched.path.flatMap((layer) => layer.methods))];
+      if (allowed.length === 0) throw new NotFoundError(`${ctx.method} ${ctx.path} is reserved by the orchestrator and not available`);
       ctx.set('Allow', allowed.join(', '));
       throw new MethodNotAllowedError(ctx.method, ctx.path);
     }
-    if ((RESERVED_PATHS as readonly string[]).includes(ctx.path) || ctx.path.startsWith(RESERVED_PREFIX)) {
-      throw new NotFoundError(`${ctx.method} ${ctx.path} is reserved by the orchestrator and not available`);
-    }
-    await forwardInKoa(ctx, deps.proxy, ctx.method, ctx.url);
-  });
-  return app;
+    await dispatch(ctx as Parameters<typeof dispatch>[0], async () => {});
+  };
 }
 
-/** Largest admin request body, in bytes. */
-const ADMIN_BODY_LIMIT = 16 * 1024;
-
-/** /admin/...: off without a token, 401 without the right one; the token is compared in constant time. */
-function adminRouter(admin: AdminActions): Router {
-  const router = new Router({ prefix: '/admin' });
-  const expected = admin.token === undefined ? undefined : digest(admin.token);
-  router.use(async (ctx, next) => {
+/**
+ * Every /admin path, known or not, first: 403 when the admin API is off, 401 without the right
+ * bearer token (compared in constant time), 415 for a body that is not JSON. A page the operator
+ * opens can send a `text/plain` POST without asking; it cannot add the Authorization header or a
+ * JSON content type without a preflight this server never grants.
+ */
+function adminGate(token: string | undefined): (ctx: Context) => void {
+  const expected = token === undefined ? undefined : digest(token);
+  return (ctx) => {
     if (!expected) throw new AdminDisabledError();
     // The scheme name is case-insensitive (RFC 9110 section 11.1).
     const given = /^Bearer (.+)$/i.exec(ctx.get('authorization'))?.[1];
@@ -218,8 +271,17 @@ function adminRouter(admin: AdminActions): Router {
       ctx.set('WWW-Authenticate', 'Bearer realm="admin"');
       throw new UnauthorizedError();
     }
-    await next();
-  });
+    const hasBody = Number(ctx.get('content-length') || 0) > 0 || ctx.get('transfer-encoding') !== '';
+    if (hasBody && !ctx.is('application/json')) throw new UnsupportedMediaTypeError('application/json');
+  };
+}
+
+/** Largest admin request body, in bytes. */
+const ADMIN_BODY_LIMIT = 16 * 1024;
+
+/** /admin/...: each route; adminGate has let the request in. */
+function adminRouter(admin: AdminActions): Router {
+  const router = new Router({ prefix: ADMIN_PATH });
   router.post('/scale', async (ctx) => {
     const body = await readJson(ctx);
     const containers = (body as { containers?: unknown } | null)?.containers;

@@ -1,5 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../../common/src/logger.js';
@@ -8,7 +9,7 @@ import { LABELS, type ContainerInfo, type RuntimeDriver } from '../../runtime/sr
 import type { StateFile, WorkerRecord } from '../../status/src/schema.js';
 import { StateStore } from '../../status/src/state-store.js';
 import { createRequestListener } from './app.js';
-import { answerClientError } from './client-errors.js';
+import { answerClientError, answerOnSocket, CONNECT_REFUSED } from './client-errors.js';
 import { Autoscaler } from './autoscaler.js';
 import { ContainerManager } from './container-manager.js';
 import type { OrchestratorConfig } from './config.js';
@@ -219,12 +220,18 @@ export class Orchestrator {
         requestTimeout: config.clientRequestTimeoutMs,
         // How often slow clients are looked for: often enough that the timeouts above hold to about a tenth.
         connectionsCheckingInterval: Math.max(50, Math.min(1_000, Math.floor(config.clientHeadersTimeoutMs / 10))),
+        // The listener checks Host itself, so a request without one gets the JSON error like every other.
+        requireHostHeader: false,
       },
       listener,
     );
     this.#server.on('clientError', (error: NodeJS.ErrnoException, socket) => {
       const answered = answerClientError(error, socket);
       if (answered) this.#rejections.record({ requestId: '-', path: '-', ...answered });
+    });
+    // Not a forward proxy: CONNECT gets an answer instead of a silently closed connection.
+    this.#server.on('connect', (_req, socket: Duplex) => {
+      this.#rejections.record({ requestId: '-', path: '-', ...answerOnSocket(socket, CONNECT_REFUSED) });
     });
     // Longer than the usual 60 s idle timeout of load balancers in front, so they close first.
     this.#server.keepAliveTimeout = 65_000;

@@ -1,36 +1,9 @@
-import { connect } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { startBackend } from '../helpers/backend.js';
 import { startOrchestrator, useRig } from '../helpers/orchestrator-fixture.js';
+import { jsonOf, raw, statusOf } from '../helpers/raw-http.js';
 
 const rig = useRig();
-
-/**
- * Send `chunks` on a raw connection (each after `gapMs`), then read until the server closes.
- * Resolves with what came back and how long the connection lasted.
- */
-function raw(url: string, chunks: string[], gapMs = 0): Promise<{ answer: string; ms: number }> {
-  const { hostname, port } = new URL(url);
-  return new Promise((resolve, reject) => {
-    const started = performance.now();
-    const socket = connect(Number(port), hostname);
-    let answer = '';
-    socket.setEncoding('latin1');
-    socket.on('data', (d: string) => (answer += d));
-    socket.on('error', reject);
-    socket.on('close', () => resolve({ answer, ms: performance.now() - started }));
-    socket.on('connect', async () => {
-      for (const chunk of chunks) {
-        if (socket.destroyed) return;
-        socket.write(chunk);
-        if (gapMs) await new Promise((r) => setTimeout(r, gapMs));
-      }
-    });
-  });
-}
-
-const statusOf = (answer: string): number => Number(/^HTTP\/1\.1 (\d{3})/.exec(answer)?.[1]);
-const jsonOf = (answer: string): { error: string; message: string } => JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4));
 
 describe('clients that break HTTP or take too long', () => {
   const cases = [

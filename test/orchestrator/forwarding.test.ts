@@ -95,7 +95,7 @@ describe('the orchestrator’s own routes and errors', () => {
     { name: 'POST on /status', method: 'POST', path: '/status', status: 405, error: 'METHOD_NOT_ALLOWED' },
     { name: 'POST on /metrics', method: 'POST', path: '/metrics', status: 405, error: 'METHOD_NOT_ALLOWED' },
     { name: 'POST on /dashboard/events', method: 'POST', path: '/dashboard/events', status: 405, error: 'METHOD_NOT_ALLOWED' },
-    { name: 'the reserved admin prefix', method: 'POST', path: '/admin/anything', status: 404, error: 'NOT_FOUND' },
+    { name: 'the reserved admin prefix, admin API off', method: 'POST', path: '/admin/anything', status: 403, error: 'ADMIN_DISABLED' },
   ];
   it.each(cases)('answers $status $error for $name, without touching a container', async ({ method, path, body, status, error, overrides }) => {
     const backend = await startBackend('err');

@@ -248,6 +248,8 @@ export class ContainerPool {
 
   /** End a request on a container: count it, and hand the slot to a waiter if any. */
   release(c: Container, outcome: LeaseOutcome): void {
+    // Removed while this request was on it (past its drain deadline): its slots are gone with it.
+    if (this.#containers.get(c.id) !== c) return;
     c.inFlight--;
     c.lastReleasedAt = this.#now();
     if (outcome === 'served') c.served++;

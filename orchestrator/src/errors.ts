@@ -30,8 +30,8 @@ export class NoContainersError extends AppError {
 
 /** The client went away while its request waited; nothing is sent to it. */
 export class ClientGoneError extends AppError {
-  constructor() {
-    super('CLIENT_GONE', 'client disconnected while queued', { status: 499 });
+  constructor(cause?: unknown) {
+    super('CLIENT_GONE', 'client disconnected before its answer', { status: 499, cause });
   }
 }
 

@@ -75,9 +75,15 @@ export class OrchestratorMetrics implements RequestMetrics {
         this.set(queue.oldestWaitMs() / 1000);
       },
     });
-    lifetimeCounter('orchestrator_queue_rejected_total', 'Requests refused because the queue was full (503 QUEUE_FULL).', () => queue.counters.rejected, registers);
-    lifetimeCounter('orchestrator_queue_timeouts_total', 'Requests that waited longer than queueTimeoutMs (504 QUEUE_TIMEOUT).', () => queue.counters.timedOut, registers);
-    lifetimeCounter('orchestrator_queue_cancelled_total', 'Waiting requests whose client left before a container was free.', () => queue.counters.cancelled, registers);
+    lifetimeCounter('orchestrator_queue_rejected_total', 'Requests refused because the queue was full (503 QUEUE_FULL).', () => sources.proxy().rejected, registers);
+    lifetimeCounter('orchestrator_queue_timeouts_total', 'Requests that waited longer than queueTimeoutMs (504 QUEUE_TIMEOUT).', () => sources.proxy().timedOut, registers);
+    lifetimeCounter('orchestrator_queue_cancelled_total', 'Requests whose client left before a container answered (while sending the body or waiting).', () => sources.proxy().cancelled, registers);
+    lifetimeCounter(
+      'orchestrator_requests_refused_total',
+      'Requests answered with an error before they could wait for a container (413, 408, 400, 503 SHUTTING_DOWN or NO_CONTAINERS).',
+      () => sources.proxy().refused,
+      registers,
+    );
     lifetimeCounter('orchestrator_redispatches_total', 'Requests sent again to another container after theirs failed.', () => sources.proxy().redispatched, registers);
 
     new Gauge({

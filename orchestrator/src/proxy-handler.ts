@@ -1,10 +1,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { finished } from 'node:stream/promises';
 import type { Logger } from '../../common/src/logger.js';
-import type { ContainerPool } from './container-pool.js';
+import type { Container, ContainerPool } from './container-pool.js';
 import { PayloadTooLargeError } from '../../common/src/http-errors.js';
 import { AppError } from '../../common/src/errors.js';
-import { ClientGoneError, ContainerUnavailableError, UpstreamTimeoutError } from './errors.js';
+import { ClientGoneError, ContainerUnavailableError, QueueFullError, QueueTimeoutError, UpstreamTimeoutError } from './errors.js';
+import { statusSentOn } from './client-errors.js';
 import type { RequestMetrics } from './metrics.js';
 import { LatencyWindow } from './latency-window.js';
 import type { ClientWatch, RequestQueue } from './request-queue.js';
@@ -20,11 +21,25 @@ export interface ProxyOptions {
   healthFall: number;
 }
 
-/** Lifetime counts of forwarded requests (the queue counts its own rejections). */
+/**
+ * Lifetime counts of forwarded requests. Every accepted request ends in exactly one outcome, so
+ * `accepted` = completed + failed + rejected + timedOut + cancelled + refused + `active`.
+ */
 export interface ProxyCounters {
   accepted: number;
+  /** A container answered (whatever the client then did with the answer). */
   completed: number;
+  /** Every attempt failed: 502 CONTAINER_UNAVAILABLE or 504 UPSTREAM_TIMEOUT. */
   failed: number;
+  /** The queue was full: 503 QUEUE_FULL. */
+  rejected: number;
+  /** No container was free within queueTimeoutMs: 504 QUEUE_TIMEOUT. */
+  timedOut: number;
+  /** The client left before a container answered (while sending its body or waiting): nothing sent. */
+  cancelled: number;
+  /** Answered with an error before it could wait for a container: a body too large, too slow or malformed, shutting down, no containers. */
+  refused: number;
+  /** Requests sent again to another container after theirs failed (not an outcome). */
   redispatched: number;
 }
 
@@ -58,7 +73,7 @@ export const CLIENT_GONE_STATUS = 499;
  * and streams the answer back. A container stays leased until it has answered, whatever the client does.
  */
 export class ProxyHandler {
-  readonly counters: ProxyCounters = { accepted: 0, completed: 0, failed: 0, redispatched: 0 };
+  readonly counters: ProxyCounters = { accepted: 0, completed: 0, failed: 0, rejected: 0, timedOut: 0, cancelled: 0, refused: 0, redispatched: 0 };
   /** End-to-end latency (queue wait included) of answered requests. */
   readonly latencies = new LatencyWindow();
   /** Requests accepted and not yet finished (graceful shutdown waits for zero). */
@@ -113,6 +128,8 @@ export class ProxyHandler {
           this.#deps.log.warn({ container: container.id, requestId, attempt, code: failure.code }, 'container failed a request');
           lastFailure = failure;
           if (!failure.neverSent && !options.idempotentPaths.includes(pathOnly(upstreamPath))) break;
+          // A request whose client has left is not worth another container's time.
+          if (clientLeft(ctx.res)) throw new ClientGoneError(failure);
           if (attempt < options.maxAttempts) this.counters.redispatched++;
           continue;
         }
@@ -121,16 +138,16 @@ export class ProxyHandler {
         status = response.statusCode;
         pool.recordAnswer(container, response.statusCode, options.healthFall);
         await this.#respond(ctx, response, container, { waitMs, requestId, attempts: attempt });
+        // The container answered: whatever happens to the client now, it was not turned away.
+        if (clientLeft(ctx.res)) status = CLIENT_GONE_STATUS;
         this.latencies.record(performance.now() - startedAt);
         return;
       }
-      this.counters.failed++;
       throw lastFailure?.timedOut
         ? new UpstreamTimeoutError(options.upstreamTimeoutMs, lastFailure)
         : new ContainerUnavailableError(attempts, lastFailure);
     } catch (error) {
-      const gone = error instanceof ClientGoneError || (ctx.res.destroyed && !ctx.res.writableFinished);
-      status = gone ? CLIENT_GONE_STATUS : error instanceof AppError ? error.status : 500;
+      status = this.#countOutcome(ctx, error);
       throw error;
     } finally {
       this.active--;
@@ -138,14 +155,35 @@ export class ProxyHandler {
     }
   }
 
+  /** Count how a request that did not get a container's answer ended; returns the status its client got (499: none). */
+  #countOutcome(ctx: Exchange, error: unknown): number {
+    const c = this.counters;
+    if (error instanceof UpstreamTimeoutError || error instanceof ContainerUnavailableError) c.failed++;
+    else if (error instanceof QueueFullError) c.rejected++;
+    else if (error instanceof QueueTimeoutError) c.timedOut++;
+    else {
+      // The server itself may have answered the socket (408 for a body too slow, 400 for broken chunking).
+      const answered = statusSentOn(ctx.req.socket);
+      if (answered !== undefined) {
+        c.refused++;
+        return answered;
+      }
+      if (error instanceof ClientGoneError || clientLeft(ctx.res)) {
+        c.cancelled++;
+        return CLIENT_GONE_STATUS;
+      }
+      c.refused++;
+    }
+    return error instanceof AppError ? error.status : 500;
+  }
+
   async #respond(
     ctx: Exchange,
     response: UpstreamResponse,
-    container: { id: string },
+    container: Container,
     meta: { waitMs: number; requestId: string; attempts: number },
   ): Promise<void> {
     const { pool } = this.#deps;
-    const leased = pool.get(container.id)!;
     const res = ctx.res;
     ctx.servedBy = container.id;
     const headers = endToEndHeaders(response.headers, 'response');
@@ -157,7 +195,7 @@ export class ProxyHandler {
     const body = response.body;
     // A model's answer is usually small and already whole: free the container first, then answer in one write.
     if (Buffer.isBuffer(body)) {
-      pool.release(leased, 'served');
+      pool.release(container, 'served');
       if (!res.writable || res.destroyed) return;
       res.writeHead(response.statusCode, headers).end(body);
       return;
@@ -165,8 +203,8 @@ export class ProxyHandler {
 
     // The container is done once its whole answer arrived; the client may still be reading it.
     const answered = finished(body).then(
-      () => pool.release(leased, 'served'),
-      (error: Error) => pool.release(leased, { error: `response body: ${error.message}` }),
+      () => pool.release(container, 'served'),
+      (error: Error) => pool.release(container, { error: `response body: ${error.message}` }),
     );
     if (!res.writable || res.destroyed) {
       body.destroy();
@@ -185,10 +223,13 @@ export class ProxyHandler {
   }
 }
 
+/** The client's connection closed before its answer was complete. */
+const clientLeft = (res: ServerResponse): boolean => res.destroyed && !res.writableFinished;
+
 /** The client leaving while its request waits: its connection closed before the answer was complete. */
 function watchClient(res: ServerResponse): ClientWatch {
   return (gone) => {
-    if (res.destroyed && !res.writableFinished) {
+    if (clientLeft(res)) {
       gone();
       return () => {};
     }
@@ -227,9 +268,10 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer | undefin
       cleanup();
       resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
     };
+    // The only way a request stream fails is its client going away (or being sent away) mid-body.
     const onError = (error: Error): void => {
       cleanup();
-      reject(error);
+      reject(new ClientGoneError(error));
     };
     const cleanup = (): void => {
       req.off('data', onData).off('end', onEnd).off('error', onError);

@@ -9,12 +9,10 @@ export interface RequestQueueOptions {
   now?: () => number;
 }
 
-/** Lifetime counts of what happened to requests that asked for a container. */
+/** Lifetime counts of the queue (what became of each request, the proxy counts). */
 export interface QueueCounters {
+  /** Requests that had to wait for a container. */
   queued: number;
-  rejected: number;
-  timedOut: number;
-  cancelled: number;
 }
 
 /**
@@ -78,7 +76,7 @@ export class RequestQueue {
   readonly #fresh = new Lane();
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
-  readonly counters: QueueCounters = { queued: 0, rejected: 0, timedOut: 0, cancelled: 0 };
+  readonly counters: QueueCounters = { queued: 0 };
 
   constructor(pool: ContainerPool, options: RequestQueueOptions) {
     this.#pool = pool;
@@ -120,7 +118,6 @@ export class RequestQueue {
       }
     }
     if (!redispatch && this.length >= this.#options.maxQueue) {
-      this.counters.rejected++;
       return Promise.reject(new QueueFullError(this.#options.maxQueue));
     }
     return new Promise<Container>((resolve, reject) => {
@@ -151,8 +148,6 @@ export class RequestQueue {
   #leave(waiter: Waiter, error: QueueTimeoutError | ClientGoneError): void {
     if (!waiter.waiting) return;
     this.#unlink(waiter);
-    if (error instanceof QueueTimeoutError) this.counters.timedOut++;
-    else this.counters.cancelled++;
     waiter.reject(error);
   }
 

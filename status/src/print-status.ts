@@ -103,7 +103,7 @@ export function formatStatus(state: StateFile, source: StatusSource, now: Date =
   lines.push(
     counters
       ? `counters  accepted ${counters.accepted}, queued ${counters.queued}, completed ${counters.completed}, failed ${counters.failed}, ` +
-          `rejected ${counters.rejected}, timed out ${counters.timedOut}, cancelled ${counters.cancelled}, redispatched ${counters.redispatched}`
+          `rejected ${counters.rejected}, timed out ${counters.timedOut}, cancelled ${counters.cancelled}, refused ${counters.refused}, redispatched ${counters.redispatched}`
       : 'counters  (none yet)',
   );
   lines.push(...autoscalerLines(state.autoscaler));

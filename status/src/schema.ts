@@ -92,6 +92,8 @@ export const countersSchema = z.object({
   rejected: z.number().int().min(0),
   timedOut: z.number().int().min(0),
   cancelled: z.number().int().min(0),
+  /** Answered with an error before waiting for a container (413, 408, 400, shutting down, no containers); absent in files written before it was counted. */
+  refused: z.number().int().min(0).default(0),
   redispatched: z.number().int().min(0),
 });
 export type Counters = z.infer<typeof countersSchema>;

@@ -54,7 +54,7 @@ export interface FakeCluster {
 }
 
 /** `workers` workers w1..wN with ports 5000.. (stride 100), no containers yet, a fake driver and probe. */
-export function fakeCluster(workers: number, options: { maxPerWorker?: number; startTimeoutMs?: number } = {}): FakeCluster {
+export function fakeCluster(workers: number, options: { maxPerWorker?: number; startTimeoutMs?: number; drainTimeoutMs?: number } = {}): FakeCluster {
   const pool = new ContainerPool();
   const driver = new FakeDriver();
   const healthy = new Set<number>();
@@ -71,7 +71,7 @@ export function fakeCluster(workers: number, options: { maxPerWorker?: number; s
   pool.load(records, [], 1);
   const manager = new ContainerManager(
     { pool, driverFor: () => driver, probe: async (c) => healthy.has(c.port), forget: async () => {}, log: createLogger('test', 'silent') },
-    { cluster: 'test', containerConcurrency: 1, startTimeoutMs: options.startTimeoutMs ?? 1_000, stopTimeoutMs: 0, drainTimeoutMs: 1_000, maxPerWorker: options.maxPerWorker ?? 8 },
+    { cluster: 'test', containerConcurrency: 1, startTimeoutMs: options.startTimeoutMs ?? 1_000, stopTimeoutMs: 0, drainTimeoutMs: options.drainTimeoutMs ?? 1_000, maxPerWorker: options.maxPerWorker ?? 8 },
   );
   return {
     pool,

@@ -37,6 +37,7 @@ describe('GET /metrics', () => {
       'orchestrator_queue_timeouts_total',
       'orchestrator_queue_wait_seconds',
       'orchestrator_redispatches_total',
+      'orchestrator_requests_refused_total',
       'orchestrator_requests_total',
       'orchestrator_upstream_latency_seconds',
       'orchestrator_workers',

@@ -96,7 +96,7 @@ describe('request queue, proven from the containers', () => {
     only.answerNext();
     expect((await first).status).toBe(200);
     expect(only.stats.arrivals).toEqual(['1']);
-    expect(rig.running.orchestrator.queue.counters.timedOut).toBe(1);
+    expect(rig.running.orchestrator.proxy.counters.timedOut).toBe(1);
   });
 
   it('drops a queued request whose client disconnected; it never reaches a container', async () => {
@@ -119,7 +119,7 @@ describe('request queue, proven from the containers', () => {
     expect((await first).status).toBe(200);
     expect((await third).status).toBe(200);
     expect(only.stats.arrivals).toEqual(['1', '3']);
-    expect(rig.running.orchestrator.queue.counters.cancelled).toBe(1);
+    expect(rig.running.orchestrator.proxy.counters.cancelled).toBe(1);
   });
 
   it('keeps a container busy until it answered, even when its client left', async () => {
@@ -188,7 +188,7 @@ describe('request queue, in process', () => {
       await new Promise((resolve) => setImmediate(resolve));
     }
     expect(log).toEqual(['new 2: ClientGoneError', 'redispatch', 'new 1', 'new 3']);
-    expect(queue.counters).toMatchObject({ queued: 4, cancelled: 1, timedOut: 0 });
+    expect(queue.counters).toEqual({ queued: 4 });
   });
 
   it('times each waiting request out after queueTimeoutMs, oldest first, with one timer', async () => {
@@ -212,7 +212,7 @@ describe('request queue, in process', () => {
       now = 1_400;
       await vi.advanceTimersByTimeAsync(400);
       expect(log).toEqual(['a: QueueTimeoutError', 'b: QueueTimeoutError']);
-      expect(queue.counters.timedOut).toBe(2);
+      expect(queue.counters.queued).toBe(2);
       expect(vi.getTimerCount()).toBe(0);
     } finally {
       vi.useRealTimers();

@@ -38,7 +38,7 @@ export const sampleState: StateFile = stateFileSchema.parse({
   ],
   orchestrator: { pid: 999, url: 'http://127.0.0.1:8080', startedAt: '2025-03-01T11:00:00.000Z', running: true },
   queue: { length: 3, capacity: 1000, oldestWaitMs: 152.4 },
-  counters: { accepted: 250, queued: 40, completed: 241, failed: 2, rejected: 1, timedOut: 1, cancelled: 0, redispatched: 5 },
+  counters: { accepted: 250, queued: 40, completed: 241, failed: 2, rejected: 1, timedOut: 1, cancelled: 0, refused: 5, redispatched: 5 },
   autoscaler: {
     policy: 'concurrency',
     paused: false,

@@ -48,7 +48,7 @@ describe('formatStatus', () => {
   it('prints the queue and the counters', () => {
     const text = formatStatus(sampleState, { kind: 'live', url: 'u' }, now);
     expect(text).toContain('queue     3/1000 waiting, oldest 152 ms\n');
-    expect(text).toContain('counters  accepted 250, queued 40, completed 241, failed 2, rejected 1, timed out 1, cancelled 0, redispatched 5\n');
+    expect(text).toContain('counters  accepted 250, queued 40, completed 241, failed 2, rejected 1, timed out 1, cancelled 0, refused 5, redispatched 5\n');
   });
 
   it('says so when there are no workers, containers, orchestrator, queue or counters', () => {

@@ -150,6 +150,12 @@ async function forwardInKoa(ctx: Context, proxy: ProxyHandler, method: string, p
  */
 export function createApp(deps: AppDeps, requestIdOf: (given: string | string[] | undefined) => string): Koa {
   const app = new Koa();
+  // Koa reports here what escapes every middleware: the socket under a response still open failed
+  // (a client that cut a dashboard stream). The stream's owner logs a client gone, rate-limited;
+  // anything else is one JSON line. Koa's default would print a raw stack on stderr.
+  app.on('error', (error: NodeJS.ErrnoException, ctx?: Context) => {
+    if (!/^(ECONNRESET|EPIPE|ECONNABORTED)$/.test(error.code ?? '')) deps.log.error({ err: error, requestId: ctx?.state.requestId, path: ctx?.path }, 'request failed');
+  });
 
   if (deps.accessLog) {
     app.use(async (ctx, next) => {
@@ -229,8 +235,9 @@ function orchestratorRouter(deps: AppDeps): Router {
     ctx.body = DASHBOARD_PAGE;
   });
   router.get('/dashboard/events', (ctx) => {
-    ctx.respond = false;
+    // subscribe throws (TOO_MANY_VIEWERS) before writing anything, so the error path can still answer.
     deps.dashboard.subscribe(ctx.res);
+    ctx.respond = false;
   });
   router.get('/health', (ctx) => {
     const { ok, detail } = deps.health();

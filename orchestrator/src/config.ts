@@ -116,6 +116,8 @@ export const orchestratorConfigSchema = z.object({
   scaleDownCooldownMs: intFrom(0).default(10_000),
   /** Bearer token of the admin API (/admin/...); without one the admin API is off. Never logged or shown. */
   adminToken: z.string().min(16, 'expected at least 16 characters').optional(),
+  /** Dashboard event streams open at once (each holds a connection and gets every sample); one more gets 503 TOO_MANY_VIEWERS. @default 100 */
+  maxDashboardViewers: intFrom(1).default(100),
   /** Least time between two writes of the status file. @default 250 */
   statusWriteIntervalMs: intFrom(10).default(250),
   /** On SIGTERM, how long in-flight and queued requests get to finish. @default 30000 */

@@ -2,6 +2,8 @@ import type { ServerResponse } from 'node:http';
 import { ControlLoop } from '../../common/src/control-loop.js';
 import type { Logger } from '../../common/src/logger.js';
 import type { ContainerState, ScalingDecision, StateFile } from '../../status/src/schema.js';
+import { TooManyViewersError } from './errors.js';
+import { RejectionLog, type Rejection } from './rejection-log.js';
 
 /** One point of the dashboard's charts. */
 export interface SeriesPoint {
@@ -34,25 +36,60 @@ export interface DashboardSources {
 const SERIES_LENGTH = 300;
 const EVENTS_SHOWN = 30;
 const DECISIONS_SHOWN = 15;
+/** Default of `maxUnsentBytes`: about half a minute of samples of a large cluster. */
+const MAX_UNSENT_BYTES = 1024 * 1024;
+/** Dropped streams logged one by one per second; past it, one line a second counts them. */
+const DISCONNECTS_LOGGED_PER_SECOND = 5;
+
+/** An open stream: when it opened, who holds it, and why it ended once known. */
+interface Viewer {
+  openedAt: number;
+  remote: string;
+  /** Set when the stream failed (a socket error code) or was closed by the feed; logged at 'close'. */
+  reason?: string;
+}
+
+export interface DashboardFeedOptions {
+  /** Sampling period. */
+  intervalMs: number;
+  /** Streams open at once; one more is refused with TooManyViewersError (503). */
+  maxViewers: number;
+  /** Bytes a viewer may leave unsent (it does not read); past it, its stream is closed. @default 1048576 */
+  maxUnsentBytes?: number;
+}
 
 /**
  * The live dashboard's data: once a second it takes a sample of the cluster and pushes it to
  * every open dashboard as a server-sent event. The cost does not grow with viewers beyond one
  * write each: the sample is built once, and only the last five minutes of chart points are kept.
+ * Both ends are bounded: at most `maxViewers` streams are open (each holds a file descriptor), and a
+ * viewer that stops reading is closed once `maxUnsentBytes` wait for it, so it never makes the
+ * orchestrator buffer samples without limit. A stream that ends other than by the feed's own
+ * shutdown is logged once, rate-limited.
  */
 export class DashboardFeed extends ControlLoop {
   readonly #sources: DashboardSources;
   readonly #intervalMs: number;
   readonly #series: SeriesPoint[] = [];
-  readonly #viewers = new Set<ServerResponse>();
+  readonly #viewers = new Map<ServerResponse, Viewer>();
+  readonly #maxViewers: number;
+  readonly #maxUnsentBytes: number;
+  readonly #disconnects: RejectionLog;
   #latest: DashboardSample | undefined;
   #lastCompleted = 0;
   #lastAt = performance.now();
 
-  constructor(deps: { sources: DashboardSources; log: Logger }, options: { intervalMs: number }) {
+  constructor(deps: { sources: DashboardSources; log: Logger }, options: DashboardFeedOptions) {
     super('dashboard-feed', options.intervalMs, deps.log);
     this.#sources = deps.sources;
     this.#intervalMs = options.intervalMs;
+    this.#maxViewers = options.maxViewers;
+    this.#maxUnsentBytes = options.maxUnsentBytes ?? MAX_UNSENT_BYTES;
+    this.#disconnects = new RejectionLog(deps.log, {
+      perSecond: DISCONNECTS_LOGGED_PER_SECOND,
+      message: 'dashboard stream dropped',
+      summaryMessage: 'more dashboard streams dropped than logged one by one',
+    });
     this.#lastCompleted = deps.sources.completed();
   }
 
@@ -65,7 +102,16 @@ export class DashboardFeed extends ControlLoop {
     this.#series.push({ at: sample.at, throughputRps: sample.throughputRps, latencyMs: sample.latencyMs, queueLength: sample.queueLength });
     if (this.#series.length > SERIES_LENGTH) this.#series.shift();
     const event = `event: sample\ndata: ${JSON.stringify(sample)}\n\n`;
-    for (const res of this.#viewers) res.write(event);
+    const eventBytes = Buffer.byteLength(event);
+    for (const [res, viewer] of this.#viewers) {
+      // A viewer that does not read would make every sample pile up here: close it; its browser reconnects and gets the history again.
+      if (res.writableLength + eventBytes > this.#maxUnsentBytes) {
+        viewer.reason = 'SLOW_VIEWER';
+        res.destroy();
+      } else {
+        res.write(event);
+      }
+    }
   }
 
   /** Take a sample now (throughput since the previous one). */
@@ -109,18 +155,46 @@ export class DashboardFeed extends ControlLoop {
     return sample;
   }
 
-  /** Serve the event stream to one dashboard: the recent series and the cluster now, then a sample each tick. */
+  /**
+   * Serve the event stream to one dashboard: the recent series and the cluster now, then a sample
+   * each tick. Throws TooManyViewersError, having written nothing, when `maxViewers` are open.
+   */
   subscribe(res: ServerResponse): void {
+    if (this.#viewers.size >= this.#maxViewers) throw new TooManyViewersError(this.#maxViewers);
+    // Its client already left: a 'close' that has fired would never free the slot.
+    if (res.destroyed) return;
+    // Built before anything is written or registered, so a failure here still gets an error answer.
+    const history = `retry: 2000\nevent: history\ndata: ${JSON.stringify({ series: this.#series, latest: this.#latest ?? this.sample() })}\n\n`;
+    const viewer: Viewer = { openedAt: performance.now(), remote: `${res.socket?.remoteAddress}:${res.socket?.remotePort}` };
+    this.#viewers.set(res, viewer);
+    // A client that leaves abruptly fails the socket (ECONNRESET, EPIPE): noted here, logged once at 'close'.
+    res.socket?.once('error', (error: NodeJS.ErrnoException) => (viewer.reason ??= error.code ?? 'SOCKET_ERROR'));
+    res.once('close', () => this.#left(res, viewer));
     res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', connection: 'keep-alive', 'x-accel-buffering': 'no' });
-    const latest = this.#latest ?? this.sample();
-    res.write(`retry: 2000\nevent: history\ndata: ${JSON.stringify({ series: this.#series, latest })}\n\n`);
-    this.#viewers.add(res);
-    res.once('close', () => this.#viewers.delete(res));
+    res.write(history);
+  }
+
+  #left(res: ServerResponse, viewer: Viewer): void {
+    if (!this.#viewers.delete(res)) return;
+    // A stream the feed did not end: the client left, its connection failed, or it was too slow.
+    const entry: Rejection & { remote: string; openMs: number; viewers: number } = {
+      requestId: '-',
+      path: '/dashboard/events',
+      // What the project logs for a client gone before its answer ended.
+      status: 499,
+      error: viewer.reason ?? 'CLOSED_BY_CLIENT',
+      remote: viewer.remote,
+      openMs: Math.round(performance.now() - viewer.openedAt),
+      viewers: this.#viewers.size,
+    };
+    this.#disconnects.record(entry);
   }
 
   /** Close every open stream (at shutdown, so the server can close). */
   protected override async onStop(): Promise<void> {
-    for (const res of this.#viewers) res.end();
+    const open = [...this.#viewers.keys()];
     this.#viewers.clear();
+    for (const res of open) res.end();
+    this.#disconnects.flush();
   }
 }

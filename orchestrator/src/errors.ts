@@ -97,3 +97,10 @@ export class ConflictError extends AppError {
     super('CONFLICT', message, { status: 409, expose: true });
   }
 }
+
+/** `maxDashboardViewers` dashboard streams are already open: 503 with Retry-After. */
+export class TooManyViewersError extends AppError {
+  constructor(maxViewers: number) {
+    super('TOO_MANY_VIEWERS', `the dashboard already has ${maxViewers} open streams (maxDashboardViewers); retry later`, { status: 503, expose: true });
+  }
+}

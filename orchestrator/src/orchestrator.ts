@@ -173,7 +173,7 @@ export class Orchestrator {
         },
         log,
       },
-      { intervalMs: 1_000 },
+      { intervalMs: 1_000, maxViewers: config.maxDashboardViewers },
     );
     this.#rejections = new RejectionLog(log);
     const listener = createRequestListener({

@@ -20,10 +20,15 @@ export class RejectionLog {
   #logged = 0;
   #suppressed = new Map<string, number>();
   #flushTimer: NodeJS.Timeout | undefined;
+  readonly #message: string;
+  readonly #summaryMessage: string;
 
-  constructor(log: Logger, options: { perSecond?: number } = {}) {
+  /** `message` of each line @default 'request rejected'; `summaryMessage` of the count @default 'more requests rejected than logged one by one' */
+  constructor(log: Logger, options: { perSecond?: number; message?: string; summaryMessage?: string } = {}) {
     this.#log = log;
     this.#perSecond = options.perSecond ?? 20;
+    this.#message = options.message ?? 'request rejected';
+    this.#summaryMessage = options.summaryMessage ?? 'more requests rejected than logged one by one';
   }
 
   record(r: Rejection): void {
@@ -34,7 +39,7 @@ export class RejectionLog {
       this.#logged = 0;
     }
     if (++this.#logged <= this.#perSecond) {
-      this.#log[r.status >= 500 ? 'warn' : 'info'](r, 'request rejected');
+      this.#log[r.status >= 500 ? 'warn' : 'info'](r, this.#message);
       return;
     }
     this.#suppressed.set(r.error, (this.#suppressed.get(r.error) ?? 0) + 1);
@@ -48,6 +53,6 @@ export class RejectionLog {
     if (this.#suppressed.size === 0) return;
     const counts = Object.fromEntries(this.#suppressed);
     this.#suppressed = new Map();
-    this.#log.warn({ rejected: counts }, 'more requests rejected than logged one by one');
+    this.#log.warn({ rejected: counts }, this.#summaryMessage);
   }
 }

@@ -94,6 +94,21 @@ describe('the live dashboard, in a real headless Chromium', () => {
     expect(pageErrors).toEqual([]);
   });
 
+  it('asks again for a stream refused with 503 (maxDashboardViewers open) and goes live once a viewer left', { timeout: 60_000 }, async () => {
+    rig.backends = [await startBackend('a')];
+    rig.running = await startOrchestrator(rig.backends, { maxDashboardViewers: 1 });
+    const held = await request(`${rig.running.url}/dashboard/events`);
+    expect(held.statusCode).toBe(200);
+    page = await browser!.newPage();
+    await page.goto(`${rig.running.url}/dashboard`);
+    // The browser gives up on an EventSource answered 503; the page must ask again by itself.
+    await expect.poll(() => page!.locator('#connection').textContent(), { timeout: 10_000 }).toMatch(/retrying/);
+    held.body.destroy();
+    await expect.poll(() => rig.running!.orchestrator.dashboard.viewers, { timeout: 5_000 }).toBe(0);
+    await expect.poll(() => page!.locator('#connection').textContent(), { timeout: 20_000 }).toBe('live');
+    expect(rig.running.orchestrator.dashboard.viewers).toBe(1);
+  });
+
   it('stays readable with 100 containers: every tile drawn, none wider than its column', async () => {
     rig.backends = await Promise.all(Array.from({ length: 100 }, (_, i) => startBackend(`c${String(i + 1).padStart(3, '0')}`)));
     rig.running = await startOrchestrator(rig.backends);

@@ -4,6 +4,7 @@ import type { ScalingDecision } from '../../status/src/schema.js';
 import type { ScaleRule } from './config.js';
 import type { ContainerManager } from './container-manager.js';
 import type { Container, ContainerPool } from './container-pool.js';
+import { StartCancelledError } from './errors.js';
 
 export type ScalingPolicy = 'none' | 'requests' | 'concurrency' | 'rules';
 
@@ -19,7 +20,11 @@ export interface AutoscalerOptions {
   windowMs: number;
   /** `requests`: desired = floor(requests in the window / requestsPerContainer) + 1. */
   requestsPerContainer: number;
-  /** `concurrency` and `rules`: the decision period. */
+  /**
+   * The loop's period at most: `concurrency` and `rules` decide at each pass, and each pass moves
+   * toward the latest target. (`requests` passes come a little more often if needed, so that a
+   * whole number of them makes a window.)
+   */
   intervalMs: number;
   /** `rules`: user-defined rules. */
   rules: readonly ScaleRule[];
@@ -34,7 +39,7 @@ export interface AutoscalerOptions {
 
 export interface AutoscalerSources {
   pool: ContainerPool;
-  manager: Pick<ContainerManager, 'scaleOut' | 'drainAndRemove'>;
+  manager: Pick<ContainerManager, 'scaleOut' | 'drainAndRemove' | 'room' | 'isCancellableStart' | 'cancelStart'>;
   /** Requests forwarded since start (health, status and admin calls are not forwarded). */
   forwarded(): number;
   /** Requests waiting for a container. */
@@ -45,18 +50,36 @@ export interface AutoscalerSources {
   now?: () => number;
 }
 
+/** The count the loop works toward, and who asked for it. */
+interface Target {
+  /** As asked, before bounds. */
+  wanted: number;
+  reason: string;
+  ignoreCooldown: boolean;
+  /** Set by the policy: a pause drops it. Otherwise asked for (admin, the minimum on start): a pause keeps it. */
+  byPolicy: boolean;
+  /** When it was set, shown on the steps taken toward it later. */
+  since: string;
+}
+
 /** Whether a container counts toward the current size: not draining, and not gone from its runtime. */
 const counts = (c: Container): boolean => !c.draining && c.health !== 'down';
+
+/** In rotation: may take requests. */
+const serving = (c: Container): boolean => c.health === 'healthy' && !c.draining;
 
 /** Decisions kept for the status. */
 const DECISIONS_KEPT = 20;
 
 /**
- * Follows the load with the number of containers, by one of two policies: the seeds' `requests`
- * rule over fixed windows, or Knative-style `concurrency` with immediate scale-out and a
- * stabilization window before scale-in (so a dip in steady load does not remove a container that
- * is needed again a moment later). Bounded by min/max, maxStep and cooldowns; every decision that
- * changes something, or that a bound or cooldown held back, is kept with its reason.
+ * Follows the load with the number of containers, by one of three policies: the seeds' `requests`
+ * rule over fixed windows, Knative-style `concurrency` with immediate scale-out and a stabilization
+ * window before scale-in (so a dip in steady load does not remove a container that is needed again
+ * a moment later), or user `rules`. A decision sets a target; every pass compares it with the
+ * containers that count and moves toward it, bounded by min/max, maxStep, cooldowns and what can
+ * move now (room on the workers, idle containers), so a step that cannot be taken now is taken by a
+ * later pass (Kubernetes' ReplicaSet controller). Every decision that changes something, or that a
+ * bound or cooldown held back, is kept with its reason.
  */
 export class Autoscaler extends ControlLoop {
   readonly options: AutoscalerOptions;
@@ -67,20 +90,28 @@ export class Autoscaler extends ControlLoop {
   readonly #sources: AutoscalerSources;
   readonly #now: () => number;
   #lastForwarded = 0;
+  /** `requests`: when the current window began. */
+  #windowStart: number;
+  readonly #periodMs: number;
   #lastUp = -Infinity;
   #lastDown = -Infinity;
   /** `concurrency`: (time, desired) samples within the stabilization window. */
   #samples: Array<{ at: number; desired: number }> = [];
   /** `rules`: what each tick saw, kept for the longest rule window. */
   #observed: Array<{ at: number; forwarded: number; queued: number; inFlight: number }> = [];
+  /** What the passes work toward; none once it is reached with nothing still starting. */
+  #target: Target | undefined;
   /** Scale-outs and scale-ins under way: decisions do not wait for containers to start or drain. */
   readonly #actions = new Set<Promise<void>>();
 
   constructor(sources: AutoscalerSources, options: AutoscalerOptions) {
-    super('autoscaler', options.policy === 'requests' ? options.windowMs : options.intervalMs, sources.log);
+    const periodMs = options.policy === 'requests' ? options.windowMs / Math.ceil(options.windowMs / options.intervalMs) : options.intervalMs;
+    super('autoscaler', periodMs, sources.log);
+    this.#periodMs = periodMs;
     this.#sources = sources;
     this.options = options;
     this.#now = sources.now ?? performance.now.bind(performance);
+    this.#windowStart = this.#now();
   }
 
   /** Containers that count: in rotation, starting, or failed and about to be replaced; not draining. */
@@ -90,34 +121,51 @@ export class Autoscaler extends ControlLoop {
     return n;
   }
 
-  /** One decision by the policy. */
+  /** One pass: a decision by the policy when one is due (it sets the target), else a step toward the target. */
   override async tick(): Promise<void> {
+    if (this.paused) this.#hold();
+    const decided = this.paused ? null : this.#decide();
+    if (decided) this.#setTarget(decided.desired, `${this.options.policy}: ${decided.reason}`, { byPolicy: true });
+    else if (this.#target) this.#step(true);
+  }
+
+  /** Paused: the policy's target goes (a pause holds the count), one asked for stays; a `requests` window restarts. */
+  #hold(): void {
+    if (this.#target?.byPolicy) this.#target = undefined;
+    this.#lastForwarded = this.#sources.forwarded();
+    this.#windowStart = this.#now();
+  }
+
+  /** What the policy wants now; null without a policy, or (`requests`) before the window closes. */
+  #decide(): { desired: number; reason: string } | null {
     const forwarded = this.#sources.forwarded();
-    const inWindow = forwarded - this.#lastForwarded;
-    this.#lastForwarded = forwarded;
-    if (this.paused || this.options.policy === 'none') return;
-    const current = this.current();
-    let desired: number;
-    let reason: string;
-    if (this.options.policy === 'rules') {
-      [desired, reason] = this.#byRules(current, forwarded);
-    } else if (this.options.policy === 'requests') {
-      desired = Math.floor(inWindow / this.options.requestsPerContainer) + 1;
-      reason = `${inWindow} requests in the last ${this.options.windowMs / 1000} s / ${this.options.requestsPerContainer} per container + 1 = ${desired}`;
-    } else {
-      const load = this.#sources.pool.inFlightTotal() + this.#sources.queued();
-      const raw = Math.ceil(load / this.options.targetConcurrency);
-      const now = this.#now();
-      this.#samples = this.#samples.filter((s) => now - s.at < this.options.stabilizationMs);
-      this.#samples.push({ at: now, desired: raw });
-      const stable = Math.max(...this.#samples.map((s) => s.desired));
-      desired = raw >= current ? raw : stable;
-      reason =
-        raw >= current
-          ? `${load} in flight or queued / target ${this.options.targetConcurrency} = ${raw}`
-          : `${load} in flight or queued wants ${raw}, but ${stable} was wanted within the last ${this.options.stabilizationMs / 1000} s`;
+    const now = this.#now();
+    switch (this.options.policy) {
+      case 'none':
+        return null;
+      case 'requests': {
+        // Timers run a little late or early: the pass nearest the window's end closes it.
+        if (now - this.#windowStart < this.options.windowMs - this.#periodMs / 2) return null;
+        const inWindow = forwarded - this.#lastForwarded;
+        this.#lastForwarded = forwarded;
+        this.#windowStart = now;
+        const desired = Math.floor(inWindow / this.options.requestsPerContainer) + 1;
+        return { desired, reason: `${inWindow} requests in the last ${this.options.windowMs / 1000} s / ${this.options.requestsPerContainer} per container + 1 = ${desired}` };
+      }
+      case 'rules':
+        return this.#byRules(this.current(), forwarded, now);
+      case 'concurrency': {
+        const current = this.current();
+        const load = this.#sources.pool.inFlightTotal() + this.#sources.queued();
+        const raw = Math.ceil(load / this.options.targetConcurrency);
+        this.#samples = this.#samples.filter((s) => now - s.at < this.options.stabilizationMs);
+        this.#samples.push({ at: now, desired: raw });
+        const stable = Math.max(...this.#samples.map((s) => s.desired));
+        return raw >= current
+          ? { desired: raw, reason: `${load} in flight or queued / target ${this.options.targetConcurrency} = ${raw}` }
+          : { desired: stable, reason: `${load} in flight or queued wants ${raw}, but ${stable} was wanted within the last ${this.options.stabilizationMs / 1000} s` };
+      }
     }
-    this.scaleTo(desired, `${this.options.policy}: ${reason}`);
   }
 
   /** Resolves when the scale-outs and scale-ins under way are done. */
@@ -130,8 +178,7 @@ export class Autoscaler extends ControlLoop {
   }
 
   /** The first matching scale-out rule, else the first matching scale-in rule; no match keeps the count. */
-  #byRules(current: number, forwarded: number): [number, string] {
-    const now = this.#now();
+  #byRules(current: number, forwarded: number, now: number): { desired: number; reason: string } {
     const longest = Math.max(...this.options.rules.map((r) => r.windowMs));
     // One period more than the longest window, so a sample from just before each window's start remains.
     this.#observed = this.#observed.filter((o) => now - o.at <= longest + this.options.intervalMs);
@@ -140,11 +187,11 @@ export class Autoscaler extends ControlLoop {
       .map((rule, index) => ({ rule, index, value: this.#metric(rule, now) }))
       .filter(({ rule, value }) => value !== null && (rule.op === '>' ? value > rule.threshold : value < rule.threshold));
     const hit = matches.find((m) => m.rule.action === 'scale-out') ?? matches.find((m) => m.rule.action === 'scale-in');
-    if (!hit) return [current, 'no rule matched'];
+    if (!hit) return { desired: current, reason: 'no rule matched' };
     const { rule, index, value } = hit;
     const desired = rule.action === 'scale-out' ? current + rule.by : current - rule.by;
     const shown = Number.isInteger(value) ? value : value!.toFixed(1);
-    return [desired, `rule ${index + 1}: ${rule.metric} ${shown} ${rule.op} ${rule.threshold} over ${rule.windowMs / 1000} s, ${rule.action} by ${rule.by}`];
+    return { desired, reason: `rule ${index + 1}: ${rule.metric} ${shown} ${rule.op} ${rule.threshold} over ${rule.windowMs / 1000} s, ${rule.action} by ${rule.by}` };
   }
 
   #metric(rule: ScaleRule, now: number): number | null {
@@ -183,42 +230,77 @@ export class Autoscaler extends ControlLoop {
   }
 
   /**
-   * Decide a move toward `wanted` (clamped to [min, max], at most maxStep, after cooldowns) and
-   * start it: containers started where placement says, or idle ones drained and removed, in the
-   * background (see settled()). Starting containers count as current, so the next decision does
-   * not ask for them again.
+   * Make `wanted` the target and take a first step toward it now (see #step); later passes take the
+   * rest, whatever held this one back (maxStep, no room, no idle container, containers starting).
+   * Returns the decision of this first step. The target stands until it is reached with nothing
+   * still starting, or until the policy or another call sets a new one.
    */
   scaleTo(wanted: number, reason: string, options: { ignoreCooldown?: boolean } = {}): ScalingDecision {
+    return this.#setTarget(wanted, reason, { byPolicy: false, ignoreCooldown: options.ignoreCooldown });
+  }
+
+  #setTarget(wanted: number, reason: string, options: { byPolicy: boolean; ignoreCooldown?: boolean }): ScalingDecision {
+    this.#target = { wanted, reason, ignoreCooldown: options.ignoreCooldown ?? false, byPolicy: options.byPolicy, since: new Date().toISOString() };
+    return this.#step(false);
+  }
+
+  /** `wanted` within [min, max], the minimum raised to minPerWorker on every worker that is up. */
+  #bounds(wanted: number): { bounded: number; floor: number } {
+    let up = 0;
+    for (const w of this.#sources.pool.workers()) if (w.state !== 'down') up++;
+    const floor = Math.min(this.options.max, Math.max(this.options.min, this.options.minPerWorker * up));
+    return { bounded: Math.min(this.options.max, Math.max(floor, wanted)), floor };
+  }
+
+  /**
+   * One step toward the target, started in the background (see settled()): at most maxStep
+   * containers, after cooldowns; a scale-out no more than the workers have room for now (draining
+   * containers hold their slots until removed), a scale-in only what #pickForScaleIn allows.
+   * Starting containers count as present, so a scale-out never asks for them twice.
+   */
+  #step(continued: boolean): ScalingDecision {
+    const target = this.#target!;
     const current = this.current();
-    const bounded = Math.min(this.options.max, Math.max(this.options.min, wanted));
-    const step = Math.max(-this.options.maxStep, Math.min(this.options.maxStep, bounded - current));
+    const { bounded, floor } = this.#bounds(target.wanted);
     const now = this.#now();
-    let action: ScalingDecision['action'] = step > 0 ? 'scale-out' : step < 0 ? 'scale-in' : 'none';
-    let why = reason;
-    if (bounded !== wanted) why += `; bounded to [${this.options.min}, ${this.options.max}]`;
+    let why = continued ? `${target.reason} (asked at ${target.since})` : target.reason;
+    if (bounded !== target.wanted) {
+      why += `; bounded to [${floor}, ${this.options.max}]`;
+      if (floor > this.options.min) why += ` (${this.options.minPerWorker} per worker)`;
+    }
     if (Math.abs(bounded - current) > this.options.maxStep) why += `; at most ${this.options.maxStep} per decision`;
-    if (!options.ignoreCooldown && action === 'scale-out' && now - this.#lastUp < this.options.scaleUpCooldownMs) {
-      why += `; held: scale-out cooldown`;
-      action = 'none';
+    const wantedStep = Math.max(-this.options.maxStep, Math.min(this.options.maxStep, bounded - current));
+    let toRemove: Container[] = [];
+    let step = 0;
+    if (wantedStep > 0) {
+      if (!target.ignoreCooldown && now - this.#lastUp < this.options.scaleUpCooldownMs) why += '; held: scale-out cooldown';
+      else {
+        const room = this.#sources.manager.room();
+        step = Math.min(wantedStep, room);
+        if (room === 0) why += '; held: no worker has room (per-worker maximum or ports; draining containers keep theirs until removed)';
+        else if (room < wantedStep) why += `; room for ${room} now`;
+      }
+    } else if (wantedStep < 0) {
+      if (!target.ignoreCooldown && now - this.#lastDown < this.options.scaleDownCooldownMs) why += '; held: scale-in cooldown';
+      else {
+        toRemove = this.#pickForScaleIn(-wantedStep);
+        step = -toRemove.length;
+        if (toRemove.length < -wantedStep) {
+          why += `; ${toRemove.length === 0 ? 'held: none' : `only ${toRemove.length}`} can go now (the others serve requests, are being replaced, hold the per-worker minimum or are the last in rotation)`;
+        }
+      }
     }
-    if (!options.ignoreCooldown && action === 'scale-in' && now - this.#lastDown < this.options.scaleDownCooldownMs) {
-      why += `; held: scale-in cooldown`;
-      action = 'none';
-    }
-    const decision: ScalingDecision = {
-      at: new Date().toISOString(),
-      policy: this.options.policy,
-      current,
-      desired: action === 'none' ? current : current + step,
-      action,
-      reason: why,
-    };
+    if (current + step !== bounded) why += `; later passes go on to ${bounded}`;
+    const action: ScalingDecision['action'] = step > 0 ? 'scale-out' : step < 0 ? 'scale-in' : 'none';
+    const decision: ScalingDecision = { at: new Date().toISOString(), policy: this.options.policy, current, desired: current + step, action, reason: why };
     // A steady "nothing to do" is not worth keeping; a change, or one held back, is.
     if (action !== 'none' || bounded !== current) this.#record(decision);
+    // Reached: nothing more to do once what counts has also finished starting (a start that fails takes its container away again).
+    if (bounded === current && ![...this.#sources.pool.containers()].some((c) => counts(c) && c.health === 'starting')) this.#target = undefined;
     if (action === 'none') return decision;
     if (action === 'scale-out') this.#lastUp = now;
     else this.#lastDown = now;
-    const work = action === 'scale-out' ? this.#scaleOut(step, why) : this.#scaleIn(-step, why);
+    const work = action === 'scale-out' ? this.#scaleOut(step, why) : this.#scaleIn(toRemove, why);
     this.#actions.add(work);
     void work.finally(() => this.#actions.delete(work));
     return decision;
@@ -226,35 +308,69 @@ export class Autoscaler extends ControlLoop {
 
   async #scaleOut(n: number, reason: string): Promise<void> {
     const results = await Promise.allSettled(Array.from({ length: n }, () => this.#sources.manager.scaleOut(reason)));
-    for (const r of results) if (r.status === 'rejected') this.log.error({ err: r.reason }, 'scale-out failed');
+    for (const r of results) {
+      // A scale-in that cancels a start is the autoscaler changing its mind, not a failure.
+      if (r.status === 'rejected' && !(r.reason instanceof StartCancelledError)) this.log.error({ err: r.reason }, 'scale-out failed; the next pass tries again');
+    }
   }
 
-  /** Idle containers only, from the most crowded worker first, highest port first. Never a busy one. */
-  async #scaleIn(n: number, reason: string): Promise<void> {
-    const { pool } = this.#sources;
-    const idle = [...pool.containers()]
-      .filter((c) => c.managed && counts(c) && !c.busyWithRuntime && c.inFlight === 0)
-      .sort((a, b) => this.#countOn(b.workerId) - this.#countOn(a.workerId) || b.port - a.port);
-    const chosen: Container[] = [];
+  /**
+   * Up to `n` containers a scale-in may take now, one pick at a time. Eligible: managed containers
+   * that count and that nothing else is replacing or removing (a scale-out still starting is: its
+   * start is cancelled), never one that would leave its worker below minPerWorker, and never the
+   * last container in rotation while another still counts (the cluster serves until the containers
+   * still starting can). Of those:
+   * 1. containers not in rotation (starting, or out of it) before ones in rotation, so the serving
+   *    capacity is the last to go;
+   * 2. from the worker with the most containers at that pick (counted again after each pick, so
+   *    the removals spread), highest port first;
+   * 3. idle only: when that worker's are all serving requests, the pick waits for a later pass
+   *    rather than take from a less crowded worker.
+   */
+  #pickForScaleIn(n: number): Container[] {
+    const { pool, manager } = this.#sources;
     const left = new Map<string, number>();
-    for (const c of idle) {
-      if (chosen.length === n) break;
-      const count = left.get(c.workerId) ?? this.#countOn(c.workerId);
-      if (count <= this.options.minPerWorker) continue;
-      left.set(c.workerId, count - 1);
-      chosen.push(c);
+    const onWorker = (c: Container): number => left.get(c.workerId) ?? this.#countOn(c.workerId);
+    const rank = (c: Container): number => (serving(c) ? 1 : 0);
+    let remaining = [...pool.containers()].filter((c) => c.managed && counts(c) && (!c.busyWithRuntime || manager.isCancellableStart(c)));
+    let counted = this.current();
+    let inRotation = [...pool.containers()].filter(serving).length;
+    const chosen: Container[] = [];
+    while (chosen.length < n) {
+      const eligible = remaining.filter((c) => onWorker(c) > this.options.minPerWorker && !(serving(c) && inRotation === 1 && counted > 1));
+      const idle = eligible.filter((c) => c.inFlight === 0);
+      if (idle.length === 0) break;
+      const first = Math.min(...idle.map(rank));
+      const crowd = Math.max(...eligible.filter((c) => rank(c) === first).map(onWorker));
+      const pick = idle.filter((c) => rank(c) === first && onWorker(c) === crowd).sort((a, b) => b.port - a.port)[0];
+      if (!pick) break;
+      chosen.push(pick);
+      remaining = remaining.filter((c) => c !== pick);
+      left.set(pick.workerId, onWorker(pick) - 1);
+      counted--;
+      if (serving(pick)) inRotation--;
     }
-    if (chosen.length < n) this.log.info({ wanted: n, removable: chosen.length }, 'fewer idle containers above the per-worker minimum than the scale-in asks for');
-    // Draining is synchronous, so none of them can take a request from here on.
-    const removals = chosen.map((c) => this.#sources.manager.drainAndRemove(c, `scale-in: ${reason}`));
+    return chosen;
+  }
+
+  /** Take `chosen` away: starting ones have their start cancelled, the others are drained and removed. */
+  async #scaleIn(chosen: Container[], reason: string): Promise<void> {
+    const { manager } = this.#sources;
+    // Both drain synchronously, so none of them can take a request, or count, from here on.
+    const removals = chosen.map((c) =>
+      manager.isCancellableStart(c) ? manager.cancelStart(c, `scale-in: ${reason}`) : manager.drainAndRemove(c, `scale-in: ${reason}`),
+    );
     const results = await Promise.allSettled(removals);
     for (const r of results) if (r.status === 'rejected') this.log.error({ err: r.reason }, 'scale-in removal failed');
   }
 
+  /** Keep a decision for the status; a hold repeated pass after pass is kept (and logged) once. */
   #record(decision: ScalingDecision): void {
+    const last = this.decisions.at(-1);
+    if (decision.action === 'none' && last?.action === 'none' && last.current === decision.current && last.reason === decision.reason) return;
     this.decisions.push(decision);
     this.decisionCounts[decision.action]++;
     if (this.decisions.length > DECISIONS_KEPT) this.decisions.shift();
-    if (decision.action !== 'none') this.log.info(decision, `autoscaler ${decision.action} ${decision.current} -> ${decision.desired}`);
+    this.log.info(decision, decision.action === 'none' ? `autoscaler held at ${decision.current}` : `autoscaler ${decision.action} ${decision.current} -> ${decision.desired}`);
   }
 }

@@ -98,13 +98,13 @@ export const orchestratorConfigSchema = z.object({
   minContainersPerWorker: intFrom(0, 10_000).default(0),
   /** Most containers on one worker. @default 8 */
   maxContainersPerWorker: intFrom(1, 10_000).default(8),
-  /** Containers added or removed by one decision at most. @default 8 */
+  /** Containers one pass of the autoscaler adds or removes at most; later passes go on toward the target. @default 8 */
   maxScaleStep: intFrom(1, 10_000).default(8),
   /** `requests` policy: the counting window and decision period. @default 120000 */
   scaleWindowMs: intFrom(100).default(120_000),
   /** `requests` policy: desired = floor(requests in the window / this) + 1. @default 20 */
   requestsPerContainer: intFrom(1).default(20),
-  /** `concurrency` policy: the decision period. @default 2000 */
+  /** `concurrency` and `rules` policies: the decision period; every policy: how often the loop moves toward its target. @default 2000 */
   scaleIntervalMs: intFrom(100).default(2_000),
   /** `concurrency` policy: in-flight plus queued requests one container should carry. @default 1 */
   targetConcurrency: z.coerce.number().positive().default(1),

@@ -3,7 +3,7 @@ import type { Logger } from '../../common/src/logger.js';
 import { containerName, LABELS, type ContainerInfo, type ContainerSpec, type RuntimeDriver } from '../../runtime/src/driver.js';
 import { containerRecordSchema, type WorkerRecord } from '../../status/src/schema.js';
 import type { Container, ContainerPool } from './container-pool.js';
-import { ContainerStartError, NoPlacementError } from './errors.js';
+import { ContainerStartError, NoPlacementError, StartCancelledError } from './errors.js';
 
 export interface ContainerManagerDeps {
   pool: ContainerPool;
@@ -36,6 +36,13 @@ export interface Placement {
   port: number;
 }
 
+/** A scale-out's start under way, which a scale-in may cancel. */
+interface CancellableStart {
+  controller: AbortController;
+  /** Resolves once the start ended, whichever way: the container serves, or it is stopped and forgotten. */
+  ended: Promise<void>;
+}
+
 /**
  * Starts, replaces and removes containers through the workers' runtime drivers, keeping the pool
  * in step: a new container joins the rotation only once it answered /health, and a container
@@ -44,6 +51,8 @@ export interface Placement {
 export class ContainerManager {
   readonly #deps: ContainerManagerDeps;
   readonly #options: ContainerManagerOptions;
+  /** Scale-outs still starting. Relocations are not listed: they carry a lost worker's capacity. */
+  readonly #starts = new Map<Container, CancellableStart>();
 
   constructor(deps: ContainerManagerDeps, options: ContainerManagerOptions) {
     this.#deps = deps;
@@ -58,9 +67,8 @@ export class ContainerManager {
     const { pool } = this.#deps;
     let best: { worker: WorkerRecord; count: number; load: number } | undefined;
     for (const worker of pool.workers()) {
-      if (worker.state === 'down') continue;
       const containers = pool.onWorker(worker.id);
-      if (containers.length >= this.#options.maxPerWorker || freePort(worker, containers) === null) continue;
+      if (this.#roomOn(worker, containers) === 0) continue;
       const load = containers.reduce((n, c) => n + c.inFlight, 0);
       if (!best || containers.length < best.count || (containers.length === best.count && load < best.load)) {
         best = { worker, count: containers.length, load };
@@ -69,24 +77,72 @@ export class ContainerManager {
     return best ? { worker: best.worker, port: freePort(best.worker, pool.onWorker(best.worker.id))! } : null;
   }
 
-  /** Start a container where `place()` says, wait until it is healthy, and put it in rotation. */
-  async scaleOut(reason: string): Promise<Container> {
+  /**
+   * How many more containers placement can take now, over every worker that is up. Containers
+   * draining or starting hold their worker's slots and ports until they are gone.
+   */
+  room(): number {
+    let n = 0;
+    for (const worker of this.#deps.pool.workers()) n += this.#roomOn(worker, this.#deps.pool.onWorker(worker.id));
+    return n;
+  }
+
+  /** Containers `worker` can take now: none when down, else up to its per-worker maximum and its free ports. */
+  #roomOn(worker: WorkerRecord, containers: readonly Container[]): number {
+    if (worker.state === 'down') return 0;
+    return Math.max(0, Math.min(this.#options.maxPerWorker - containers.length, freePortCount(worker, containers)));
+  }
+
+  /**
+   * Start a container where `place()` says, wait until it is healthy, and put it in rotation. A
+   * scale-in may cancel it until then (`cancelStart`): it then rejects with StartCancelledError.
+   */
+  scaleOut(reason: string): Promise<Container> {
+    return this.#add(reason, { cancellable: true });
+  }
+
+  /** Whether `c` is a scale-out still starting, which `cancelStart` can stop. */
+  isCancellableStart(c: Container): boolean {
+    return this.#starts.has(c);
+  }
+
+  /**
+   * Cancel the start of `c` (see isCancellableStart): it is drained at once, so nothing counts on
+   * it from here on, then stopped and forgotten. Resolves once it is gone; false when there was
+   * no such start.
+   */
+  async cancelStart(c: Container, reason: string): Promise<boolean> {
+    const start = this.#starts.get(c);
+    if (!start) return false;
+    this.#deps.pool.drain(c, reason);
+    start.controller.abort();
+    await start.ended;
+    return true;
+  }
+
+  async #add(reason: string, options: { cancellable: boolean }): Promise<Container> {
     const placement = this.place();
     if (!placement) throw new NoPlacementError();
     const { worker, port } = placement;
     const record = containerRecordSchema.parse({ id: `${worker.id}-${port}`, workerId: worker.id, host: worker.host, port, runtimeId: null, state: 'starting' });
     const c = this.#deps.pool.add(record, this.#options.containerConcurrency);
     c.busyWithRuntime = true;
+    const controller = new AbortController();
+    let ended = (): void => {};
+    if (options.cancellable) this.#starts.set(c, { controller, ended: new Promise<void>((resolve) => (ended = resolve)) });
     try {
-      c.runtimeId = await this.#startHealthy(worker, c);
+      c.runtimeId = await this.#startHealthy(worker, c, controller.signal);
       this.#deps.pool.setHealth(c, 'healthy', reason);
       this.#deps.log.info({ container: c.id, runtimeId: c.runtimeId, reason }, 'container added');
       return c;
     } catch (error) {
       this.#deps.pool.remove(c);
+      if (error instanceof StartCancelledError) this.#deps.log.info({ container: c.id, reason: c.history.at(-1)?.reason }, 'container start cancelled');
       throw error;
     } finally {
+      this.#starts.delete(c);
       c.busyWithRuntime = false;
+      ended();
     }
   }
 
@@ -117,7 +173,7 @@ export class ContainerManager {
   async relocate(c: Container, reason: string): Promise<Container> {
     c.busyWithRuntime = true;
     try {
-      const moved = await this.scaleOut(reason);
+      const moved = await this.#add(reason, { cancellable: false });
       await this.#forget(c);
       this.#deps.log.info({ container: c.id, to: moved.id, reason }, 'container moved');
       return moved;
@@ -170,8 +226,11 @@ export class ContainerManager {
     return worker;
   }
 
-  /** Start the container `c` describes; resolves with its runtime id once it answers /health. */
-  async #startHealthy(worker: WorkerRecord, c: Container): Promise<string> {
+  /**
+   * Start the container `c` describes; resolves with its runtime id once it answers /health. On
+   * `cancel` it stops and removes what it started and rejects with StartCancelledError.
+   */
+  async #startHealthy(worker: WorkerRecord, c: Container, cancel?: AbortSignal): Promise<string> {
     const driver = this.#deps.driverFor(worker);
     const spec: ContainerSpec = {
       name: c.id,
@@ -192,7 +251,13 @@ export class ContainerManager {
     });
     const deadline = performance.now() + this.#options.startTimeoutMs;
     for (let i = 0; ; i++) {
-      if (await this.#deps.probe(c).catch(() => false)) return info.runtimeId;
+      const healthy = await this.#deps.probe(c).catch(() => false);
+      // Cancelled meanwhile: healthy or not, it is no longer wanted, and it has served nothing yet.
+      if (cancel?.aborted) {
+        await this.#stopAndRemove(worker, info.runtimeId);
+        throw new StartCancelledError(c.id);
+      }
+      if (healthy) return info.runtimeId;
       // Every second or so, ask whether it died instead of waiting out the deadline.
       if (i % 10 === 9 && (await driver.inspect(info.runtimeId))?.state === 'exited') {
         await this.#stopAndRemove(worker, info.runtimeId);
@@ -202,7 +267,8 @@ export class ContainerManager {
         await this.#stopAndRemove(worker, info.runtimeId);
         throw new ContainerStartError(c.id, `no answer on /health within ${this.#options.startTimeoutMs} ms`);
       }
-      await sleep(100);
+      // A cancel ends the wait at once; the loop then sees it.
+      await sleep(100, undefined, { signal: cancel }).catch(() => {});
     }
   }
 
@@ -216,6 +282,13 @@ export class ContainerManager {
 /** A remote worker's containers listen on every interface; a local one's on the address they are reached at. */
 function listenHost(worker: WorkerRecord, host: string): string {
   return worker.runtime.driver === 'docker' && worker.runtime.ssh ? '0.0.0.0' : host;
+}
+
+/** How many ports of the worker's range no container of it holds; without a range, those above the highest in use. */
+function freePortCount(worker: WorkerRecord, containers: readonly Container[]): number {
+  if (!worker.ports) return 65535 - Math.max(4999, ...containers.map((c) => c.port));
+  const used = new Set(containers.map((c) => c.port).filter((port) => port >= worker.ports!.first && port <= worker.ports!.last));
+  return worker.ports.last - worker.ports.first + 1 - used.size;
 }
 
 /** The lowest port of the worker's range that no container of it holds; above the highest in use without a range. */

@@ -70,6 +70,13 @@ export class NoPlacementError extends AppError {
   }
 }
 
+/** A scale-in cancelled a container's start: it was no longer wanted, and was stopped before it served. */
+export class StartCancelledError extends AppError {
+  constructor(id: string) {
+    super('START_CANCELLED', `the start of container ${id} was cancelled by a scale-in`);
+  }
+}
+
 /** Admin endpoints without a configured token. */
 export class AdminDisabledError extends AppError {
   constructor() {

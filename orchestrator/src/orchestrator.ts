@@ -283,10 +283,9 @@ export class Orchestrator {
       this.healer.start();
       this.workers.start();
     }
-    if (this.autoscaler.options.policy !== 'none') {
-      await this.autoscaler.enforceBounds();
-      this.autoscaler.start();
-    }
+    if (this.autoscaler.options.policy !== 'none') await this.autoscaler.enforceBounds();
+    // Without a policy too: its passes carry an admin scale request through to the end.
+    this.autoscaler.start();
     this.publisher.start();
     this.dashboard.start();
     await new Promise<void>((resolve, reject) => {

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { createLogger } from '../../common/src/logger.js';
 import { Autoscaler, type AutoscalerOptions } from '../../orchestrator/src/autoscaler.js';
+import type { Container } from '../../orchestrator/src/container-pool.js';
 import { fakeCluster, type FakeCluster } from '../helpers/fake-runtime.js';
 
 const log = createLogger('test', 'silent');
@@ -41,12 +42,27 @@ async function decide(autoscaler: Autoscaler): Promise<void> {
 const ports = (cluster: FakeCluster): string[] => [...cluster.pool.containers()].map((c) => c.id).sort();
 
 describe('Autoscaler, requests policy (the seeds\' rule)', () => {
+  it('decides once per window, not at every pass', async () => {
+    const cluster = fakeCluster(1);
+    cluster.add('w1', 5000);
+    const { autoscaler, load, advance } = scaler(cluster);
+    load.forwarded = 45;
+    // Passes every intervalMs; the one at the window's end decides.
+    advance(base.windowMs - base.intervalMs);
+    await decide(autoscaler);
+    expect(cluster.pool.size).toBe(1);
+    advance(base.intervalMs);
+    await decide(autoscaler);
+    expect(cluster.pool.size).toBe(3);
+  });
+
   it('wants floor(requests in the window / 20) + 1 containers, placed on the worker with fewest, lowest free port', async () => {
     const cluster = fakeCluster(2);
     cluster.add('w1', 5000);
-    const { autoscaler, load } = scaler(cluster);
+    const { autoscaler, load, advance } = scaler(cluster);
 
     load.forwarded = 45;
+    advance(base.windowMs);
     await decide(autoscaler);
     // The first goes to w2 (fewest); then both have one, and the tie goes to the first worker.
     expect(ports(cluster)).toEqual(['w1-5000', 'w1-5001', 'w2-5100']);
@@ -54,21 +70,25 @@ describe('Autoscaler, requests policy (the seeds\' rule)', () => {
 
     // The next window saw 20 more: 2 containers. The idle one on the fuller worker goes, highest port first.
     load.forwarded = 65;
+    advance(base.windowMs);
     await decide(autoscaler);
     expect(ports(cluster)).toEqual(['w1-5000', 'w2-5100']);
     expect(autoscaler.decisions.at(-1)).toMatchObject({ action: 'scale-in', current: 3, desired: 2 });
   });
 
-  it('never removes a busy container and never goes below the minimum', async () => {
+  it('never removes a busy container and never goes below the minimum; a pass removes it once it is idle', async () => {
     const cluster = fakeCluster(1);
     const a = cluster.add('w1', 5000);
     const b = cluster.add('w1', 5001);
-    const { autoscaler } = scaler(cluster, { min: 1 });
+    const { autoscaler, advance } = scaler(cluster, { min: 1 });
     expect(cluster.pool.tryAcquire()).toBe(a);
     expect(cluster.pool.tryAcquire()).toBe(b);
 
+    advance(base.windowMs);
     await decide(autoscaler);
     expect(ports(cluster)).toEqual(['w1-5000', 'w1-5001']);
+    expect(autoscaler.decisions.at(-1)).toMatchObject({ action: 'none', current: 2, desired: 2, reason: expect.stringMatching(/held: none can go now/) });
+    // Within the same window: the next pass takes the step the first could not.
     cluster.pool.release(b, 'served');
     await decide(autoscaler);
     expect(ports(cluster)).toEqual(['w1-5000']);
@@ -80,11 +100,13 @@ describe('Autoscaler, requests policy (the seeds\' rule)', () => {
   it('bounds a decision by max and maxStep, and says so', async () => {
     const cluster = fakeCluster(1);
     cluster.add('w1', 5000);
-    const { autoscaler, load } = scaler(cluster, { max: 4, maxStep: 2 });
+    const { autoscaler, load, advance } = scaler(cluster, { max: 4, maxStep: 2 });
     load.forwarded = 1_000;
+    advance(base.windowMs);
     await decide(autoscaler);
     expect(cluster.pool.size).toBe(3);
-    expect(autoscaler.decisions.at(-1)!.reason).toMatch(/bounded to \[1, 4\]; at most 2 per decision/);
+    expect(autoscaler.decisions.at(-1)!.reason).toMatch(/bounded to \[1, 4\]; at most 2 per decision; later passes go on to 4/);
+    advance(base.windowMs);
     await decide(autoscaler);
     expect(cluster.pool.size).toBe(1 + 2 - 2);
   });
@@ -92,9 +114,10 @@ describe('Autoscaler, requests policy (the seeds\' rule)', () => {
   it('does nothing while paused', async () => {
     const cluster = fakeCluster(1);
     cluster.add('w1', 5000);
-    const { autoscaler, load } = scaler(cluster);
+    const { autoscaler, load, advance } = scaler(cluster);
     autoscaler.paused = true;
     load.forwarded = 100;
+    advance(base.windowMs);
     await decide(autoscaler);
     expect(cluster.pool.size).toBe(1);
   });
@@ -255,5 +278,165 @@ describe('placement and bounds', () => {
     expect(cluster.pool.size).toBe(0);
     expect(cluster.driver.running.size).toBe(0);
     expect(cluster.driver.removed).toEqual(['rt-1']);
+  });
+});
+
+/** Containers per worker that count (not draining). */
+const spread = (cluster: FakeCluster): Record<string, number> => {
+  const byWorker: Record<string, number> = {};
+  for (const c of cluster.pool.containers()) if (!c.draining) byWorker[c.workerId] = (byWorker[c.workerId] ?? 0) + 1;
+  return byWorker;
+};
+
+/** Containers in rotation: healthy and not draining. */
+const inRotation = (cluster: FakeCluster): number => [...cluster.pool.containers()].filter((c) => c.health === 'healthy' && !c.draining).length;
+
+describe('scale-in', () => {
+  it('takes from the most crowded worker at each pick: 16 -> 8 -> 4 over two workers leaves 4/4, then 2/2', async () => {
+    const cluster = fakeCluster(2);
+    for (let i = 0; i < 8; i++) {
+      cluster.add('w1', 5000 + i);
+      cluster.add('w2', 5100 + i);
+    }
+    const { autoscaler } = scaler(cluster, { policy: 'none', max: 16 });
+    autoscaler.scaleTo(8, 'test');
+    await autoscaler.settled();
+    expect(spread(cluster)).toEqual({ w1: 4, w2: 4 });
+    autoscaler.scaleTo(4, 'test');
+    await autoscaler.settled();
+    expect(spread(cluster)).toEqual({ w1: 2, w2: 2 });
+    // Highest ports first on each worker.
+    expect(ports(cluster)).toEqual(['w1-5000', 'w1-5001', 'w2-5100', 'w2-5101']);
+  });
+
+  it('waits for an idle container on the most crowded worker rather than take one from a less crowded worker', async () => {
+    const cluster = fakeCluster(2);
+    const onW1 = [5000, 5001, 5002].map((port) => cluster.add('w1', port));
+    for (const port of [5100, 5101]) cluster.add('w2', port);
+    const { autoscaler } = scaler(cluster, { policy: 'none' });
+    const busy = onW1.map(() => cluster.pool.tryAcquire()!);
+    expect(busy).toEqual(onW1);
+
+    expect(autoscaler.scaleTo(4, 'test')).toMatchObject({ action: 'none', current: 5 });
+    await decide(autoscaler);
+    expect(spread(cluster)).toEqual({ w1: 3, w2: 2 });
+    cluster.pool.release(busy[2]!, 'served');
+    await decide(autoscaler);
+    expect(spread(cluster)).toEqual({ w1: 2, w2: 2 });
+  });
+
+  it('while containers start, cancels starting ones rather than draining serving ones: never zero in rotation', async () => {
+    const cluster = fakeCluster(2, { startTimeoutMs: 5_000 });
+    cluster.add('w1', 5000);
+    cluster.add('w2', 5100);
+    const { autoscaler } = scaler(cluster, { policy: 'none' });
+    // The new containers do not answer /health yet.
+    cluster.healthy.clear();
+    cluster.healthy.add(5000).add(5100);
+    autoscaler.scaleTo(8, 'test');
+    expect(cluster.pool.size).toBe(8);
+
+    const decision = autoscaler.scaleTo(2, 'test');
+    expect(decision).toMatchObject({ action: 'scale-in', current: 8, desired: 2 });
+    expect(inRotation(cluster)).toBe(2);
+    await autoscaler.settled();
+    expect(ports(cluster)).toEqual(['w1-5000', 'w2-5100']);
+    expect(inRotation(cluster)).toBe(2);
+    // What was started is stopped and removed from its runtime.
+    expect(cluster.driver.started).toHaveLength(6);
+    expect(cluster.driver.running.size).toBe(0);
+  });
+
+  it('never drains the last container in rotation while another still counts, and takes the step once it serves', async () => {
+    const cluster = fakeCluster(1);
+    cluster.add('w1', 5000);
+    const replaced = cluster.add('w1', 5001);
+    // Out of rotation, its replacement under way (the healer's).
+    cluster.pool.setHealth(replaced, 'unhealthy', 'test');
+    replaced.busyWithRuntime = true;
+    const { autoscaler } = scaler(cluster, { policy: 'none' });
+
+    expect(autoscaler.scaleTo(1, 'test')).toMatchObject({ action: 'none', current: 2 });
+    await decide(autoscaler);
+    expect(ports(cluster)).toEqual(['w1-5000', 'w1-5001']);
+    expect(inRotation(cluster)).toBe(1);
+
+    replaced.busyWithRuntime = false;
+    cluster.pool.setHealth(replaced, 'healthy', 'test');
+    await decide(autoscaler);
+    expect(ports(cluster)).toEqual(['w1-5000']);
+    expect(inRotation(cluster)).toBe(1);
+  });
+});
+
+describe('a scale request that cannot act now is carried out by later passes', () => {
+  it('scale-in: containers busy when asked are removed by a later pass once idle', async () => {
+    const cluster = fakeCluster(2);
+    for (const port of [5000, 5001]) cluster.add('w1', port);
+    for (const port of [5100, 5101]) cluster.add('w2', port);
+    const { autoscaler } = scaler(cluster, { policy: 'none' });
+    const leases = [1, 2, 3, 4].map(() => cluster.pool.tryAcquire()!);
+
+    expect(autoscaler.scaleTo(2, 'admin request')).toMatchObject({ action: 'none', current: 4, desired: 4 });
+    await decide(autoscaler);
+    expect(cluster.pool.size).toBe(4);
+    for (const c of leases) cluster.pool.release(c, 'served');
+    await decide(autoscaler);
+    expect(spread(cluster)).toEqual({ w1: 1, w2: 1 });
+    expect(autoscaler.decisions.at(-1)).toMatchObject({ action: 'scale-in', current: 4, desired: 2, reason: expect.stringContaining('admin request') });
+    // Reached: later passes leave the cluster alone.
+    await decide(autoscaler);
+    expect(autoscaler.decisions.at(-1)!.action).toBe('scale-in');
+  });
+
+  it('scale-out: beyond maxStep, the next pass goes on to the count asked for', async () => {
+    const cluster = fakeCluster(2);
+    cluster.add('w1', 5000);
+    const { autoscaler } = scaler(cluster, { policy: 'none', max: 16, maxStep: 8 });
+    expect(autoscaler.scaleTo(12, 'admin request')).toMatchObject({ action: 'scale-out', current: 1, desired: 9 });
+    await autoscaler.settled();
+    await decide(autoscaler);
+    expect(spread(cluster)).toEqual({ w1: 6, w2: 6 });
+  });
+
+  it('scale-out: no room while a drained container still holds its slot, then the next pass places it', async () => {
+    const cluster = fakeCluster(1, { maxPerWorker: 2 });
+    const a = cluster.add('w1', 5000);
+    cluster.add('w1', 5001);
+    const { autoscaler } = scaler(cluster, { policy: 'none' });
+    // `a` drains with a request on it: it holds its slot (and port) until that request ends.
+    expect(cluster.pool.tryAcquire()).toBe(a);
+    const removal = cluster.manager.drainAndRemove(a, 'test');
+
+    expect(autoscaler.scaleTo(2, 'admin request')).toMatchObject({ action: 'none', current: 1, desired: 1, reason: expect.stringMatching(/held: no worker has room/) });
+    await decide(autoscaler);
+    expect(cluster.driver.started).toHaveLength(0);
+    cluster.pool.release(a, 'served');
+    await removal;
+    await decide(autoscaler);
+    expect(ports(cluster)).toEqual(['w1-5000', 'w1-5001']);
+    expect(cluster.pool.get('w1-5000')).not.toBe(a);
+  });
+
+  it('a pause drops the policy\'s target but keeps one asked for', async () => {
+    const cluster = fakeCluster(1);
+    for (const port of [5000, 5001, 5002]) cluster.add('w1', port);
+    const { autoscaler } = scaler(cluster, { policy: 'concurrency', stabilizationMs: 0, targetConcurrency: 10 });
+    const leaseAll = (): Container[] => [1, 2, 3].map(() => cluster.pool.tryAcquire()!);
+    const releaseAll = (leases: Container[]): void => leases.forEach((c) => cluster.pool.release(c, 'served'));
+
+    // The policy wants 1, but all three are busy.
+    let leases = leaseAll();
+    await decide(autoscaler);
+    autoscaler.paused = true;
+    releaseAll(leases);
+    await decide(autoscaler);
+    expect(cluster.pool.size).toBe(3);
+
+    leases = leaseAll();
+    autoscaler.scaleTo(1, 'admin request');
+    releaseAll(leases);
+    await decide(autoscaler);
+    expect(cluster.pool.size).toBe(1);
   });
 });

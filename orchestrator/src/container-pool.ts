@@ -227,13 +227,27 @@ export class ContainerPool {
     return n;
   }
 
-  /** Take a free container now, or undefined. Prefers the least loaded, then the longest idle. */
-  tryAcquire(): Container | undefined {
+  /**
+   * Take a free container now, or undefined. Prefers the least loaded, then the longest idle.
+   * `avoidWorkers`: workers where this request already failed; none of their containers is taken
+   * while a container of another worker is in rotation (free or busy), so a request sent again
+   * does not meet the same failure (every container of a machine gone at once).
+   */
+  tryAcquire(avoidWorkers?: ReadonlySet<string>): Container | undefined {
     let best: Container | undefined;
+    let bestAvoided: Container | undefined;
+    let elsewhere = false;
+    const better = (c: Container, than: Container | undefined): boolean =>
+      !than || c.inFlight < than.inFlight || (c.inFlight === than.inFlight && c.lastReleasedAt < than.lastReleasedAt);
     for (const c of this.#containers.values()) {
+      const avoided = avoidWorkers?.has(c.workerId) ?? false;
+      if (!avoided && c.health === 'healthy' && !c.draining) elsewhere = true;
       if (!dispatchable(c)) continue;
-      if (!best || c.inFlight < best.inFlight || (c.inFlight === best.inFlight && c.lastReleasedAt < best.lastReleasedAt)) best = c;
+      if (avoided) {
+        if (better(c, bestAvoided)) bestAvoided = c;
+      } else if (better(c, best)) best = c;
     }
+    if (!best && !elsewhere) best = bestAvoided;
     if (best) {
       best.inFlight++;
       this.version++;

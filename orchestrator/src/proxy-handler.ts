@@ -103,6 +103,8 @@ export class ProxyHandler {
       let waitMs = 0;
       let lastFailure: UpstreamFailure | undefined;
       let attempts = 0;
+      // Workers where this request failed: it is sent again elsewhere while another worker serves (a machine's containers often fail together).
+      let failedOn: Set<string> | undefined;
       for (let attempt = 1; attempt <= options.maxAttempts; attempt++) {
         attempts = attempt;
         // The request is written the moment a container is leased: a container freed by an answer gets its next request
@@ -112,7 +114,7 @@ export class ProxyHandler {
         const container = await queue.acquire(clientGone, attempt > 1, (leased) => {
           sentAt = performance.now();
           sent = upstream.send(leased, { method, path: upstreamPath, headers, body });
-        });
+        }, failedOn);
         if (attempt === 1) {
           waitMs = sentAt - queuedAt;
           metrics?.queueWait(waitMs);
@@ -127,6 +129,7 @@ export class ProxyHandler {
           pool.release(container, { error: failure.message });
           this.#deps.log.warn({ container: container.id, requestId, attempt, code: failure.code }, 'container failed a request');
           lastFailure = failure;
+          (failedOn ??= new Set()).add(container.workerId);
           if (!failure.neverSent && !options.idempotentPaths.includes(pathOnly(upstreamPath))) break;
           // A request whose client has left is not worth another container's time.
           if (clientLeft(ctx.res)) throw new ClientGoneError(failure);

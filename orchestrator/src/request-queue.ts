@@ -26,6 +26,7 @@ interface Waiter {
   readonly since: number;
   readonly lane: Lane;
   readonly onLease: ((container: Container) => void) | undefined;
+  readonly avoidWorkers: ReadonlySet<string> | undefined;
   readonly resolve: (container: Container) => void;
   readonly reject: (error: Error) => void;
   unwatch: (() => void) | undefined;
@@ -107,11 +108,11 @@ export class RequestQueue {
    * one, past the bound (it was already accepted). `onLease` runs synchronously the moment the
    * container is leased, so the caller can start using it before anything else runs.
    */
-  acquire(watch: ClientWatch, redispatch = false, onLease?: (container: Container) => void): Promise<Container> {
+  acquire(watch: ClientWatch, redispatch = false, onLease?: (container: Container) => void, avoidWorkers?: ReadonlySet<string>): Promise<Container> {
     if (this.#closed && !redispatch) return Promise.reject(new ShuttingDownError());
     if (this.#pool.size === 0) return Promise.reject(new NoContainersError());
     if (this.length === 0) {
-      const free = this.#pool.tryAcquire();
+      const free = this.#pool.tryAcquire(avoidWorkers);
       if (free) {
         onLease?.(free);
         return Promise.resolve(free);
@@ -122,7 +123,7 @@ export class RequestQueue {
     }
     return new Promise<Container>((resolve, reject) => {
       const lane = redispatch ? this.#redispatched : this.#fresh;
-      const waiter: Waiter = { since: this.#now(), lane, onLease, resolve, reject, unwatch: undefined, prev: undefined, next: undefined, waiting: true };
+      const waiter: Waiter = { since: this.#now(), lane, onLease, avoidWorkers, resolve, reject, unwatch: undefined, prev: undefined, next: undefined, waiting: true };
       lane.push(waiter);
       this.counters.queued++;
       waiter.unwatch = watch(() => this.#leave(waiter, new ClientGoneError()));
@@ -135,10 +136,18 @@ export class RequestQueue {
   /** Give free containers to the heads of the line, redispatched requests first. */
   #handOver(): void {
     for (;;) {
-      const waiter = this.#redispatched.head ?? this.#fresh.head;
-      if (!waiter) return;
-      const container = this.#pool.tryAcquire();
-      if (!container) return;
+      // A redispatched request waits for a container away from where it failed: the next one may take what it leaves.
+      let waiter: Waiter | undefined;
+      let container: Container | undefined;
+      for (let w = this.#redispatched.head; w && !container; w = w.next) {
+        container = this.#pool.tryAcquire(w.avoidWorkers);
+        waiter = w;
+      }
+      if (!container && this.#fresh.head) {
+        waiter = this.#fresh.head;
+        container = this.#pool.tryAcquire();
+      }
+      if (!container || !waiter) return;
       this.#unlink(waiter);
       waiter.onLease?.(container);
       waiter.resolve(container);

@@ -73,3 +73,32 @@ describe('ejection of a container that fails real requests but answers its probe
     expect(probeUntilHealthy(pool, c, 10)).toBe(thresholds.rise);
   });
 });
+
+describe('a request sent again after a failure', () => {
+  /** Two workers with two healthy containers each. */
+  function twoWorkers() {
+    const pool = new ContainerPool();
+    for (const [id, workerId, port] of [['a1', 'w1', 5000], ['a2', 'w1', 5001], ['b1', 'w2', 5100], ['b2', 'w2', 5101]] as const) {
+      const c = pool.add(containerRecordSchema.parse({ id, workerId, host: '127.0.0.1', port }), 1);
+      pool.setHealth(c, 'healthy', 'test');
+    }
+    return pool;
+  }
+
+  it('avoids the workers where it failed while another worker has a container in rotation', () => {
+    const pool = twoWorkers();
+    const failedOn = new Set(['w1']);
+    expect(pool.tryAcquire(failedOn)?.workerId).toBe('w2');
+    expect(pool.tryAcquire(failedOn)?.workerId).toBe('w2');
+    // w2's containers are busy, not gone: the request waits for one rather than meet w1 again.
+    expect(pool.tryAcquire(failedOn)).toBeUndefined();
+    // A new request is not held to it.
+    expect(pool.tryAcquire()?.workerId).toBe('w1');
+  });
+
+  it('takes a container of those workers once no other worker has one in rotation', () => {
+    const pool = twoWorkers();
+    for (const id of ['b1', 'b2']) pool.markFailed(pool.get(id)!, 'gone');
+    expect(pool.tryAcquire(new Set(['w1']))?.workerId).toBe('w1');
+  });
+});

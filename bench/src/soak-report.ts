@@ -51,7 +51,7 @@ export interface SoakResult {
     sliceS: number;
   };
   load: SteadyLoadResult;
-  /** Requests that got no answer at all. */
+  /** Requests that did not get the model's answer (see `notModelAnswers`); the run fails when it is not 0. */
   lost: number;
   /** The orchestrator's own counts at the end (GET /status). */
   counters: Counters | null;
@@ -61,6 +61,17 @@ export interface SoakResult {
   windows: DriftWindows;
   drift: Array<Drift & { series: string; unit: string }>;
   samples: ProcessSample[];
+}
+
+const sumOf = (counts: Record<string, number>): number => Object.values(counts).reduce((a, b) => a + b, 0);
+
+/**
+ * Requests of a load on /new_request that did not get the model's answer: any answer but a 2xx
+ * (a 502, 503 or 504 of the orchestrator counts as much as a container's 500), and no answer at
+ * all. The orchestrator's own answers there are all errors, so a 2xx is a container's.
+ */
+export function notModelAnswers(load: Pick<SteadyLoadResult, 'requests' | 'statusCodes'>): number {
+  return load.requests - sumOf(Object.fromEntries(Object.entries(load.statusCodes).filter(([code]) => /^2\d\d$/.test(code))));
 }
 
 const fmt = (n: number, digits = 0): string => (Number.isFinite(n) ? n.toFixed(digits) : String(n));
@@ -90,8 +101,12 @@ function chart(r: SoakResult): string {
 /** docs/SOAK.md and its chart. */
 export function formatSoakReport(r: SoakResult): { markdown: string; svg: string } {
   const { setup, load, windows } = r;
-  const answered = Object.values(load.statusCodes).reduce((a, b) => a + b, 0);
-  const others = Object.entries(load.statusCodes).filter(([code]) => code !== '200');
+  const answered = sumOf(load.statusCodes);
+  // Every way a request missed the model's answer: an answer of another status, or none.
+  const misses = [
+    ...Object.entries(load.statusCodes).filter(([code]) => !/^2\d\d$/.test(code)).map(([code, n]) => `${n} × ${code}`),
+    ...Object.entries(load.errors).map(([kind, n]) => `${n} × no answer (${kind})`),
+  ];
   const slices = load.slices.filter((s) => s.latencyMs);
   const back = r.kills.map((k) => k.backInRotationAfterMs).filter((ms): ms is number => ms !== null);
   const backSpread = back.length > 0 ? spreadOf(back) : null;
@@ -123,9 +138,8 @@ export function formatSoakReport(r: SoakResult): { markdown: string; svg: string
     '| | |',
     '| --- | --- |',
     `| requests sent | ${load.requests} |`,
-    `| answered 200 | ${load.statusCodes['200'] ?? 0} |`,
-    `| answered otherwise | ${others.length === 0 ? '0' : others.map(([code, n]) => `${n} × ${code}`).join(', ')} |`,
-    `| **lost** (no answer: connection error or timeout) | **${r.lost}**${r.lost > 0 ? ` (${Object.entries(load.errors).map(([kind, n]) => `${n} × ${kind}`).join(', ')})` : ''} |`,
+    `| the model's answer (a 2xx from a container) | ${load.requests - r.lost} |`,
+    `| **lost**: not the model's answer (any other status, the orchestrator's 502, 503 and 504 included, or no answer) | **${r.lost}**${misses.length > 0 ? ` (${misses.join(', ')})` : ''} |`,
     `| throughput | ${fmt((answered * 1000) / load.durationMs)} answers/s over ${fmt(load.durationMs / 1000)} s |`,
     `| latency | p50 ${slices.length ? fmt(spreadOf(slices.map((s) => s.latencyMs!.p50)).median, 1) : '–'} ms (median over runs), worst run's p99 ${slices.length ? fmt(Math.max(...slices.map((s) => s.latencyMs!.p99)), 1) : '–'} ms, max ${slices.length ? fmt(Math.max(...slices.map((s) => s.latencyMs!.max)), 0) : '–'} ms |`,
     `| requests the orchestrator sent again after their container died | ${r.counters?.redispatched ?? 'unknown'} |`,

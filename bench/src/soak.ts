@@ -18,7 +18,7 @@ import { fetchLiveStatus } from '../../status/src/live-status.js';
 import type { StateFile } from '../../status/src/schema.js';
 import { driftOf, driftWindows } from './drift.js';
 import { sampleProcess, type ProcessSample } from './process-metrics.js';
-import { formatSoakReport, SERIES, type Kill, type SoakResult } from './soak-report.js';
+import { formatSoakReport, notModelAnswers, SERIES, type Kill, type SoakResult } from './soak-report.js';
 import { runSteadyLoad } from './steady-load.js';
 import { startCompiledOrchestrator, type Target } from './targets.js';
 
@@ -27,8 +27,9 @@ const HELP = `Usage: npm run bench:soak -- [options]
 Soak benchmark (not a CI test): provisions a local cluster (2 workers x 2 containers, local
 processes) in a temp folder, starts the compiled orchestrator over it, keeps a steady load on it,
 SIGKILLs a random container process every --kill-every-s seconds, samples the orchestrator's
-/metrics, and writes SOAK.md, soak.svg and soak.json to --out. Fails (exit 1) when a request got
-no answer or a killed container was not replaced.
+/metrics, and writes SOAK.md, soak.svg and soak.json to --out. Fails (exit 1) when a request did
+not get the model's answer (an error status such as 502, 503 or 504, or no answer) or a killed
+container was not replaced.
 
 Options:
   --duration-s <s>      how long the load runs                  default 600
@@ -227,7 +228,7 @@ class SoakRun {
         sliceS: SLICE_MS / 1000,
       },
       load,
-      lost: Object.values(load.errors).reduce((a, b) => a + b, 0),
+      lost: notModelAnswers(load),
       counters: final.counters,
       kills,
       replacements: final.containers.reduce((n, c) => n + c.restarts, 0),
@@ -269,7 +270,7 @@ async function revision(): Promise<string> {
 function summary(r: SoakResult): string {
   const codes = Object.entries(r.load.statusCodes).map(([code, n]) => `${n} × ${code}`).join(', ') || 'none';
   return [
-    `requests ${r.load.requests} (${codes}), lost ${r.lost}, redispatched ${r.counters?.redispatched ?? 'unknown'}`,
+    `requests ${r.load.requests} (${codes}), lost (not the model's answer) ${r.lost}, redispatched ${r.counters?.redispatched ?? 'unknown'}`,
     `kills ${r.kills.length}, replacements ${r.replacements}, not back in rotation ${r.kills.filter((k) => k.backInRotationAfterMs === null).length}`,
     ...r.drift.map(
       (d) =>

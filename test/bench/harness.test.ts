@@ -29,6 +29,7 @@ describe('EmulatedBackend', () => {
     const port = await backend.listen();
     for (let i = 0; i < 4; i++) {
       await post(port);
+      // The gap between requests is what the backend measures here.
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
     const stats = backend.stats();

@@ -8,6 +8,7 @@ import { buildWorkerImage, ENGINE_SETUP_TIMEOUT_MS, ensureDockerEngine, poll, re
 import { cleanUpDrills, describeDrills, drillLoad, expectNoneLost, expectSettled, startDrillOrchestrator, type DrillCluster } from '../helpers/fault-drills.js';
 import { cleanEnv as env, liveStatus, readState } from '../helpers/orchestrator-process.js';
 import { ensureSshd, generateKey, knownHostsLine, startSshd, type Sshd } from '../helpers/sshd.js';
+import { waitFor } from '../helpers/wait-for.js';
 
 // The fault drills on Docker: 2 workers × 2 containers provisioned from docker-compose.worker.yml,
 // killed with `docker kill`. Then a worker machine lost for real: its engine reached over SSH,
@@ -79,7 +80,8 @@ describe('a worker machine lost under load', () => {
     const before = await liveStatus(orchestrator.url);
     expect(before.containers.map((c) => c.state)).toEqual(['free', 'free', 'free', 'free']);
     const load = drillLoad(orchestrator, 8);
-    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    // The load reaches every container before w2 goes.
+    await waitFor(() => before.containers.every((c) => (load.outcomes.servedBy[c.id] ?? 0) > 0), 30_000, 'load on every container');
 
     // w2 vanishes: nothing answers its SSH port any more, and its containers freeze mid-request (packets go nowhere).
     const w2Port = daemons[1]!.port;

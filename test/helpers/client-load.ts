@@ -1,13 +1,19 @@
 import { Agent, request } from 'undici';
 
-/** Every request of a load, judged from the client side. */
+/**
+ * Every request of a load, judged from the client side. Only `model` counts as served: every other
+ * answer, documented error or not, is a request the model did not answer.
+ */
 export interface ClientOutcomes {
   sent: number;
-  /** 200 answers carrying a model prediction. */
+  /**
+   * The model's answers: a 2xx passed on from a container, so carrying `x-served-by`, whose JSON
+   * body holds a prediction made by that same container.
+   */
   model: number;
-  /** Answers that are the orchestrator's documented JSON errors, by `error` code. */
+  /** JSON errors `{error, message}` with a 4xx or 5xx status (the orchestrator's own, or a container's), by `error` code. */
   errors: Record<string, number>;
-  /** Any other answer (a status without the JSON error shape, a 200 without a prediction), by status. */
+  /** Any other answer (no JSON error shape, a 2xx without a prediction or without the container that made it), by status. */
   unexpected: Record<string, number>;
   /** Requests with no answer, by error code: the client gave up (`TIMEOUT`) or the connection failed. */
   unanswered: Record<string, number>;
@@ -28,7 +34,7 @@ const bump = (counts: Record<string, number>, key: string): void => {
 /**
  * Closed-loop load at `concurrency` (each lane sends its next request when its last one ended)
  * from this process, until stopped. Unlike the load tool, it reads every answer and sorts it:
- * the model's answer, a documented error, or nothing at all, which is what a fault drill counts.
+ * the model's answer, a JSON error, any other answer, or nothing at all, which is what a fault drill counts.
  */
 export function startClientLoad(url: string, options: { concurrency: number; timeoutMs: number; body?: string }): ClientLoad {
   const outcomes: ClientOutcomes = { sent: 0, model: 0, errors: {}, unexpected: {}, unanswered: {}, servedBy: {} };
@@ -50,7 +56,7 @@ export function startClientLoad(url: string, options: { concurrency: number; tim
       const parsed = parseJson(text);
       const servedBy = response.headers['x-served-by'];
       if (typeof servedBy === 'string') bump(outcomes.servedBy, servedBy);
-      if (response.statusCode === 200 && parsed?.prediction !== undefined) outcomes.model++;
+      if (isModelAnswer(response.statusCode, servedBy, parsed)) outcomes.model++;
       else if (response.statusCode >= 400 && typeof parsed?.error === 'string' && typeof parsed.message === 'string') bump(outcomes.errors, parsed.error);
       else bump(outcomes.unexpected, String(response.statusCode));
     } catch (error) {
@@ -74,6 +80,11 @@ export function startClientLoad(url: string, options: { concurrency: number; tim
       return stopped;
     },
   };
+}
+
+/** The worker's /run_model answer (worker/src/app.ts) as the orchestrator passes it on: the container that made it is the one that served it. */
+function isModelAnswer(status: number, servedBy: string | string[] | undefined, body: Record<string, unknown> | null): boolean {
+  return status >= 200 && status < 300 && typeof servedBy === 'string' && body?.prediction !== undefined && body.container === servedBy;
 }
 
 function parseJson(text: string): Record<string, unknown> | null {

@@ -5,6 +5,7 @@ import type { ContainerRecord, StateFile } from '../../status/src/schema.js';
 import { startClientLoad, type ClientLoad, type ClientOutcomes } from './client-load.js';
 import { poll } from './docker.js';
 import { containerHealth, liveStatus, readState, startOrchestrator, stopOrchestrator, type OrchestratorProcess } from './orchestrator-process.js';
+import { waitFor } from './wait-for.js';
 
 /**
  * The fault drills of docs/RELIABILITY.md, the same on every runtime: each runs load from the
@@ -18,9 +19,6 @@ export interface DrillCluster {
   running(): Promise<string[]>;
 }
 
-/** The errors the README documents, the only answers besides the model's a client may get. */
-const DOCUMENTED_ERRORS = ['QUEUE_FULL', 'QUEUE_TIMEOUT', 'SHUTTING_DOWN', 'CONTAINER_UNAVAILABLE', 'UPSTREAM_TIMEOUT', 'NO_CONTAINERS'];
-
 /**
  * Orchestrator settings of the drills: a request timeout a drill can wait out (work takes 5 ms), and
  * a crash-loop back-off that forgets a container healthy for 5 s. By default a container killed
@@ -29,15 +27,20 @@ const DOCUMENTED_ERRORS = ['QUEUE_FULL', 'QUEUE_TIMEOUT', 'SHUTTING_DOWN', 'CONT
  */
 export const DRILL_FLAGS = ['--upstream-timeout-ms', '3000', '--restart-backoff-reset-ms', '5000', '--restart-backoff-max-ms', '5000'];
 
-const sum = (counts: Record<string, number>): number => Object.values(counts).reduce((a, b) => a + b, 0);
-
-/** Every request got the model's answer or a documented error; none went unanswered or got anything else. */
+/**
+ * None lost: every request got the model's answer. A 502, 503 or 504 is a request lost too, however
+ * documented: the drills break containers, never the capacity to serve, so the orchestrator must
+ * carry each request to a container that answers it.
+ */
 export function expectNoneLost(outcomes: ClientOutcomes): void {
   expect(outcomes.unanswered, 'requests without an answer').toEqual({});
-  expect(outcomes.unexpected, 'answers that are neither the model’s nor a documented error').toEqual({});
-  for (const code of Object.keys(outcomes.errors)) expect(DOCUMENTED_ERRORS).toContain(code);
-  expect(outcomes.model + sum(outcomes.errors)).toBe(outcomes.sent);
+  expect(outcomes.errors, 'error answers, by code').toEqual({});
+  expect(outcomes.unexpected, 'other answers that are not the model’s, by status').toEqual({});
+  expect(outcomes.model).toBe(outcomes.sent);
 }
+
+/** Until the load has had `count` model answers: it is in full flow, whatever the machine's pace. */
+const modelAnswers = (load: ClientLoad, count: number): Promise<void> => waitFor(() => load.outcomes.model >= count, 30_000, `${count} model answers`);
 
 const inRotation = (c: ContainerRecord): boolean => c.state === 'free' || c.state === 'busy';
 
@@ -62,9 +65,9 @@ export async function injectFault(c: ContainerRecord, fault: Record<string, unkn
 const started = new Set<OrchestratorProcess>();
 const loads = new Set<ClientLoad>();
 
-/** The orchestrator as `npm start` runs it, with the drill settings; stopped by `cleanUpDrills` whatever happens. */
-export async function startDrillOrchestrator(cluster: DrillCluster): Promise<OrchestratorProcess> {
-  const orchestrator = await startOrchestrator(cluster.statePath, DRILL_FLAGS);
+/** The orchestrator as `npm start` runs it, with the drill settings and `flags`; stopped by `cleanUpDrills` whatever happens. */
+export async function startDrillOrchestrator(cluster: DrillCluster, flags: string[] = []): Promise<OrchestratorProcess> {
+  const orchestrator = await startOrchestrator(cluster.statePath, [...DRILL_FLAGS, ...flags]);
   started.add(orchestrator);
   return orchestrator;
 }
@@ -94,6 +97,7 @@ async function randomKills(cluster: DrillCluster, options: { durationMs: number;
   const killed: string[] = [];
   const deadline = Date.now() + options.durationMs;
   while (Date.now() < deadline) {
+    // The pace of the kills is the drill itself: no condition to wait for.
     await sleep(options.everyMs);
     const candidates = (await liveStatus(orchestrator.url)).containers.filter(inRotation);
     const victim = candidates[Math.floor(Math.random() * candidates.length)];
@@ -113,15 +117,29 @@ async function randomKills(cluster: DrillCluster, options: { durationMs: number;
   await stopOrchestrator(orchestrator);
 }
 
-/** Kill every container of one worker at once under load: the others carry the traffic, and all come back. */
-async function workerWipedOut(cluster: DrillCluster, workerId: string): Promise<void> {
-  const orchestrator = await startDrillOrchestrator(cluster);
+/**
+ * Kill every container of one worker at once: the others carry the traffic, and all come back.
+ * Under load, requests are in flight on the victims. Idle, the victims are still in rotation when
+ * the load starts (no probe has failed yet), so a request may meet only dead containers first: it
+ * must go on until a live one answers. It runs with `--max-attempts 2`: a worker's two containers
+ * are then as many as a request's attempts, as three containers a worker are at the default of 3.
+ */
+async function workerWipedOut(cluster: DrillCluster, workerId: string, when: 'under load' | 'idle'): Promise<void> {
+  const orchestrator = await startDrillOrchestrator(cluster, when === 'idle' ? ['--max-attempts', '2'] : []);
   const before = await liveStatus(orchestrator.url);
   const victims = before.containers.filter((c) => c.workerId === workerId);
   expect(victims.length).toBeGreaterThan(0);
-  const load = drillLoad(orchestrator, 8);
-  await sleep(1_000);
-  await Promise.all(victims.map((c) => cluster.kill(c.runtimeId!)));
+  const kill = () => Promise.all(victims.map((c) => cluster.kill(c.runtimeId!)));
+  let load: ClientLoad;
+  if (when === 'under load') {
+    load = drillLoad(orchestrator, 8);
+    // The load reaches every victim before they die.
+    await waitFor(() => victims.every((v) => (load.outcomes.servedBy[v.id] ?? 0) > 0), 30_000, `load on every container of ${workerId}`);
+    await kill();
+  } else {
+    await kill();
+    load = drillLoad(orchestrator, 1);
+  }
   const answeredAtKill = load.outcomes.model;
   // Load runs on until every victim is back.
   const status = await poll(async () => {
@@ -131,6 +149,7 @@ async function workerWipedOut(cluster: DrillCluster, workerId: string): Promise<
   const outcomes = await load.stop();
   expectNoneLost(outcomes);
   expect(outcomes.model).toBeGreaterThan(answeredAtKill);
+  expect(status.counters?.failed).toBe(0);
   expect(status.workers.find((w) => w.id === workerId)?.state).toBe('up');
   await expectSettled(cluster, orchestrator.url);
   await stopOrchestrator(orchestrator);
@@ -155,13 +174,19 @@ async function hangingContainer(cluster: DrillCluster): Promise<void> {
   await stopOrchestrator(orchestrator);
 }
 
+const SLOW_FOR_MS = 5_000;
+
 /** A container slow for a while, under its probe timeout, then well: it never leaves the rotation. */
 async function slowThenRecovering(cluster: DrillCluster): Promise<void> {
   const orchestrator = await startDrillOrchestrator(cluster);
   const victim = (await liveStatus(orchestrator.url)).containers[0]!;
   const load = drillLoad(orchestrator, 8);
-  await injectFault(victim, { mode: 'slow', delayMs: 500, forMs: 5_000 });
-  await sleep(7_000);
+  await injectFault(victim, { mode: 'slow', delayMs: 500, forMs: SLOW_FOR_MS });
+  // The load must span the whole slow spell, the behaviour under test; the container announces its end to no one.
+  await sleep(SLOW_FOR_MS);
+  // Then the victim, well again, serves at its usual pace.
+  const servedAtEnd = load.outcomes.servedBy[victim.id] ?? 0;
+  await waitFor(() => (load.outcomes.servedBy[victim.id] ?? 0) >= servedAtEnd + 20, 30_000, `${victim.id} serving again`);
   const outcomes = await load.stop();
   expectNoneLost(outcomes);
   expect(outcomes.errors).toEqual({});
@@ -178,7 +203,8 @@ async function slowThenRecovering(cluster: DrillCluster): Promise<void> {
 async function sigtermUnderLoad(cluster: DrillCluster): Promise<void> {
   const orchestrator = await startDrillOrchestrator(cluster);
   const load = drillLoad(orchestrator, 16);
-  await sleep(1_500);
+  // Stopped in full flow, with requests running and queued.
+  await modelAnswers(load, 200);
   orchestrator.child.kill('SIGTERM');
   expect(await orchestrator.exited).toBe(0);
   const outcomes = await load.stop();
@@ -199,7 +225,8 @@ async function sigkillThenRestart(cluster: DrillCluster): Promise<void> {
   const first = await startDrillOrchestrator(cluster);
   const before = await liveStatus(first.url);
   const load = drillLoad(first, 16);
-  await sleep(1_500);
+  // Killed in full flow.
+  await modelAnswers(load, 200);
   first.child.kill('SIGKILL');
   await first.exited;
   await load.stop();
@@ -210,7 +237,7 @@ async function sigkillThenRestart(cluster: DrillCluster): Promise<void> {
   const live = await liveStatus(second.url);
   expect(live.containers.map((c) => [c.id, c.runtimeId, c.state]).sort()).toEqual(before.containers.map((c) => [c.id, c.runtimeId, 'free']).sort());
   const after = drillLoad(second, 8);
-  await sleep(1_000);
+  await waitFor(() => before.containers.every((c) => (after.outcomes.servedBy[c.id] ?? 0) > 0), 30_000, 'every container serving after the restart');
   const outcomes = await after.stop();
   expectNoneLost(outcomes);
   expect(outcomes.errors).toEqual({});
@@ -224,7 +251,11 @@ export function describeDrills(runtime: string, cluster: () => DrillCluster): vo
     it('a random container killed every 3 s for a minute: no request lost, every kill recovered', { timeout: 150_000 }, () =>
       randomKills(cluster(), { durationMs: 60_000, everyMs: 3_000 }));
 
-    it('every container of a worker killed at once: the others carry the load, all are replaced', { timeout: 90_000 }, () => workerWipedOut(cluster(), 'w1'));
+    it('every container of a worker killed at once: the others carry the load, all are replaced', { timeout: 90_000 }, () =>
+      workerWipedOut(cluster(), 'w1', 'under load'));
+
+    it('every container of a worker killed while idle: requests go on past them to the live worker', { timeout: 90_000 }, () =>
+      workerWipedOut(cluster(), 'w1', 'idle'));
 
     it('a container that hangs on /run_model but answers /health: timed out, redispatched, replaced', { timeout: 90_000 }, () => hangingContainer(cluster()));
 

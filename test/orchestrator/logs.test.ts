@@ -56,11 +56,14 @@ describe('structured logs', () => {
     await pause.body.dump();
     expect(entries()).toContainEqual(expect.objectContaining({ msg: 'autoscaler paused', paused: true }));
 
-    while (only.held > 0 || rig.running.orchestrator.queue.length > 0) {
+    // Answer what is left, each request as it reaches the container, until every client has its answer.
+    let settled = false;
+    const allSettled = Promise.allSettled(held).then(() => (settled = true));
+    while (!settled) {
+      await waitFor(() => only.held > 0 || settled);
       only.answerNext();
-      await new Promise((resolve) => setTimeout(resolve, 10));
     }
-    await Promise.allSettled(held);
+    await allSettled;
     await stopRig(rig.running, rig.backends);
     rig.running = undefined;
     for (const line of lines) {

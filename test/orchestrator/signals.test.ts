@@ -19,6 +19,10 @@ describe('npm start and its signals', () => {
     backend = undefined;
   });
 
+  /** Until the orchestrator logged that it took its first signal: it is draining. */
+  const shuttingDown = (): Promise<void> =>
+    waitFor(() => orchestrator!.output.stdout.split('\n').some((line) => line.startsWith('{') && (JSON.parse(line) as { msg?: string }).msg?.startsWith('shutting down')), 10_000, 'the shutting-down log line');
+
   /** The compiled orchestrator over one container that holds every request until told to answer. */
   async function start(): Promise<{ inFlight: Promise<number> }> {
     backend = await startBackend('a', { manual: true });
@@ -36,8 +40,8 @@ describe('npm start and its signals', () => {
     const { inFlight } = await start();
     orchestrator!.child.kill('SIGINT');
     orchestrator!.child.kill('SIGINT');
-    await new Promise((resolve) => setTimeout(resolve, 300));
-    expect(orchestrator!.child.exitCode).toBeNull();
+    await shuttingDown();
+    // Had the second one stopped it at once, the request would be cut and the exit code 130.
     backend!.answerNext();
     expect(await inFlight).toBe(200);
     expect(await orchestrator!.exited).toBe(0);
@@ -47,7 +51,9 @@ describe('npm start and its signals', () => {
   it('stops at once, exit 130, on a second signal a person sends later', async () => {
     const { inFlight } = await start();
     orchestrator!.child.kill('SIGTERM');
-    await new Promise((resolve) => setTimeout(resolve, 1_200));
+    await shuttingDown();
+    // The pace is what is tested: a second signal counts only when it comes over a second (SAME_SIGNAL_MS) after the first.
+    await new Promise((resolve) => setTimeout(resolve, 1_100));
     expect(orchestrator!.child.exitCode).toBeNull();
     // The request in flight is cut: that is what stopping at once means.
     const cut = expect(inFlight).rejects.toThrow();

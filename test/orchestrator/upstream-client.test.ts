@@ -1,3 +1,4 @@
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { createServer, Socket, type Server } from 'node:net';
 import { Readable } from 'node:stream';
 import { text } from 'node:stream/consumers';
@@ -50,9 +51,21 @@ class ScriptedContainer {
 const OK = 'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{"ok":true}';
 const post = { method: 'POST', path: '/run_model?x=1', headers: { 'content-type': 'application/json', 'x-request-id': 'r1' }, body: Buffer.from('{"text":"hi"}') };
 
+/** The client sockets this process opens from now on (Node's net diagnostics channel), until the test ends. */
+function clientSockets(): Socket[] {
+  const opened: Socket[] = [];
+  const onSocket = (message: unknown): void => void opened.push((message as { socket: Socket }).socket);
+  subscribe('net.client.socket', onSocket);
+  unsubscribers.push(() => unsubscribe('net.client.socket', onSocket));
+  return opened;
+}
+
 let client: UpstreamClient | undefined;
 let containers: ScriptedContainer[] = [];
+let unsubscribers: Array<() => void> = [];
 afterEach(async () => {
+  for (const stop of unsubscribers) stop();
+  unsubscribers = [];
   await client?.close();
   for (const c of containers) await c.close();
   [client, containers] = [undefined, []];
@@ -110,14 +123,15 @@ describe('upstream client', () => {
       socket.write(closeNext ? 'HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok' : OK);
       if (closeNext) socket.end();
     });
+    const opened = clientSockets();
     client = new UpstreamClient({ timeoutMs: 2_000, connectTimeoutMs: 1_000 });
     expect((await client.send(container, post)).statusCode).toBe(200);
     closeNext = false;
     expect((await client.send(container, post)).statusCode).toBe(200);
     expect(server.connections).toBe(2);
     for (const s of server.sockets) s.end();
-    await waitFor(() => server.sockets.size === 0);
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    // The client has seen the container close its idle connection.
+    await waitFor(() => opened.length === 2 && opened.every((s) => s.closed));
     expect((await client.send(container, post)).statusCode).toBe(200);
     expect(server.connections).toBe(3);
   });
@@ -170,9 +184,11 @@ describe('upstream client', () => {
 
   it('refuses a header value that would split the request head, without writing anything', async () => {
     const { server, container } = await scripted((_, socket) => socket.write(OK));
+    const opened = clientSockets();
     client = new UpstreamClient({ timeoutMs: 2_000, connectTimeoutMs: 1_000 });
     await expect(client.send(container, { ...post, headers: { 'x-evil': 'a\r\nx-injected: 1' } })).rejects.toThrow(/line break/);
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    // Not one byte left the client (written or queued for the connect), so none can reach the container.
+    expect(opened.map((s) => s.bytesWritten)).toEqual(opened.map(() => 0));
     expect(server.requests).toEqual([]);
   });
 });

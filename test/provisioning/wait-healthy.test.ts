@@ -48,6 +48,7 @@ describe('waitHealthy', () => {
 
   it('stops waiting when aborted', async () => {
     const controller = new AbortController();
+    // Aborted while it waits, whenever that is: the signal is what is tested.
     setTimeout(() => controller.abort(), 100);
     await expect(waitHealthy([target('never', 1)], { timeoutMs: 10_000, intervalMs: 50, signal: controller.signal })).rejects.toMatchObject({
       code: 'ABORTED',

@@ -1,12 +1,24 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { listen, type ListeningServer } from '../../worker/src/http-server.js';
+import { waitFor } from '../helpers/wait-for.js';
 
 let running: ListeningServer | undefined;
 afterEach(() => running?.close(1_000));
 
+/** Requests the last slowServer received. */
+let received = 0;
+
 /** A server whose answers take `delayMs`. */
 function slowServer(delayMs: number): Promise<ListeningServer> {
-  return listen((_req, res) => setTimeout(() => res.end('done'), delayMs), 0, '127.0.0.1');
+  received = 0;
+  return listen(
+    (_req, res) => {
+      received++;
+      setTimeout(() => res.end('done'), delayMs);
+    },
+    0,
+    '127.0.0.1',
+  );
 }
 
 describe('listen', () => {
@@ -27,7 +39,7 @@ describe('close', () => {
   it('finishes an in-flight keep-alive request, closes its socket, and resolves soon after', async () => {
     running = await slowServer(200);
     const answer = fetch(running.url);
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await waitFor(() => received === 1);
 
     const closeStartedAt = performance.now();
     const closed = running.close();
@@ -52,7 +64,7 @@ describe('close', () => {
       () => 'answered',
       () => 'cut off',
     );
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await waitFor(() => received === 1);
     await running.close(100);
     expect(await answer).toBe('cut off');
   });

@@ -1,8 +1,7 @@
 import { afterAll, afterEach, beforeAll, expect } from 'vitest';
-import { ProcessDriver, processDriverDirs } from '../../runtime/src/process-driver.js';
 import { runEntry } from '../helpers/cli.js';
 import { tempCluster, type TempCluster } from '../helpers/cluster.js';
-import { describeDrills, cleanUpDrills, type DrillCluster } from '../helpers/fault-drills.js';
+import { describeDrills, cleanUpDrills, processDrillCluster, type DrillCluster } from '../helpers/fault-drills.js';
 import { cleanEnv as env } from '../helpers/orchestrator-process.js';
 
 // The fault drills on the local default: each "container" a worker process, killed with SIGKILL.
@@ -14,14 +13,7 @@ beforeAll(async () => {
   temp = await tempCluster(2);
   const provisioned = await runEntry('provisioning/src/main.ts', ['provision', '--work-ms', '5', '--enable-crash-api', ...temp.cliFlags], { env });
   expect(provisioned.code, provisioned.stderr).toBe(0);
-  const driver = new ProcessDriver({ stateDir: processDriverDirs(temp.statePath, 'local').stateDir });
-  cluster = {
-    statePath: temp.statePath,
-    kill: async (runtimeId) => {
-      process.kill(Number(runtimeId), 'SIGKILL');
-    },
-    running: async () => (await driver.list({})).filter((info) => info.state === 'running').map((info) => info.runtimeId),
-  };
+  cluster = processDrillCluster(temp.statePath);
 }, 120_000);
 
 afterEach(cleanUpDrills);

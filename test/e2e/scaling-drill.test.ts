@@ -2,12 +2,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { freeBasePort } from '../../common/src/free-ports.js';
-import { ProcessDriver, processDriverDirs } from '../../runtime/src/process-driver.js';
 import type { ScalingDecision, StateFile } from '../../status/src/schema.js';
 import { runEntry } from '../helpers/cli.js';
 import { tempCluster, TEST_PORT_STRIDE, type TempCluster } from '../helpers/cluster.js';
 import { poll } from '../helpers/docker.js';
-import { cleanUpDrills, DRILL_FLAGS, drillLoad, expectNoneLost, expectSettled, type DrillCluster } from '../helpers/fault-drills.js';
+import { cleanUpDrills, DRILL_FLAGS, drillLoad, expectNoneLost, expectSettled, processDrillCluster, type DrillCluster } from '../helpers/fault-drills.js';
 import { cleanEnv, liveStatus, startOrchestrator, stopOrchestrator, type OrchestratorProcess } from '../helpers/orchestrator-process.js';
 
 // Scaling 4 -> 16 -> 4 through the admin API under load, on worker processes: two workers of up to
@@ -77,14 +76,7 @@ describe('scaling drill under load, on worker processes', () => {
       { env: cleanEnv },
     );
     expect(provisioned.code, provisioned.stderr).toBe(0);
-    const driver = new ProcessDriver({ stateDir: processDriverDirs(temp.statePath, 'local').stateDir });
-    cluster = {
-      statePath: temp.statePath,
-      kill: async (runtimeId) => {
-        process.kill(Number(runtimeId), 'SIGKILL');
-      },
-      running: async () => (await driver.list({})).filter((info) => info.state === 'running').map((info) => info.runtimeId),
-    };
+    cluster = processDrillCluster(temp.statePath);
   }, 120_000);
 
   afterEach(async () => {

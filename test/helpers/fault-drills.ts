@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
 import { describe, expect, it } from 'vitest';
+import { ProcessDriver, processDriverDirs } from '../../runtime/src/process-driver.js';
 import type { ContainerRecord, StateFile } from '../../status/src/schema.js';
 import { startClientLoad, type ClientLoad, type ClientOutcomes } from './client-load.js';
 import { poll } from './docker.js';
@@ -17,6 +18,18 @@ export interface DrillCluster {
   kill(runtimeId: string): Promise<void>;
   /** Runtime ids of the cluster's containers its runtime runs now. */
   running(): Promise<string[]>;
+}
+
+/** The drill cluster of a local provisioning at `statePath`: each container a worker process, killed with SIGKILL. */
+export function processDrillCluster(statePath: string): DrillCluster {
+  const driver = new ProcessDriver({ stateDir: processDriverDirs(statePath, 'local').stateDir });
+  return {
+    statePath,
+    kill: async (runtimeId) => {
+      process.kill(Number(runtimeId), 'SIGKILL');
+    },
+    running: async () => (await driver.list({})).filter((info) => info.state === 'running').map((info) => info.runtimeId),
+  };
 }
 
 /**

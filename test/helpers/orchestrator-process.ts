@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { request } from 'undici';
+import { afterEach } from 'vitest';
 import {
   emptyState,
   stateFileSchema,
@@ -12,6 +13,7 @@ import {
   type StateFile,
 } from '../../status/src/schema.js';
 import { fetchLiveStatus } from '../../status/src/live-status.js';
+import type { Backend } from './backend.js';
 import { REPO_ROOT, run, type CliResult } from './cli.js';
 import { TEST_PORT_STRIDE, type TempCluster } from './cluster.js';
 
@@ -116,4 +118,23 @@ export async function writeInventory(
   }
   state.containers.push(...(options.containers ?? []));
   await writeFile(cluster.statePath, JSON.stringify(state));
+}
+
+/** One backend and the compiled orchestrator a test starts over it. */
+export interface ProcessRig {
+  backend?: Backend;
+  orchestrator?: OrchestratorProcess;
+}
+
+/** A rig stopped after each test of the describe, even a failed one: the orchestrator killed if still running, then the backend. */
+export function useProcessRig(): ProcessRig {
+  const rig: ProcessRig = {};
+  afterEach(async () => {
+    if (rig.orchestrator?.child.exitCode === null) rig.orchestrator.child.kill('SIGKILL');
+    await rig.orchestrator?.exited;
+    await rig.backend?.kill();
+    rig.orchestrator = undefined;
+    rig.backend = undefined;
+  });
+  return rig;
 }

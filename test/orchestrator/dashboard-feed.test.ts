@@ -7,11 +7,11 @@ import { DashboardFeed, type DashboardFeedOptions } from '../../orchestrator/src
 import { TooManyViewersError } from '../../orchestrator/src/errors.js';
 import { unmanagedInventory } from '../../provisioning/src/inventory.js';
 import { emptyState } from '../../status/src/schema.js';
-import { startBackend, type Backend } from '../helpers/backend.js';
+import { startBackend } from '../helpers/backend.js';
 import { capturingLogger } from '../helpers/captured-log.js';
 import { useTempCluster } from '../helpers/cluster.js';
 import { startOrchestrator, useRig } from '../helpers/orchestrator-fixture.js';
-import { startOrchestrator as startOrchestratorProcess, stopOrchestrator, type OrchestratorProcess } from '../helpers/orchestrator-process.js';
+import { startOrchestrator as startOrchestratorProcess, stopOrchestrator, useProcessRig } from '../helpers/orchestrator-process.js';
 import { waitFor } from '../helpers/wait-for.js';
 
 const rig = useRig();
@@ -222,21 +222,13 @@ describe('the dashboard stream bound, through the orchestrator', () => {
 
 describe('dropped dashboard streams, in the compiled orchestrator', () => {
   const cluster = useTempCluster(1);
-  let backend: Backend | undefined;
-  let orchestrator: OrchestratorProcess | undefined;
-  afterEach(async () => {
-    if (orchestrator?.child.exitCode === null) orchestrator.child.kill('SIGKILL');
-    await orchestrator?.exited;
-    await backend?.kill();
-    orchestrator = undefined;
-    backend = undefined;
-  });
+  const rig = useProcessRig();
 
   it('logs a flood of streams cut by their clients as JSON lines only, rate-limited, each stream counted once, and nothing on stderr', async () => {
-    backend = await startBackend('a');
-    await writeFile(cluster.statePath, JSON.stringify(unmanagedInventory('local', [{ id: 'a', port: backend.port }])));
-    orchestrator = await startOrchestratorProcess(cluster.statePath);
-    const running = orchestrator;
+    rig.backend = await startBackend('a');
+    await writeFile(cluster.statePath, JSON.stringify(unmanagedInventory('local', [{ id: 'a', port: rig.backend.port }])));
+    rig.orchestrator = await startOrchestratorProcess(cluster.statePath);
+    const running = rig.orchestrator;
     const port = Number(new URL(running.url).port);
     // As many as the default bound allows.
     const streams = await Promise.all(Array.from({ length: 100 }, () => openStream(port)));

@@ -1,20 +1,12 @@
 import { request } from 'undici';
 import { describe, expect, it, vi } from 'vitest';
-import { createLogger } from '../../common/src/logger.js';
 import { RejectionLog } from '../../orchestrator/src/rejection-log.js';
 import { startBackend } from '../helpers/backend.js';
 import { startOrchestrator, stopRig, useRig } from '../helpers/orchestrator-fixture.js';
 import { waitFor } from '../helpers/wait-for.js';
+import { capturingLogger } from '../helpers/captured-log.js';
 
 const rig = useRig();
-
-/** A logger whose JSON lines land in `lines`. */
-function capturingLogger(level = 'info') {
-  const lines: string[] = [];
-  const log = createLogger('orchestrator', level, { write: (line: string) => void lines.push(line) });
-  const entries = () => lines.map((l) => JSON.parse(l) as Record<string, unknown>);
-  return { log, lines, entries };
-}
 
 const TOKEN = 'admin-token-that-must-never-be-logged';
 

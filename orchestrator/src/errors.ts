@@ -28,7 +28,7 @@ export class NoContainersError extends AppError {
   }
 }
 
-/** The client went away while its request waited; nothing is sent to it. */
+/** The client went away (mid-body or while its request waited); nothing is sent to it. */
 export class ClientGoneError extends AppError {
   constructor(cause?: unknown) {
     super('CLIENT_GONE', 'client disconnected before its answer', { status: 499, cause });

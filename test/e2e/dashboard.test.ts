@@ -63,6 +63,8 @@ describe('the live dashboard, in a real headless Chromium', () => {
     await expect.poll(() => page!.locator('[data-container]').count(), { timeout: 10_000 }).toBe(8);
     for (const b of rig.backends) expect(await tileState(b.id)).toBe('free');
     await expect.poll(() => page!.locator('#connection').textContent()).toBe('live');
+    // Opening the dashboard sends nothing to the model (a browser's own /favicon.ico would be forwarded).
+    expect(rig.backends.map((b) => b.stats.last?.url).filter(Boolean)).toEqual([]);
 
     // For the README's screenshot: half a minute of steady traffic first, so the charts have a history.
     if (process.env.UPDATE_SCREENSHOTS === '1') {

@@ -77,6 +77,10 @@ export interface EjectionOptions {
 
 const dispatchable = (c: Container): boolean => c.health === 'healthy' && !c.draining && c.inFlight < c.limit;
 
+/** Whether `c` is a better pick than `than`: less loaded, then idle longer. */
+const better = (c: Container, than: Container | undefined): boolean =>
+  !than || c.inFlight < than.inFlight || (c.inFlight === than.inFlight && c.lastReleasedAt < than.lastReleasedAt);
+
 /**
  * Every container and whether it can take a request. Says the moment one frees up, so no
  * container sits idle while someone waits.
@@ -237,8 +241,6 @@ export class ContainerPool {
     let best: Container | undefined;
     let bestAvoided: Container | undefined;
     let elsewhere = false;
-    const better = (c: Container, than: Container | undefined): boolean =>
-      !than || c.inFlight < than.inFlight || (c.inFlight === than.inFlight && c.lastReleasedAt < than.lastReleasedAt);
     for (const c of this.#containers.values()) {
       const avoided = avoidWorkers?.has(c.workerId) ?? false;
       if (!avoided && c.health === 'healthy' && !c.draining) elsewhere = true;

@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { REPO_ROOT } from '../../common/src/paths.js';
 
 /** The repository root: CLIs run from here, as `npm run ...` runs them. */
@@ -23,7 +24,10 @@ export function run(file: string, args: string[], options: { env?: NodeJS.Proces
   });
 }
 
-/** Run a TypeScript entry point (e.g. `load/src/main.ts`) as its npm script does: node with tsx, no terminal. */
+/** The test network guard, loaded into every Node CLI a test starts (any address outside 127/8 ends it with exit 97). */
+export const NETWORK_GUARD = fileURLToPath(new URL('./network-guard.mjs', import.meta.url));
+
+/** Run a TypeScript entry point (e.g. `load/src/main.ts`) as its npm script does: node with tsx, no terminal; plus the network guard. */
 export function runEntry(entry: string, args: string[], options: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<CliResult> {
-  return run(process.execPath, ['--import', 'tsx', entry, ...args], options);
+  return run(process.execPath, ['--import', NETWORK_GUARD, '--import', 'tsx', entry, ...args], options);
 }

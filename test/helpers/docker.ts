@@ -2,7 +2,6 @@ import { execFile } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
-import nock from 'nock';
 import { request } from 'undici';
 import { DockerDriver } from '../../runtime/src/docker-driver.js';
 import { LABELS, type ContainerSpec } from '../../runtime/src/driver.js';
@@ -28,18 +27,6 @@ export const HEALTH_SERVER_COMMAND = [
     '}).listen(Number(process.env.PORT), process.env.HOST);',
   ].join('\n'),
 ];
-
-/**
- * Switches off nock's http interception (test/helpers/setup-network.ts) for a Docker suite; returns the
- * function that switches it back on. Passed through the interceptor, Docker API calls over the unix socket
- * sometimes fail with EPIPE (the engine answers and closes before the interceptor has replayed the whole
- * request; see mswjs/interceptors#760), and a custom agent such as docker-modem's SSH one loses its
- * connection. These suites only reach the local socket and 127.0.0.1; undici's loopback guard stays on.
- */
-export function pauseHttpInterception(): () => void {
-  nock.restore();
-  return () => nock.activate();
-}
 
 /** Generous: on a fresh machine the engine script installs Docker from apt first. */
 export const ENGINE_SETUP_TIMEOUT_MS = 600_000;

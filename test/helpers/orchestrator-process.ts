@@ -14,7 +14,7 @@ import {
 } from '../../status/src/schema.js';
 import { fetchLiveStatus } from '../../status/src/live-status.js';
 import type { Backend } from './backend.js';
-import { REPO_ROOT, run, type CliResult } from './cli.js';
+import { NETWORK_GUARD, REPO_ROOT, run, type CliResult } from './cli.js';
 import { TEST_PORT_STRIDE, type TempCluster } from './cluster.js';
 
 /** The test process's environment without developer settings (ORCH_*, PROVISION_*), for CLI runs. */
@@ -36,7 +36,7 @@ export interface OrchestratorProcess {
  * `env` over cleanEnv; resolves once it listens.
  */
 export function startOrchestrator(statePath: string, flags: string[] = [], options: { env?: NodeJS.ProcessEnv } = {}): Promise<OrchestratorProcess> {
-  const child = spawn(process.execPath, [ORCHESTRATOR_ENTRY, '--port', '0', '--state-path', statePath, ...flags], {
+  const child = spawn(process.execPath, ['--import', NETWORK_GUARD, ORCHESTRATOR_ENTRY, '--port', '0', '--state-path', statePath, ...flags], {
     cwd: REPO_ROOT,
     env: { ...cleanEnv, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],

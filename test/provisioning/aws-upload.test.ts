@@ -10,7 +10,7 @@ import { loadProvisionConfig, type ProvisionConfig } from '../../provisioning/sr
 import { createProvider } from '../../provisioning/src/create-provider.js';
 import { startBackend, type Backend } from '../helpers/backend.js';
 import { tempCluster, type TempCluster } from '../helpers/cluster.js';
-import { buildWorkerImage, ENGINE_SETUP_TIMEOUT_MS, ensureDockerEngine, pauseHttpInterception, removeDockerObjects, uniqueName } from '../helpers/docker.js';
+import { buildWorkerImage, ENGINE_SETUP_TIMEOUT_MS, ensureDockerEngine, removeDockerObjects, uniqueName } from '../helpers/docker.js';
 import { FakeEc2 } from '../helpers/fake-ec2.js';
 import { readState } from '../helpers/orchestrator-process.js';
 import { ensureSshd, generateKey, startSshd, type Sshd } from '../helpers/sshd.js';
@@ -25,11 +25,8 @@ describe('EC2 provisioning over SSH', () => {
   let fake: FakeEc2;
   let cluster: TempCluster;
   let backends: Backend[] = [];
-  let resumeHttpInterception: () => void;
 
   beforeAll(async () => {
-    // The tunnel's HTTP request runs over an SSH channel, which the test network interceptor cannot replay.
-    resumeHttpInterception = pauseHttpInterception();
     await Promise.all([ensureDockerEngine(), ensureSshd()]);
     await buildWorkerImage(image);
     dir = await mkdtemp(join(tmpdir(), 'aws-ssh-'));
@@ -43,7 +40,6 @@ describe('EC2 provisioning over SSH', () => {
     await sshd?.stop();
     if (dir) await rm(dir, { recursive: true, force: true });
     await removeDockerObjects([], [image]);
-    resumeHttpInterception?.();
   }, 60_000);
 
   beforeEach(async () => {

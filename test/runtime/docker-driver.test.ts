@@ -2,7 +2,7 @@ import { createServer, type Server } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { DockerDriver } from '../../runtime/src/docker-driver.js';
 import { LABELS } from '../../runtime/src/driver.js';
-import { NODE_BASE_IMAGE, ensureDockerEngine, health, healthSpec, inspect, pauseHttpInterception, removeLabelled, runLabels } from '../helpers/docker.js';
+import { NODE_BASE_IMAGE, ensureDockerEngine, health, healthSpec, inspect, removeLabelled, runLabels } from '../helpers/docker.js';
 import { freeBasePort } from '../../common/src/free-ports.js';
 
 const SOCKET = '/var/run/docker.sock';
@@ -12,10 +12,8 @@ describe('DockerDriver over the local socket', () => {
   const suffix = labels[LABELS.cluster]!.slice(-8);
   let driver: DockerDriver;
   let basePort: number;
-  let resumeHttpInterception: () => void;
 
   beforeAll(async () => {
-    resumeHttpInterception = pauseHttpInterception();
     await ensureDockerEngine();
     driver = new DockerDriver({ connection: { socketPath: SOCKET } });
     basePort = await freeBasePort([0, 1, 2, 3]);
@@ -26,7 +24,6 @@ describe('DockerDriver over the local socket', () => {
   });
   afterAll(async () => {
     if (driver) await removeLabelled(driver, labels);
-    resumeHttpInterception?.();
   });
 
   it("starts a labelled host-network container that runs and answers /health on 127.0.0.1, with the spec's env and none of the caller's", async () => {

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { DockerDriver, type SshTarget } from '../../runtime/src/docker-driver.js';
 import { LABELS } from '../../runtime/src/driver.js';
-import { ensureDockerEngine, health, healthSpec, pauseHttpInterception, removeLabelled, runLabels } from '../helpers/docker.js';
+import { ensureDockerEngine, health, healthSpec, removeLabelled, runLabels } from '../helpers/docker.js';
 
 import { ensureSshd, generateKey, hashKnownHosts, knownHostsLine, startSshd, type Sshd } from '../helpers/sshd.js';
 import { freeBasePort } from '../../common/src/free-ports.js';
@@ -20,7 +20,6 @@ describe('DockerDriver over SSH', () => {
   let knownHosts: { trusted: string; hashed: string; wrongKey: string; otherHost: string };
   let local: DockerDriver;
   let basePort: number;
-  let resumeHttpInterception: () => void;
 
   const target = (overrides: Partial<SshTarget> = {}): SshTarget => ({
     host: '127.0.0.1',
@@ -33,7 +32,6 @@ describe('DockerDriver over SSH', () => {
   const overSsh = (overrides: Partial<SshTarget> = {}) => new DockerDriver({ connection: { ssh: target(overrides) } });
 
   beforeAll(async () => {
-    resumeHttpInterception = pauseHttpInterception();
     await Promise.all([ensureDockerEngine(), ensureSshd()]);
     local = new DockerDriver({ connection: { socketPath: '/var/run/docker.sock' } });
     dir = await mkdtemp(join(tmpdir(), 'docker-ssh-'));
@@ -64,13 +62,9 @@ describe('DockerDriver over SSH', () => {
     await removeLabelled(local, labels);
   });
   afterAll(async () => {
-    try {
-      await sshd?.stop();
-      if (local) await removeLabelled(local, labels);
-      if (dir) await rm(dir, { recursive: true, force: true });
-    } finally {
-      resumeHttpInterception?.();
-    }
+    await sshd?.stop();
+    if (local) await removeLabelled(local, labels);
+    if (dir) await rm(dir, { recursive: true, force: true });
   });
 
   it('creates, lists, stops and removes a container through sshd, checking the host key against known_hosts', async () => {

@@ -36,10 +36,13 @@ export async function provisionCluster(config: ProvisionConfig, options: Command
     { workers: current?.workers ?? [], containers: current?.containers ?? [] },
     { onProgress: options.onProgress, signal: options.signal },
   );
-  // Queue and counters described the old inventory; the orchestrator record describes a process, still true.
+  // Queue and counters described the old inventory; the orchestrator record describes a process, still true
+  // unless it ran on an instance provisioning launched: this run deployed it again, or removed it.
+  const local = current?.orchestrator?.instanceId ? null : (current?.orchestrator ?? null);
   await store.write({
     ...emptyState(config.cluster, 'provisioning'),
-    orchestrator: current?.orchestrator ?? null,
+    // On its instance, node is PID 1 of its container.
+    orchestrator: result.orchestrator ? { ...result.orchestrator, pid: 1, running: true } : local,
     workers: result.workers,
     containers: result.containers,
   });
@@ -51,7 +54,8 @@ export async function teardownCluster(config: ProvisionConfig, options: CommandO
   const { store, current } = await openState(config, options.reset);
   const result = await options.provider.teardown({ workers: current?.workers ?? [], containers: current?.containers ?? [] });
   if (current || options.reset) {
-    await store.write({ ...emptyState(config.cluster, 'provisioning'), orchestrator: current?.orchestrator ?? null });
+    // An orchestrator on an instance went with it.
+    await store.write({ ...emptyState(config.cluster, 'provisioning'), orchestrator: current?.orchestrator?.instanceId ? null : (current?.orchestrator ?? null) });
   }
   return { ...result, cluster: config.cluster, statePath: config.statePath, warnings: orchestratorWarnings(current) };
 }
@@ -64,10 +68,10 @@ async function openState(config: ProvisionConfig, reset = false): Promise<{ stor
   return { store, current };
 }
 
-/** A running orchestrator keeps its own copy of the inventory and rewrites the file from it. */
+/** A running orchestrator on this machine keeps its own copy of the inventory and rewrites the file from it (one on its own instance writes its own). */
 function orchestratorWarnings(state: StateFile | null): string[] {
   const orchestrator = state?.orchestrator;
-  if (!orchestrator?.running || !isAlive(orchestrator.pid)) return [];
+  if (!orchestrator?.running || orchestrator.instanceId || !isAlive(orchestrator.pid)) return [];
   return [`the orchestrator (pid ${orchestrator.pid}) is running: it keeps the old inventory and writes it back over this one; restart it`];
 }
 

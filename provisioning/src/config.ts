@@ -43,14 +43,16 @@ export const provisionConfigSchema = z
     instanceType: z.string().min(1).default('t3.small'),
     /** AMI of the workers; else the newest Ubuntu 24.04 LTS amd64 image from Canonical. */
     amiId: z.string().regex(/^ami-[0-9a-f]+$/, 'expected an AMI id like ami-0abc...').optional(),
+    /** Size of each worker's root volume (encrypted gp3, deleted with the instance), in GiB; Ubuntu's image needs 8. @default 20 */
+    rootVolumeGb: intFrom(8, 16_384).default(20),
     /** An existing EC2 key pair to use (with sshKeyPath); else provisioning creates one and saves its private key. */
     keyName: z.string().min(1).optional(),
     /** Private key of keyName; for a created key pair, where it is saved. @default 'status/keys/<cluster>.pem' */
     sshKeyPath: z.string().min(1).optional(),
     /** Upload the worker image from this machine's Docker over SSH (docker save | docker load) instead of pulling it from a registry. @default false */
     uploadImage: boolFrom().default(false),
-    /** How provisioning reaches the containers' /health: directly (the model ports must be open to this machine), or through an SSH tunnel (only SSH). @default 'direct' */
-    healthVia: z.enum(['direct', 'ssh']).default('direct'),
+    /** How provisioning reaches the containers' /health: directly (the model ports must be open to this machine), or through an SSH tunnel (only SSH). @default 'direct' ('ssh' with withOrchestrator) */
+    healthVia: z.enum(['direct', 'ssh']).optional(),
     /** SSH port of the workers. @default 22 */
     sshPort: intFrom(1, 65535).default(22),
     /** SSH user of the AMI. @default 'ubuntu' */
@@ -59,7 +61,17 @@ export const provisionConfigSchema = z
     sshCidr: z.string().regex(/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/, 'expected an IPv4 CIDR like 203.0.113.7/32').optional(),
     /** Who may reach the model ports (CIDR): the orchestrator's address. @default sshCidr */
     orchestratorCidr: z.string().regex(/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/, 'expected an IPv4 CIDR like 203.0.113.7/32').optional(),
-    /** Allow 0.0.0.0/0 in sshCidr or orchestratorCidr (open to the whole internet). @default false */
+    /** Also launch an instance that runs the orchestrator in a container, the model ports open to it alone (AWS). @default false */
+    withOrchestrator: boolFrom().default(false),
+    /** Who may reach the orchestrator's port (CIDR): its clients and the operator. Required with withOrchestrator. */
+    clientCidr: z.string().regex(/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/, 'expected an IPv4 CIDR like 198.51.100.0/24').optional(),
+    /** Image of the orchestrator (withOrchestrator), as built by `npm run build:orchestrator-image`. @default 'inference-orchestrator:latest' */
+    orchestratorImage: z.string().min(1).default('inference-orchestrator:latest'),
+    /** Port the orchestrator listens on (withOrchestrator). @default 8080 */
+    orchestratorPort: intFrom(1, 65535).default(8080),
+    /** Instance type of the orchestrator's instance (withOrchestrator). @default 't3.small' */
+    orchestratorInstanceType: z.string().min(1).default('t3.small'),
+    /** Allow 0.0.0.0/0 in sshCidr, orchestratorCidr or clientCidr (open to the whole internet). @default false */
     allowWorldOpen: boolFrom().default(false),
     /** Which worker address goes into the inventory: public, or private when the orchestrator runs in the same VPC. @default 'public' */
     addressType: z.enum(['public', 'private']).default('public'),
@@ -89,11 +101,18 @@ export const provisionConfigSchema = z
     if (config.provider === 'aws') {
       if (!config.sshCidr) ctx.addIssue({ code: 'custom', path: ['sshCidr'], message: 'expected the CIDR allowed to SSH to the workers (your address, e.g. 203.0.113.7/32) with provider aws' });
       if (config.keyName && !config.sshKeyPath) ctx.addIssue({ code: 'custom', path: ['sshKeyPath'], message: `expected the path of key pair ${config.keyName}'s private key` });
-      for (const key of ['sshCidr', 'orchestratorCidr'] as const) {
+      for (const key of ['sshCidr', 'orchestratorCidr', 'clientCidr'] as const) {
         if (config[key]?.endsWith('/0') && !config.allowWorldOpen) {
           ctx.addIssue({ code: 'custom', path: [key], message: 'refusing a rule open to the whole internet; set allowWorldOpen to mean it' });
         }
       }
+    }
+    if (config.withOrchestrator) {
+      if (config.provider !== 'aws') ctx.addIssue({ code: 'custom', path: ['withOrchestrator'], message: 'expected provider aws (locally, run the orchestrator with npm start)' });
+      if (!config.clientCidr) ctx.addIssue({ code: 'custom', path: ['clientCidr'], message: "expected the CIDR allowed to reach the orchestrator (its clients' and yours) with withOrchestrator" });
+      // The model ports open to the orchestrator's security group alone: neither a CIDR nor this machine reaches them.
+      if (config.orchestratorCidr) ctx.addIssue({ code: 'custom', path: ['orchestratorCidr'], message: "expected none with withOrchestrator: the model ports open to the orchestrator's security group" });
+      if (config.healthVia === 'direct') ctx.addIssue({ code: 'custom', path: ['healthVia'], message: 'expected ssh with withOrchestrator: the model ports are closed to this machine' });
     }
     const lastPort = config.basePort + ((config.workers ?? 2) - 1) * config.portStride + config.containersPerWorker - 1;
     if (lastPort > 65535) {
@@ -101,11 +120,15 @@ export const provisionConfigSchema = z
     }
   });
 
-/** The validated, frozen provisioning config, with the provider's default worker count filled in. */
-export type ProvisionConfig = Readonly<Omit<z.infer<typeof provisionConfigSchema>, 'workers'> & { workers: number }>;
+/** The validated, frozen provisioning config, with the provider's default worker count and health path filled in. */
+export type ProvisionConfig = Readonly<Omit<z.infer<typeof provisionConfigSchema>, 'workers' | 'healthVia'> & { workers: number; healthVia: 'direct' | 'ssh' }>;
 
 /** Parse the provisioning config from an optional JSON file, `PROVISION_*` env and flags (later wins). */
 export function loadProvisionConfig(sources: Omit<ConfigSources, 'envPrefix'>): ProvisionConfig {
   const config = loadConfig(provisionConfigSchema, { ...sources, envPrefix: ENV_PREFIX });
-  return Object.freeze({ ...config, workers: config.workers ?? (config.provider === 'aws' ? 4 : 2) });
+  return Object.freeze({
+    ...config,
+    workers: config.workers ?? (config.provider === 'aws' ? 4 : 2),
+    healthVia: config.healthVia ?? (config.withOrchestrator ? 'ssh' : 'direct'),
+  });
 }

@@ -31,3 +31,17 @@ export class AbortedError extends AppError {
     super('ABORTED', 'interrupted');
   }
 }
+
+/** Instances would be launched (they cost money) and nobody can be asked: no terminal and no `--yes`. */
+export class ConfirmationRequiredError extends AppError {
+  constructor(launches: number, region: string) {
+    super('CONFIRMATION_REQUIRED', `would launch ${launches} EC2 instance${launches === 1 ? '' : 's'} in ${region} and there is no terminal to confirm on; pass --yes to launch without asking (--dry-run shows the plan)`);
+  }
+}
+
+/** The person at the terminal did not confirm the launch. */
+export class LaunchNotConfirmedError extends AppError {
+  constructor() {
+    super('NOT_CONFIRMED', 'not confirmed: nothing was created');
+  }
+}

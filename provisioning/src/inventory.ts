@@ -57,7 +57,8 @@ export function desiredLayout(config: ProvisionConfig): DesiredWorker[] {
 /** How every container of the cluster is started: what the orchestrator reuses to replace or add one. */
 export function containerTemplate(config: ProvisionConfig): ContainerTemplate {
   return {
-    ...(config.runtime === 'docker' ? { image: config.workerImage } : {}),
+    // EC2 workers run the image too: the orchestrator starts added and replacement containers from it.
+    ...(config.runtime === 'docker' || config.provider === 'aws' ? { image: config.workerImage } : {}),
     env: { WORK_MS: String(config.workMs), ENABLE_CRASH_API: String(config.enableCrashApi) },
   };
 }

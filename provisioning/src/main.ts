@@ -6,6 +6,7 @@ import { Ec2Provider } from './aws/ec2-provider.js';
 import { provisionCluster, recordedSetup, teardownCluster } from './commands.js';
 import { loadProvisionConfig, provisionConfigSchema } from './config.js';
 import { AwsUnauthorizedError } from './aws/aws-errors.js';
+import { confirmLaunches } from './confirm.js';
 import { createProvider } from './create-provider.js';
 import { formatProvisionReport, formatTeardownReport } from './report.js';
 
@@ -38,19 +39,31 @@ AWS (--provider aws; credentials from the standard chain: env, profile, SSO):
   --region <name>               AWS region                             default AWS_REGION
   --instance-type <type>        worker instance type                   default t3.small
   --ami-id <ami>                worker image                           default newest Ubuntu 24.04
+  --root-volume-gb <n>          root volume (gp3, encrypted), GiB      default 20
   --key-name <name>             existing key pair (with --ssh-key-path) default: create one
   --ssh-key-path <file>         its private key                        default status/keys/<cluster>.pem
   --ssh-user <user>             the AMI's SSH user                     default ubuntu
   --ssh-port <port>             the workers' SSH port                  default 22
   --health-via <how>            direct, or ssh (a tunnel: only SSH open) default direct
-  --upload-image                copy --worker-image from this machine's Docker over SSH
-                                (docker save | docker load) instead of pulling it
+                                (ssh with --with-orchestrator)
+  --upload-image                copy --worker-image (and --orchestrator-image) from this
+                                machine's Docker over SSH (docker save | docker load)
+                                instead of pulling it
   --address-type <type>         public, or private (same VPC)          default public
   --ssh-host-key-check <bool>   verify host keys from console output   default true
+  --with-orchestrator           also run the orchestrator, on an instance of its own;
+                                the model ports then open to it alone
+  --client-cidr <cidr>          who may reach the orchestrator         required with it
+  --orchestrator-image <image>  its image (build:orchestrator-image)   default inference-orchestrator:latest
+  --orchestrator-port <port>    its port                               default 8080
+  --orchestrator-instance-type <type>
+                                its instance type                      default t3.small
   --allow-world-open            allow 0.0.0.0/0 in the cidrs above
   --launch-timeout-ms <ms>      time to run and answer                 default 900000
   --aws-endpoint <url>          EC2-compatible endpoint (LocalStack)
   --dry-run                     with provision: print the plan and check permissions, create nothing
+  --yes                         launch without asking (on a terminal, provision shows the
+                                instances it would launch and asks; elsewhere it refuses)
   --config <file>               JSON file with any of the keys above (camelCase)
   --reset                       delete the state file first, even one that is not valid
   --json                        print the result as JSON instead of a table
@@ -60,7 +73,7 @@ AWS (--provider aws; credentials from the standard chain: env, profile, SSO):
 const configKeys = Object.keys(provisionConfigSchema.shape);
 
 runCli(async () => {
-  const parsed = parseConfigFlags(process.argv.slice(2), configKeys, { switches: ['reset', 'json', 'dry-run'], booleanKeys: ['enableCrashApi', 'allowWorldOpen', 'uploadImage'] });
+  const parsed = parseConfigFlags(process.argv.slice(2), configKeys, { switches: ['reset', 'json', 'dry-run', 'yes'], booleanKeys: ['enableCrashApi', 'allowWorldOpen', 'uploadImage', 'withOrchestrator'] });
   const command = parsed.positionals;
   if (parsed.help) {
     process.stdout.write(HELP);
@@ -95,6 +108,11 @@ runCli(async () => {
     for (const warning of report.warnings) process.stderr.write(`warning: ${warning}\n`);
     process.stdout.write(parsed.switches.json ? JSON.stringify(report, null, 2) + '\n' : formatTeardownReport(report));
     return 0;
+  }
+
+  // The cost guard: a person confirms the launch, before anything (key pair, group) is created.
+  if (provider instanceof Ec2Provider && !parsed.switches.yes) {
+    await confirmLaunches(config.cluster, await provider.plan(), { input: process.stdin, output: process.stderr });
   }
 
   // Ctrl-C stops what this run started instead of leaving half a cluster; a second one kills us outright.

@@ -8,6 +8,8 @@ export interface ProvisionResult extends Inventory {
   kept: string[];
   /** Containers stopped because they were stale (not healthy) or no longer wanted. */
   removed: string[];
+  /** The orchestrator this run deployed on an instance of its own (withOrchestrator), or found running there. */
+  orchestrator?: { url: string; instanceId: string; startedAt: string };
 }
 
 /** What teardown() stopped. */

@@ -14,7 +14,12 @@ export function formatProvisionReport(report: ProvisionReport): string {
     ...table(['CONTAINER', 'WORKER', 'URL', 'RUNTIME ID', 'ACTION'], rows),
     '',
     `inventory written to ${report.statePath}`,
-    'next: npm start',
+    ...(report.orchestrator
+      ? [
+          `orchestrator: ${report.orchestrator.url} (instance ${report.orchestrator.instanceId}), the workers at their private addresses`,
+          `next: npm run status -- --file ${report.statePath}; npm run load -- --url ${report.orchestrator.url}/new_request`,
+        ]
+      : ['next: npm start']),
   ];
   return lines.join('\n') + '\n';
 }

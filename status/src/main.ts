@@ -16,7 +16,9 @@ Prints the cluster: workers, containers, queue and counters. Reads a running orc
 GET /status, or the state file when no orchestrator answers.
 
 Options:
-  --url <url>      orchestrator status URL   default ${DEFAULT_URL}
+  --url <url>      orchestrator status URL   default: the orchestrator provisioning
+                                             deployed on EC2 (recorded in the state
+                                             file), else ${DEFAULT_URL}
   --file <path>    state file                default ${DEFAULT_FILE}
   --json           print the state as JSON instead of tables
   --help           show this text
@@ -52,8 +54,14 @@ async function readStatus(url: string, file: string): Promise<{ state: StateFile
   return { state, source: { kind: 'file', path: file } };
 }
 
+/** The status URL of an orchestrator provisioning deployed on an instance of its own, as the state file records it. */
+async function recordedUrl(file: string): Promise<string | undefined> {
+  const orchestrator = (await new StateStore(file).read().catch(() => null))?.orchestrator;
+  return orchestrator?.instanceId ? `${orchestrator.url}/status` : undefined;
+}
+
 runFlagsCli(HELP, FLAGS, async (flags) => {
-  const url = flags.url ?? DEFAULT_URL;
+  const url = flags.url ?? (await recordedUrl(flags.file ?? DEFAULT_FILE)) ?? DEFAULT_URL;
   if (!URL.canParse(url) || !['http:', 'https:'].includes(new URL(url).protocol)) {
     throw new UsageError(`--url: expected an http:// or https:// URL; received ${JSON.stringify(url)}`);
   }

@@ -130,7 +130,14 @@ export const stateFileSchema = z.object({
   containers: z.array(containerRecordSchema),
   /** Present while (or after) an orchestrator ran. */
   orchestrator: z
-    .object({ pid: z.number().int(), url: z.string(), startedAt: z.string(), running: z.boolean() })
+    .object({
+      pid: z.number().int(),
+      url: z.string(),
+      startedAt: z.string(),
+      running: z.boolean(),
+      /** Set when it runs on an EC2 instance of its own (provisioned withOrchestrator): pid is its container's, url where its clients reach it. */
+      instanceId: z.string().optional(),
+    })
     .nullable()
     .default(null),
   queue: queueSnapshotSchema.nullable().default(null),

@@ -1,7 +1,9 @@
 import { chmod, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { CreateKeyPairCommand, DescribeInstanceAttributeCommand, DescribeInstancesCommand, type EC2Client } from '@aws-sdk/client-ec2';
 import { request } from 'undici';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { TAGS } from '../../provisioning/src/aws/ec2-provider.js';
 import { unmanagedInventory } from '../../provisioning/src/inventory.js';
 import { LABELS, MODEL_HOST_ENV } from '../../runtime/src/driver.js';
 import type { ContainerRecord } from '../../status/src/schema.js';
@@ -9,7 +11,10 @@ import { startBackend, type Backend } from '../helpers/backend.js';
 import { runEntry } from '../helpers/cli.js';
 import { useTempCluster } from '../helpers/cluster.js';
 import { buildWorkerImage, ENGINE_SETUP_TIMEOUT_MS, ensureDockerEngine, inspect, poll, removeDockerObjects, runOk, uniqueName } from '../helpers/docker.js';
-import { fakeAwsEnv, FakeEc2 } from '../helpers/fake-ec2.js';
+import { cliDenying } from '../helpers/ec2-deny.js';
+import { motoCliEnv, startMoto, type Moto } from '../helpers/moto.js';
+import { serveModelContainers, watchInstances, type InstanceWatch } from '../helpers/moto-instances.js';
+import { ROUTE_ENV } from '../helpers/network-guard.js';
 import {
   cleanEnv,
   liveStatus,
@@ -33,9 +38,6 @@ const AWS_CREDENTIALS = {
 };
 /** Stands for any other variable of an operator's shell: it must reach no model and no user-data either. */
 const CANARY = 'canary-SCAN-7d1e4f0a9b3c5e28';
-const OPERATOR_KEY_BODY = 'operator-private-key-SCAN-b3BlbnNzaC1rZXktdjE';
-const CREATED_KEY_BODY = 'created-private-key-SCAN-9c2d41f0a7e35b6c';
-const pem = (body: string): string => `-----BEGIN OPENSSH PRIVATE KEY-----\n${body}\n-----END OPENSSH PRIVATE KEY-----\n`;
 
 /**
  * The base64 forms of `value` wherever it sits inside a longer base64 text: one per alignment
@@ -170,41 +172,53 @@ async function firstEvent(url: string): Promise<string> {
 
 describe('EC2 provisioning with AWS credentials and an SSH key', () => {
   const cluster = useTempCluster(1);
-  let fake: FakeEc2;
-  let endpoint: string;
+  let moto: Moto;
+  let ec2: EC2Client;
+  let watch: InstanceWatch | undefined;
   let backends: Backend[] = [];
   beforeEach(async () => {
-    fake = new FakeEc2();
-    fake.keyMaterial = pem(CREATED_KEY_BODY).trimEnd();
-    endpoint = await fake.listen();
-  });
+    moto = await startMoto();
+    ec2 = moto.client();
+    // The worker's model containers come up once its instance exists, on the loopback address its public one is routed to.
+    watch = watchInstances(ec2, 'scan', async (instance) => {
+      backends.push(...(await serveModelContainers(instance, [cluster.basePort, cluster.basePort + 1])));
+    });
+  }, 60_000);
   afterEach(async () => {
-    await fake.stop();
-    await Promise.all(backends.map((b) => b.kill()));
-    backends = [];
+    try {
+      await watch?.stop();
+    } finally {
+      await moto?.stop();
+      await Promise.all(backends.map((b) => b.kill()));
+      backends = [];
+    }
   });
 
-  const secrets = {
+  const secrets: Record<string, string> = {
     'the AWS access key id': AWS_CREDENTIALS.AWS_ACCESS_KEY_ID,
     'the AWS secret access key': AWS_CREDENTIALS.AWS_SECRET_ACCESS_KEY,
     'the AWS session token': AWS_CREDENTIALS.AWS_SESSION_TOKEN,
-    "the operator's private key": OPERATOR_KEY_BODY,
-    'the created private key': CREATED_KEY_BODY,
     'the admin token in the shell': ADMIN_TOKEN,
     'a canary variable in the shell': CANARY,
   };
 
-  const cli = (command: 'provision' | 'teardown', extra: string[] = []) =>
+  /** The lines of a private key that hold key material (the first one is the same header in every OpenSSH key), as secrets. */
+  const keySecrets = (what: string, pem: string): Record<string, string> => {
+    const body = pem.split('\n').filter((line) => line && !line.startsWith('-----'));
+    expect(body.length).toBeGreaterThan(1);
+    return Object.fromEntries(body.slice(1).map((line, i) => [`${what} (line ${i + 2})`, line]));
+  };
+
+  const cli = (command: 'provision' | 'teardown', extra: string[] = [], env: Record<string, string> = {}) =>
     runEntry(
       'provisioning/src/main.ts',
-      [command, '--provider', 'aws', '--cluster', 'scan', '--workers', '1', '--ssh-cidr', '203.0.113.7/32', '--aws-endpoint', endpoint, '--region', 'us-east-1', '--log-level', 'trace', ...cluster.cliFlags, ...extra],
-      { env: fakeAwsEnv({ ...AWS_CREDENTIALS, ORCH_ADMIN_TOKEN: ADMIN_TOKEN, MODEL_ENV_CANARY: CANARY }) },
+      [
+        command, '--provider', 'aws', '--cluster', 'scan', '--workers', '1', '--ssh-cidr', '203.0.113.7/32', '--aws-endpoint', moto.endpoint, '--region', 'us-east-1',
+        // moto's console shows no host keys (it boots no operating system), and nock cannot reach into a CLI's EC2 calls for them.
+        '--ssh-host-key-check', 'false', '--launch-timeout-ms', '60000', '--log-level', 'trace', ...cluster.cliFlags, ...extra,
+      ],
+      { env: motoCliEnv({ ...AWS_CREDENTIALS, ORCH_ADMIN_TOKEN: ADMIN_TOKEN, MODEL_ENV_CANARY: CANARY, [ROUTE_ENV]: '1', ...env }), timeoutMs: 120_000 },
     );
-
-  /** The model containers of worker w1 on its fake instance's address, 127.0.0.1. */
-  async function serveWorker(): Promise<void> {
-    for (const port of [cluster.basePort, cluster.basePort + 1]) backends.push(await startBackend(`w1-${port}`, { port }));
-  }
 
   /** What a run left behind for anyone to read: its output, the state file and known_hosts. */
   async function outputsOf(run: string, result: { stdout: string; stderr: string }): Promise<Record<string, string>> {
@@ -216,59 +230,68 @@ describe('EC2 provisioning with AWS credentials and an SSH key', () => {
     };
   }
 
-  /** The user-data of every instance launched, as EC2 received it (base64) and decoded: it goes to EC2 and the instance's disk. */
-  function userData(): Record<string, string> {
-    const sent = fake.calls.filter((c) => c.action === 'RunInstances').map((c) => c.params.UserData ?? '');
-    expect(sent.length).toBeGreaterThan(0);
-    return { 'the user-data as sent': sent.join('\n'), 'the user-data': sent.map((b) => Buffer.from(b, 'base64').toString('utf8')).join('\n') };
+  /** The user-data of every instance launched, as EC2 keeps it (base64) and decoded: it goes to EC2 and the instance's disk. */
+  async function userData(): Promise<Record<string, string>> {
+    const found = await ec2.send(new DescribeInstancesCommand({ Filters: [{ Name: `tag:${TAGS.cluster}`, Values: ['scan'] }] }));
+    const instances = (found.Reservations ?? []).flatMap((r) => r.Instances ?? []);
+    expect(instances.length).toBeGreaterThan(0);
+    const kept = await Promise.all(
+      instances.map(async (i) => (await ec2.send(new DescribeInstanceAttributeCommand({ InstanceId: i.InstanceId, Attribute: 'userData' }))).UserData?.Value ?? ''),
+    );
+    return { 'the user-data as kept by EC2': kept.join('\n'), 'the user-data': kept.map((b) => Buffer.from(b, 'base64').toString('utf8')).join('\n') };
   }
 
-  it('a created key pair: provision and teardown keep the credentials and the key out of the state, logs and user-data', async () => {
-    await serveWorker();
-    const provisioned = await cli('provision');
+  it('a created key pair: provision and teardown keep the credentials and the key out of the state, logs and user-data', { timeout: 180_000 }, async () => {
+    const provisioned = await cli('provision', ['--yes']);
     expect(provisioned.code, provisioned.stderr).toBe(0);
     const outputs = await outputsOf('provision', provisioned);
 
-    // The secrets were really in play: the key is saved for SSH, and the state file names only its path.
+    // The secrets were really in play: the key EC2 made is saved for SSH, and the state file names only its path.
     const keyPath = join(cluster.dir, 'keys', 'scan.pem');
-    expect(await readFile(keyPath, 'utf8')).toContain(CREATED_KEY_BODY);
+    const created = keySecrets('the created private key', await readFile(keyPath, 'utf8'));
     expect(JSON.parse(outputs['provision: the state file']!).workers[0].runtime.ssh).toMatchObject({ privateKeyPath: keyPath });
     // What user-data may hold: the compose file and the containers' settings.
-    Object.assign(outputs, userData());
+    Object.assign(outputs, await userData());
     expect(outputs['the user-data']).toContain('WORKER_ID=w1\n');
 
     const tornDown = await cli('teardown');
     expect(tornDown.code, tornDown.stderr).toBe(0);
     Object.assign(outputs, await outputsOf('teardown', tornDown));
-    expect(leaks(secrets, outputs)).toEqual([]);
+    expect(leaks({ ...secrets, ...created }, outputs)).toEqual([]);
   });
 
-  it("an operator's key pair: a good run, then EC2 refusing a permission and the credentials, keep every secret out", async () => {
+  it("an operator's key pair: a good run, then EC2 refusing a permission and the credentials, keep every secret out", { timeout: 180_000 }, async () => {
+    // The operator made the key pair in EC2 and kept its private key.
+    const made = await ec2.send(new CreateKeyPairCommand({ KeyName: 'operator', KeyType: 'ed25519' }));
     const keyPath = join(cluster.dir, 'operator.pem');
-    await writeFile(keyPath, pem(OPERATOR_KEY_BODY));
+    await writeFile(keyPath, made.KeyMaterial!);
     await chmod(keyPath, 0o600);
-    fake.keyPairs.set('operator', { id: 'key-op', tags: {} });
-    const withKey = ['--key-name', 'operator', '--ssh-key-path', keyPath];
-    await serveWorker();
+    const operator = keySecrets("the operator's private key", made.KeyMaterial!);
+    const withKey = ['--yes', '--key-name', 'operator', '--ssh-key-path', keyPath];
 
     const good = await cli('provision', withKey);
     expect(good.code, good.stderr).toBe(0);
     const outputs = await outputsOf('a good run', good);
     expect(JSON.parse(outputs['a good run: the state file']!).workers[0].runtime.ssh).toMatchObject({ privateKeyPath: keyPath });
+    Object.assign(outputs, await userData());
 
-    fake.denied.add('RunInstances');
-    const denied = await cli('provision', [...withKey, '--workers', '2']);
+    // EC2's UnauthorizedOperation, through nock in the CLI (moto's IAM answers AccessDenied instead).
+    const denied = await cli('provision', [...withKey, '--workers', '2'], cliDenying(moto.endpoint, ['RunInstances']));
     expect(denied.code).toBe(1);
     expect(denied.stderr).toContain('[AWS_UNAUTHORIZED]');
     Object.assign(outputs, await outputsOf('a denied launch', denied));
 
-    fake.rejectCredentials = true;
+    // From here on moto checks every request's credentials against its IAM, which knows none: EC2's AuthFailure.
+    // The watch asks EC2 too: it ends first.
+    await watch!.stop();
+    watch = undefined;
+    expect((await fetch(`${moto.endpoint}/moto-api/reset-auth`, { method: 'POST', body: '0' })).ok).toBe(true);
     const rejected = await cli('provision', withKey);
     expect(rejected.code).toBe(1);
     expect(rejected.stderr).toMatch(/AuthFailure.*\[AWS_ERROR\]\n$/);
-    Object.assign(outputs, await outputsOf('rejected credentials', rejected), userData());
+    Object.assign(outputs, await outputsOf('rejected credentials', rejected));
 
-    expect(leaks(secrets, outputs)).toEqual([]);
+    expect(leaks({ ...secrets, ...operator }, outputs)).toEqual([]);
   });
 });
 

@@ -85,7 +85,7 @@ export const uniqueName = (prefix: string): string => `${prefix}-${process.pid}-
 
 /** Build the worker image under `tag` with the project's script, never trying a registry. */
 export function buildWorkerImage(tag: string): Promise<CliResult> {
-  return runOk('bash', ['scripts/build-worker-image.sh'], { env: { ...process.env, WORKER_IMAGE: tag, PULL_BASE: '0' }, timeoutMs: 300_000 });
+  return runOk('bash', ['scripts/build-image.sh'], { env: { ...process.env, WORKER_IMAGE: tag, PULL_BASE: '0' }, timeoutMs: 300_000 });
 }
 
 /** `docker inspect` of one container or image. */

@@ -35,6 +35,11 @@ describe('loadProvisionConfig', () => {
       healthTimeoutMs: 30_000,
       logLevel: 'warn',
       instanceType: 't3.small',
+      rootVolumeGb: 20,
+      withOrchestrator: false,
+      orchestratorImage: 'inference-orchestrator:latest',
+      orchestratorPort: 8080,
+      orchestratorInstanceType: 't3.small',
       sshUser: 'ubuntu',
       sshPort: 22,
       healthVia: 'direct',
@@ -55,6 +60,11 @@ describe('loadProvisionConfig', () => {
     expect(configError({ env: {}, flags: { provider: 'aws', sshCidr: '0.0.0.0/0' } }).message).toMatch(/"sshCidr".*whole internet/);
     expect(configError({ env: {}, flags: { provider: 'aws', sshCidr: '203.0.113.7/32', orchestratorCidr: '0.0.0.0/0' } }).message).toContain('"orchestratorCidr"');
     expect(loadProvisionConfig({ env: {}, flags: { provider: 'aws', sshCidr: '0.0.0.0/0', allowWorldOpen: true } }).sshCidr).toBe('0.0.0.0/0');
+  });
+
+  it('takes a root volume from the 8 GiB an Ubuntu image needs to the 16 TiB gp3 allows', () => {
+    expect(loadProvisionConfig({ env: { PROVISION_ROOT_VOLUME_GB: '64' } }).rootVolumeGb).toBe(64);
+    for (const size of ['7', '16385', '20.5']) expect(configError({ env: {}, flags: { rootVolumeGb: size } }).message).toContain('"rootVolumeGb"');
   });
 
   it('needs the private key of a named key pair', () => {

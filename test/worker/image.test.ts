@@ -32,7 +32,7 @@ afterAll(async () => {
 
 const vaderVersion = (JSON.parse(readFileSync('node_modules/vader-sentiment/package.json', 'utf8')) as { version: string }).version;
 
-describe('scripts/build-worker-image.sh', () => {
+describe('scripts/build-image.sh', () => {
   it('builds the image on a named base and reports its size', async () => {
     const summary = build.stdout.trim().split('\n').at(-1)!;
     const match = /^(\S+) ([0-9a-f]{12}) ([\d.]+) (B|kB|MB|GB) \(base (\S+)\)$/.exec(summary);
@@ -49,7 +49,7 @@ describe('scripts/build-worker-image.sh', () => {
   });
 
   it('fails with one line when the engine cannot be reached', async () => {
-    const result = await run('bash', ['scripts/build-worker-image.sh'], {
+    const result = await run('bash', ['scripts/build-image.sh'], {
       env: { ...process.env, WORKER_IMAGE: image, DOCKER_HOST: 'unix:///nonexistent/docker.sock' },
     });
     expect(result.code).toBe(1);

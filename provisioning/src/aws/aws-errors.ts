@@ -18,10 +18,46 @@ export class AwsUnauthorizedError extends AppError {
   }
 }
 
-/** Any other EC2 failure, with AWS's own code and message. */
+/** Any other EC2 failure, with AWS's own code and message (on one line). */
 export class AwsApiError extends AppError {
   constructor(action: string, code: string, message: string, cause?: unknown) {
-    super('AWS_ERROR', `ec2:${action} failed: ${code}: ${message}`, { cause });
+    super('AWS_ERROR', `ec2:${action} failed: ${code}: ${oneLine(message)}`, { cause });
+  }
+}
+
+/** A worker's RunInstances failed after earlier workers of the same run were launched: those are tagged, so a re-run adopts them. */
+export class PartialLaunchError extends AppError {
+  constructor(workerId: string, launched: string[], cause: AppError) {
+    super(
+      'PARTIAL_LAUNCH',
+      `worker ${workerId} was not launched (${cause.message}); ${launched.join(', ')} ${launched.length === 1 ? 'was' : 'were'} launched and tagged with the cluster: ` +
+        'run provision again to launch the rest, or `npm run teardown -- --provider aws` to remove them',
+      { cause },
+    );
+  }
+}
+
+/** Instances that did not reach a state in time, or fell into a state they cannot leave. */
+export class InstanceWaitError extends AppError {
+  /** The instances waited for. */
+  readonly instanceIds: string[];
+
+  /** @param instances each `w1 i-0abc (pending)`; @param advice what the operator can do next */
+  constructor(state: string, outcome: string, instanceIds: string[], instances: string[], advice: string, cause?: unknown) {
+    super('INSTANCE_WAIT_FAILED', `instances did not reach ${state} (${outcome}): ${instances.join(', ')}; ${advice}`, { cause });
+    this.instanceIds = instanceIds;
+  }
+}
+
+/** The security group is still referenced (DependencyViolation) after teardown's deadline. */
+export class SecurityGroupInUseError extends AppError {
+  constructor(group: string, waitedMs: number, cause: unknown) {
+    super(
+      'SECURITY_GROUP_IN_USE',
+      `security group ${group} is still in use after ${waitedMs} ms (DependencyViolation: ${oneLine((cause as Error).message)}): ` +
+        "an instance still shutting down, a network interface or another group's rule refers to it; run teardown again once it is gone",
+      { cause },
+    );
   }
 }
 
@@ -60,4 +96,8 @@ export function toAwsError(action: string, error: unknown): AppError {
   const code = awsCode(error);
   if (code === 'UnauthorizedOperation') return new AwsUnauthorizedError(action, error);
   return new AwsApiError(action, code ?? name ?? 'Error', (error as Error)?.message ?? String(error), error);
+}
+
+function oneLine(text: string): string {
+  return text.replace(/\s+/g, ' ').trim();
 }

@@ -1,5 +1,4 @@
-import { spawn } from 'node:child_process';
-import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { appendFile, chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
@@ -14,14 +13,18 @@ import {
   DescribeSecurityGroupsCommand,
   EC2Client,
   GetConsoleOutputCommand,
+  RevokeSecurityGroupIngressCommand,
   RunInstancesCommand,
   TerminateInstancesCommand,
   waitUntilInstanceRunning,
   waitUntilInstanceTerminated,
   type Instance,
   type IpPermission,
+  type SecurityGroup,
   type Tag,
+  type UserIdGroupPair,
 } from '@aws-sdk/client-ec2';
+import { ConfigError } from '../../../common/src/errors.js';
 import type { Logger } from '../../../common/src/logger.js';
 import { knownHostName } from '../../../runtime/src/known-hosts.js';
 import type { SshTarget } from '../../../runtime/src/ssh-connection.js';
@@ -30,8 +33,30 @@ import type { ProvisionConfig } from '../config.js';
 import { containerTemplate, workerIds, type Inventory } from '../inventory.js';
 import type { ProvisionOptions, ProvisionResult, Provider, TeardownResult } from '../provider.js';
 import { judgeHealth, probeHealth, type HealthProbe, type HealthTarget } from '../wait-healthy.js';
-import { awsCode, ImageUploadError, KeyPairError, toAwsError, WorkersUnhealthyError } from './aws-errors.js';
-import { sshExec, sshHttpGet } from './ssh-exec.js';
+import {
+  awsCode,
+  ImageUploadError,
+  InstanceWaitError,
+  KeyPairError,
+  PartialLaunchError,
+  SecurityGroupInUseError,
+  toAwsError,
+  WorkersUnhealthyError,
+} from './aws-errors.js';
+import {
+  deployOrchestrator,
+  knownHostRenames,
+  loadImage,
+  ORCHESTRATOR_ROLE,
+  orchestratorGroupName,
+  orchestratorInventory,
+  orchestratorLaunch,
+  orchestratorRules,
+  renameKnownHosts,
+  waitForDocker,
+} from './orchestrator-instance.js';
+import { sshHttpGet } from './ssh-exec.js';
+import { instanceLaunch } from './launch.js';
 import { workerUserData } from './user-data.js';
 
 /** Tag keys on everything provisioning creates in EC2. */
@@ -43,9 +68,11 @@ export const TAGS = {
 } as const;
 
 /** Canonical's account, and its Ubuntu 24.04 LTS amd64 server images. */
-const UBUNTU_OWNER = '099720683109';
+export const UBUNTU_OWNER = '099720109477';
 const UBUNTU_NAME = 'ubuntu/images/hvm-ssd-gp3/ubuntu-noble-24.04-amd64-server-*';
 const LIVE_STATES = ['pending', 'running'];
+/** Ports of a worker's model containers: the two compose starts, and room for the orchestrator to add or move more. */
+const WORKER_PORT_COUNT = 10;
 
 export interface Ec2ProviderDeps {
   client: EC2Client;
@@ -61,6 +88,12 @@ export interface Ec2Plan {
   steps: string[];
   /** EC2 actions the credentials may not call (checked with DryRun). */
   denied: string[];
+  /** The region the client works in. */
+  region: string;
+  /** The instances provision would launch (what costs money), e.g. `worker w3: t3.small`. */
+  launches: string[];
+  /** What the security groups open, e.g. `tcp 22 from 203.0.113.7/32`. */
+  openPorts: string[];
 }
 
 interface KeyPair {
@@ -103,12 +136,24 @@ export class Ec2Provider implements Provider {
 
   async provision(_current: Inventory, options: ProvisionOptions = {}): Promise<ProvisionResult> {
     const config = this.#config;
-    const key = await this.#ensureKeyPair();
-    const groupId = await this.#ensureSecurityGroup();
+    // The image first: a region without it should stop the run before anything is created.
     const ami = await this.#ami();
+    const key = await this.#ensureKeyPair();
+    const orchestratorGroup = config.withOrchestrator
+      ? await this.#ensureSecurityGroup(orchestratorGroupName(config.cluster), `inference-orchestrator orchestrator of cluster ${config.cluster}`, orchestratorRules(config))
+      : undefined;
+    const groupId = await this.#ensureSecurityGroup(this.#groupName, `inference-orchestrator workers of cluster ${config.cluster}`, this.#rules(orchestratorGroup ? { GroupId: orchestratorGroup } : undefined));
+    // The workers' group no longer refers to an orchestrator's: one an earlier run made can go.
+    if (!orchestratorGroup) await this.#dropOrchestrator();
     const { wanted, missing, extra } = await this.#workerDiff();
     if (extra.length > 0) await this.#terminate(extra.map((i) => i.InstanceId!));
-    for (const workerId of missing) await this.#launch(workerId, { key: key.name, groupId, ami: ami.id });
+    for (const [n, workerId] of missing.entries()) {
+      await this.#launch(workerId, { key: key.name, groupId, ami }).catch((error: unknown) => {
+        throw n > 0 ? new PartialLaunchError(workerId, missing.slice(0, n), toAwsError('RunInstances', error)) : error;
+      });
+    }
+    // Launched before anything waits, so that it boots while the workers do.
+    const orchestrator = orchestratorGroup ? await this.#ensureOrchestratorInstance({ key: key.name, groupId: orchestratorGroup, ami }) : undefined;
     if (missing.length > 0) this.#say(`launched ${missing.join(', ')}; waiting for the instances to run`);
 
     const instances = await this.#waitRunning(wanted);
@@ -124,7 +169,7 @@ export class Ec2Provider implements Provider {
     }
     await this.#waitHealthy(targets, instances, probe, options);
     const started = targets.filter((t) => missing.some((id) => t.name.startsWith(`${id}-`))).map((t) => t.name);
-    return {
+    const result: ProvisionResult = {
       workers,
       containers: targets.map((t) =>
         containerRecordSchema.parse({ id: t.name, workerId: t.name.split('-')[0], host: t.host, port: t.port, runtimeId: null, state: 'free' }),
@@ -133,21 +178,28 @@ export class Ec2Provider implements Provider {
       kept: targets.map((t) => t.name).filter((name) => !started.includes(name)),
       removed: extra.flatMap((i) => this.#ports().map((port) => `${workerIdOf(i)}-${port}`)),
     };
+    if (orchestrator) result.orchestrator = await this.#deployOrchestrator(orchestrator, result, instances, key);
+    return result;
   }
 
   async teardown(_current: Inventory): Promise<TeardownResult> {
     const instances = await this.#instances();
-    if (instances.size > 0) {
-      this.#say(`terminating ${[...instances.keys()].join(', ')}`);
-      await this.#terminate([...instances.values()].map((i) => i.InstanceId!));
+    // Whatever the config says now: an orchestrator an earlier run launched goes too.
+    const orchestrator = await this.#orchestratorInstance();
+    const doomed = [...instances.values(), ...(orchestrator ? [orchestrator] : [])];
+    if (doomed.length > 0) {
+      this.#say(`terminating ${[...instances.keys(), ...(orchestrator ? [ORCHESTRATOR_ROLE] : [])].join(', ')}`);
+      await this.#terminate(doomed.map((i) => i.InstanceId!));
     }
-    const group = await this.#findGroup();
-    if (group) await this.#deleteGroup(group);
+    // The workers' group refers to the orchestrator's, which cannot go while referred to: workers' first.
+    const group = await this.#findGroup(this.#groupName);
+    if (group) await this.#deleteGroup(group.GroupId!);
+    await this.#dropOrchestrator();
     const keyPair = await this.#call('DescribeKeyPairs', () =>
       this.#ec2.send(new DescribeKeyPairsCommand({ Filters: [{ Name: `tag:${TAGS.cluster}`, Values: [this.#config.cluster] }] })),
     );
     for (const created of keyPair.KeyPairs ?? []) {
-      await this.#call('DeleteKeyPair', () => this.#ec2.send(new DeleteKeyPairCommand({ KeyPairId: created.KeyPairId })));
+      await this.#call('DeleteKeyPair', () => this.#ec2.send(new DeleteKeyPairCommand({ KeyName: created.KeyName })));
       await rm(this.#keyPath(), { force: true });
     }
     await rm(this.#knownHostsPath, { force: true });
@@ -163,19 +215,47 @@ export class Ec2Provider implements Provider {
     const keys = await this.#describeKey(keyName);
     steps.push(keys ? `key pair ${keyName}: exists, used` : `key pair ${keyName}: create, private key saved to ${this.#keyPath()} (mode 0600)`);
     if (!keys) await this.#dryRun('CreateKeyPair', () => this.#ec2.send(new CreateKeyPairCommand({ KeyName: keyName, DryRun: true })), denied);
-    const group = await this.#findGroup();
-    const rules = this.#rules().map(describeRule).join('; ');
+    const group = (await this.#findGroup(this.#groupName))?.GroupId;
+    const orchestratorName = orchestratorGroupName(config.cluster);
+    const openPorts = this.#rules(config.withOrchestrator ? { GroupName: orchestratorName } : undefined).map(describeRule);
+    const rules = openPorts.join('; ');
     steps.push(group ? `security group ${this.#groupName} (${group}): exists, rules ensured: ${rules}` : `security group ${this.#groupName}: create with ${rules}`);
     if (!group) {
       await this.#dryRun('CreateSecurityGroup', () => this.#ec2.send(new CreateSecurityGroupCommand({ GroupName: this.#groupName, Description: 'x', DryRun: true })), denied);
     }
+    const orchestratorGroup = (await this.#findGroup(orchestratorName))?.GroupId;
+    const orchestrator = await this.#orchestratorInstance();
+    if (config.withOrchestrator) {
+      const orchestratorPorts = orchestratorRules(config).map((rule) => `${describeRule(rule)} to the orchestrator`);
+      openPorts.push(...orchestratorPorts);
+      const described = orchestratorPorts.join('; ');
+      steps.push(
+        orchestratorGroup
+          ? `security group ${orchestratorName} (${orchestratorGroup}): exists, rules ensured: ${described}`
+          : `security group ${orchestratorName}: create with ${described}`,
+      );
+      if (group && !orchestratorGroup) {
+        await this.#dryRun('CreateSecurityGroup', () => this.#ec2.send(new CreateSecurityGroupCommand({ GroupName: orchestratorName, Description: 'x', DryRun: true })), denied);
+      }
+    } else {
+      if (orchestrator) steps.push(`orchestrator: terminate ${orchestrator.InstanceId} (no withOrchestrator)`);
+      if (orchestratorGroup) steps.push(`security group ${orchestratorName} (${orchestratorGroup}): delete`);
+    }
     const ami = await this.#ami();
-    steps.push(`AMI ${ami.id} (${ami.name})`);
+    steps.push(`AMI ${ami.id} (${ami.name}); root volume ${config.rootVolumeGb} GiB gp3, encrypted, on ${ami.rootDevice}`);
     const { wanted, existing, missing, extra } = await this.#workerDiff();
     for (const id of wanted.filter((w) => existing.has(w))) steps.push(`worker ${id}: keep ${existing.get(id)!.InstanceId}`);
     for (const id of missing) steps.push(`worker ${id}: launch one ${config.instanceType} with two model containers on ports ${this.#ports().join(' and ')}`);
     for (const i of extra) steps.push(`worker ${workerIdOf(i)}: terminate ${i.InstanceId}`);
-    if (missing.length > 0) {
+    const launchOrchestrator = config.withOrchestrator && !orchestrator;
+    if (config.withOrchestrator) {
+      steps.push(
+        orchestrator
+          ? `orchestrator: keep ${orchestrator.InstanceId}, ${config.orchestratorImage} on port ${config.orchestratorPort} (redeployed if the inventory changed)`
+          : `orchestrator: launch one ${config.orchestratorInstanceType} running ${config.orchestratorImage} on port ${config.orchestratorPort}, the workers at their private addresses`,
+      );
+    }
+    if (missing.length > 0 || launchOrchestrator) {
       await this.#dryRun(
         'RunInstances',
         () =>
@@ -185,10 +265,17 @@ export class Ec2Provider implements Provider {
         denied,
       );
     }
-    if (extra.length > 0) {
-      await this.#dryRun('TerminateInstances', () => this.#ec2.send(new TerminateInstancesCommand({ InstanceIds: extra.map((i) => i.InstanceId!), DryRun: true })), denied);
+    const terminated = [...extra, ...(orchestrator && !config.withOrchestrator ? [orchestrator] : [])];
+    if (terminated.length > 0) {
+      await this.#dryRun('TerminateInstances', () => this.#ec2.send(new TerminateInstancesCommand({ InstanceIds: terminated.map((i) => i.InstanceId!), DryRun: true })), denied);
     }
-    return { steps, denied };
+    return {
+      steps,
+      denied,
+      region: await this.#ec2.config.region(),
+      launches: [...missing.map((id) => `worker ${id}: ${config.instanceType}`), ...(launchOrchestrator ? [`${ORCHESTRATOR_ROLE}: ${config.orchestratorInstanceType}`] : [])],
+      openPorts,
+    };
   }
 
   /** The waiters' limit: launchTimeoutMs, but never shorter than two polls (the SDK refuses that). */
@@ -199,6 +286,11 @@ export class Ec2Provider implements Provider {
   /** The worker's ports on its own machine: basePort and the next one. */
   #ports(): [number, number] {
     return [this.#config.basePort, this.#config.basePort + 1];
+  }
+
+  /** Every port the worker's containers may use: its record promises them, the security group opens them. */
+  #portRange(): { first: number; last: number } {
+    return { first: this.#config.basePort, last: this.#config.basePort + WORKER_PORT_COUNT - 1 };
   }
 
   #createdKeyName(): string {
@@ -255,70 +347,183 @@ export class Ec2Provider implements Provider {
     return { name, path };
   }
 
-  #rules(): IpPermission[] {
-    const [first, last] = this.#ports();
-    const orchestrator = this.#config.orchestratorCidr ?? this.#config.sshCidr!;
-    return [
-      { IpProtocol: 'tcp', FromPort: 22, ToPort: 22, IpRanges: [{ CidrIp: this.#config.sshCidr!, Description: 'SSH from the operator' }] },
-      { IpProtocol: 'tcp', FromPort: first, ToPort: last, IpRanges: [{ CidrIp: orchestrator, Description: 'model ports from the orchestrator' }] },
-    ];
+  /**
+   * The workers' group: SSH from sshCidr, the model ports from orchestratorCidr; or, with the
+   * orchestrator, the model ports and SSH (its Docker driver) from the orchestrator's group.
+   */
+  #rules(orchestrator?: UserIdGroupPair): IpPermission[] {
+    const { first, last } = this.#portRange();
+    const ssh: IpPermission = { IpProtocol: 'tcp', FromPort: 22, ToPort: 22, IpRanges: [{ CidrIp: this.#config.sshCidr!, Description: 'SSH from the operator' }] };
+    if (orchestrator) {
+      return [
+        { ...ssh, UserIdGroupPairs: [{ ...orchestrator, Description: 'Docker over SSH from the orchestrator' }] },
+        { IpProtocol: 'tcp', FromPort: first, ToPort: last, UserIdGroupPairs: [{ ...orchestrator, Description: 'model ports from the orchestrator' }] },
+      ];
+    }
+    const cidr = this.#config.orchestratorCidr ?? this.#config.sshCidr!;
+    return [ssh, { IpProtocol: 'tcp', FromPort: first, ToPort: last, IpRanges: [{ CidrIp: cidr, Description: 'model ports from the orchestrator' }] }];
   }
 
-  async #findGroup(): Promise<string | undefined> {
+  async #findGroup(name: string): Promise<SecurityGroup | undefined> {
     const found = await this.#call('DescribeSecurityGroups', () =>
       this.#ec2.send(
         new DescribeSecurityGroupsCommand({
           Filters: [
-            { Name: 'group-name', Values: [this.#groupName] },
+            { Name: 'group-name', Values: [name] },
             { Name: `tag:${TAGS.cluster}`, Values: [this.#config.cluster] },
           ],
         }),
       ),
     );
-    return found.SecurityGroups?.[0]?.GroupId;
+    return found.SecurityGroups?.[0];
   }
 
-  /** SSH from sshCidr, the model ports from the orchestrator, nothing else; created once, rules ensured every run. */
-  async #ensureSecurityGroup(): Promise<string> {
-    let groupId = await this.#findGroup();
+  /**
+   * The group `name` with exactly `rules`: created once, missing rules added and others revoked on
+   * every run (a changed CIDR, or the model ports moving between a CIDR and the orchestrator's group).
+   */
+  async #ensureSecurityGroup(name: string, description: string, rules: IpPermission[]): Promise<string> {
+    const group = await this.#findGroup(name);
+    let groupId = group?.GroupId;
     if (!groupId) {
       const created = await this.#call('CreateSecurityGroup', () =>
         this.#ec2.send(
           new CreateSecurityGroupCommand({
-            GroupName: this.#groupName,
-            Description: `inference-orchestrator workers of cluster ${this.#config.cluster}`,
+            GroupName: name,
+            Description: description,
             TagSpecifications: [{ ResourceType: 'security-group', Tags: this.#tags({ [TAGS.createdBy]: 'provisioning' }) }],
           }),
         ),
       );
       groupId = created.GroupId!;
-      this.#say(`created security group ${this.#groupName} (${groupId})`);
+      this.#say(`created security group ${name} (${groupId})`);
     }
-    try {
-      await this.#ec2.send(new AuthorizeSecurityGroupIngressCommand({ GroupId: groupId, IpPermissions: this.#rules() }));
-    } catch (error) {
-      if (awsCode(error) !== 'InvalidPermission.Duplicate') throw toAwsError('AuthorizeSecurityGroupIngress', error);
+    const have = singleSourceRules(group?.IpPermissions ?? []);
+    const want = singleSourceRules(rules);
+    const missing = [...want].filter(([key]) => !have.has(key)).map(([, rule]) => rule);
+    const stale = [...have].filter(([key]) => !want.has(key)).map(([, rule]) => rule);
+    if (missing.length > 0) {
+      try {
+        await this.#ec2.send(new AuthorizeSecurityGroupIngressCommand({ GroupId: groupId, IpPermissions: missing }));
+      } catch (error) {
+        if (awsCode(error) !== 'InvalidPermission.Duplicate') throw toAwsError('AuthorizeSecurityGroupIngress', error);
+      }
+    }
+    if (stale.length > 0) {
+      this.#say(`security group ${name}: revoking ${stale.map(describeRule).join('; ')}`);
+      await this.#call('RevokeSecurityGroupIngress', () => this.#ec2.send(new RevokeSecurityGroupIngressCommand({ GroupId: groupId, IpPermissions: stale })));
     }
     return groupId;
   }
 
-  async #ami(): Promise<{ id: string; name: string }> {
-    if (this.#config.amiId) return { id: this.#config.amiId, name: 'from config' };
-    const images = await this.#call('DescribeImages', () =>
+  /** The cluster's pending or running orchestrator instance. */
+  async #orchestratorInstance(): Promise<Instance | undefined> {
+    const found = await this.#call('DescribeInstances', () =>
       this.#ec2.send(
-        new DescribeImagesCommand({
-          Owners: [UBUNTU_OWNER],
+        new DescribeInstancesCommand({
           Filters: [
-            { Name: 'name', Values: [UBUNTU_NAME] },
-            { Name: 'state', Values: ['available'] },
-            { Name: 'architecture', Values: ['x86_64'] },
+            { Name: `tag:${TAGS.cluster}`, Values: [this.#config.cluster] },
+            { Name: `tag:${TAGS.role}`, Values: [ORCHESTRATOR_ROLE] },
+            { Name: 'instance-state-name', Values: LIVE_STATES },
           ],
         }),
       ),
     );
+    return (found.Reservations ?? []).flatMap((r) => r.Instances ?? [])[0];
+  }
+
+  /** The orchestrator's instance id: the running one, or one launched now (a boot script installs Docker; nothing secret in it). */
+  async #ensureOrchestratorInstance(with_: { key: string; groupId: string; ami: { id: string; rootDevice: string } }): Promise<string> {
+    const existing = await this.#orchestratorInstance();
+    if (existing) return existing.InstanceId!;
+    const tags = this.#tags({ [TAGS.role]: ORCHESTRATOR_ROLE, Name: `${this.#config.cluster}-${ORCHESTRATOR_ROLE}` });
+    const launched = await this.#call('RunInstances', () => this.#ec2.send(new RunInstancesCommand(orchestratorLaunch(this.#config, { ...with_, tags }))));
+    const id = launched.Instances?.[0]?.InstanceId;
+    if (!id) throw toAwsError('RunInstances', new Error('the answer names no instance'));
+    this.#say(`launched the orchestrator's instance ${id}`);
+    return id;
+  }
+
+  /**
+   * Put the inventory (private addresses) and the worker key on the orchestrator's instance over
+   * SSH, checking its host key like the workers', and start the orchestrator there.
+   */
+  async #deployOrchestrator(instanceId: string, inventory: Inventory, workers: Map<string, Instance>, key: KeyPair): Promise<NonNullable<ProvisionResult['orchestrator']>> {
+    const config = this.#config;
+    await this.#wait(waitUntilInstanceRunning, [instanceId], 'running');
+    const described = await this.#call('DescribeInstances', () => this.#ec2.send(new DescribeInstancesCommand({ InstanceIds: [instanceId] })));
+    const instance = described.Reservations?.[0]?.Instances?.[0];
+    const host = config.addressType === 'public' ? instance?.PublicIpAddress : instance?.PrivateIpAddress;
+    if (!host) throw new WorkersUnhealthyError(`the orchestrator's instance ${instanceId} has no ${config.addressType} address`);
+    const privateAddresses = new Map(inventory.workers.map((w) => [w.id, workers.get(w.id)?.PrivateIpAddress ?? '']));
+    let knownHosts: string | null = null;
+    if (config.sshHostKeyCheck) {
+      knownHosts = renameKnownHosts(await readFile(this.#knownHostsPath, 'utf8'), knownHostRenames(inventory.workers, privateAddresses, config.sshPort));
+      const keys = await this.#consoleHostKeys(instanceId, `the orchestrator's instance`, Date.now() + config.launchTimeoutMs);
+      await appendFile(this.#knownHostsPath, keys.map((k) => `${knownHostName(host, config.sshPort)} ${k}\n`).join(''));
+    }
+    const privateKey = await readFile(key.path);
+    const target: SshTarget = {
+      host,
+      port: config.sshPort,
+      username: config.sshUser,
+      privateKey,
+      ...(config.sshHostKeyCheck ? { knownHostsPath: this.#knownHostsPath } : { insecureSkipHostKeyCheck: true }),
+    };
+    const deployed = await deployOrchestrator(
+      target,
+      config.cluster,
+      { inventory: orchestratorInventory(config.cluster, inventory, privateAddresses, config.sshHostKeyCheck), workerKey: privateKey, knownHosts },
+      { image: config.orchestratorImage, port: config.orchestratorPort, uploadImage: config.uploadImage, deadline: Date.now() + config.launchTimeoutMs, pollMs: this.#poll * 1000, say: this.#say },
+    );
+    const url = `http://${host.includes(':') ? `[${host}]` : host}:${config.orchestratorPort}`;
+    this.#say(`orchestrator ${deployed.action} at ${url} (instance ${instanceId})`);
+    return { url, instanceId, startedAt: deployed.startedAt };
+  }
+
+  /** Terminate the cluster's orchestrator instance, then delete its group (nothing refers to it any more). */
+  async #dropOrchestrator(): Promise<void> {
+    const instance = await this.#orchestratorInstance();
+    if (instance) {
+      this.#say(`terminating the orchestrator's instance ${instance.InstanceId}`);
+      await this.#terminate([instance.InstanceId!]);
+    }
+    const group = await this.#findGroup(orchestratorGroupName(this.#config.cluster));
+    if (group) await this.#deleteGroup(group.GroupId!);
+  }
+
+  async #ami(): Promise<{ id: string; name: string; rootDevice: string }> {
+    const amiId = this.#config.amiId;
+    const images = await this.#call('DescribeImages', async () => {
+      try {
+        return await this.#ec2.send(
+          amiId
+            ? new DescribeImagesCommand({ ImageIds: [amiId] })
+            : new DescribeImagesCommand({
+                Owners: [UBUNTU_OWNER],
+                Filters: [
+                  { Name: 'name', Values: [UBUNTU_NAME] },
+                  { Name: 'state', Values: ['available'] },
+                  { Name: 'architecture', Values: ['x86_64'] },
+                ],
+              }),
+        );
+      } catch (error) {
+        if (amiId && awsCode(error)?.startsWith('InvalidAMIID.')) return { Images: [] };
+        throw error;
+      }
+    });
+    const region = await this.#ec2.config.region();
     const newest = (images.Images ?? []).sort((a, b) => String(b.CreationDate).localeCompare(String(a.CreationDate)))[0];
-    if (!newest?.ImageId) throw toAwsError('DescribeImages', new Error(`no Ubuntu 24.04 image found in the region; set amiId`));
-    return { id: newest.ImageId, name: newest.Name ?? '' };
+    if (!newest?.ImageId) {
+      throw new ConfigError(
+        amiId
+          ? `amiId: expected an image of region ${region}, received ${amiId}, which does not exist there (or is not shared with this account)`
+          : `amiId: expected an image: none given, and no Ubuntu 24.04 amd64 server image of Canonical (owner ${UBUNTU_OWNER}) is available in region ${region}`,
+      );
+    }
+    if (!newest.RootDeviceName) throw new ConfigError(`amiId: expected an EBS-backed image, received ${newest.ImageId}, which names no root device`);
+    return { id: newest.ImageId, name: newest.Name ?? '', rootDevice: newest.RootDeviceName };
   }
 
   /** The workers the config wants, the instances running now, the wanted ones missing, and the instances of unwanted workers. */
@@ -354,7 +559,7 @@ export class Ec2Provider implements Provider {
     return byWorker;
   }
 
-  async #launch(workerId: string, with_: { key: string; groupId: string; ami: string }): Promise<void> {
+  async #launch(workerId: string, with_: { key: string; groupId: string; ami: { id: string; rootDevice: string } }): Promise<void> {
     const config = this.#config;
     const userData = workerUserData({
       cluster: config.cluster,
@@ -367,28 +572,25 @@ export class Ec2Provider implements Provider {
     });
     const tags = this.#tags({ [TAGS.role]: 'worker', [TAGS.worker]: workerId, Name: `${config.cluster}-${workerId}` });
     await this.#call('RunInstances', () =>
-      this.#ec2.send(
-        new RunInstancesCommand({
-          ImageId: with_.ami,
-          InstanceType: config.instanceType as never,
-          MinCount: 1,
-          MaxCount: 1,
-          KeyName: with_.key,
-          SecurityGroupIds: [with_.groupId],
-          UserData: Buffer.from(userData).toString('base64'),
-          TagSpecifications: [
-            { ResourceType: 'instance', Tags: tags },
-            { ResourceType: 'volume', Tags: tags },
-          ],
-        }),
-      ),
+      this.#ec2.send(new RunInstancesCommand(instanceLaunch(config, { ...with_, instanceType: config.instanceType, tags, userData }))),
     );
   }
 
+  /**
+   * Each worker's instance, once all run. EC2 is eventually consistent: a just-launched instance may
+   * be missing from a filtered describe for a moment, so wait until each is listed; a waiter given
+   * no ids would describe, and wait for, every instance of the account.
+   */
   async #waitRunning(workerIds: string[]): Promise<Map<string, Instance>> {
+    const deadline = Date.now() + this.#config.launchTimeoutMs;
     let instances = await this.#instances();
-    const ids = workerIds.map((id) => instances.get(id)?.InstanceId).filter((id): id is string => id !== undefined);
-    await this.#wait(waitUntilInstanceRunning, ids, 'running');
+    while (workerIds.some((id) => !instances.has(id)) && Date.now() < deadline) {
+      await sleep(this.#poll * 1000);
+      instances = await this.#instances();
+    }
+    const unlisted = workerIds.filter((id) => !instances.has(id));
+    if (unlisted.length > 0) throw new WorkersUnhealthyError(`no pending or running instance of ${unlisted.join(', ')} after ${this.#config.launchTimeoutMs} ms`);
+    await this.#wait(waitUntilInstanceRunning, workerIds.map((id) => instances.get(id)!.InstanceId!), 'running');
     instances = await this.#instances();
     for (const id of workerIds) if (!instances.has(id)) throw new WorkersUnhealthyError(`worker ${id}'s instance is gone`);
     return instances;
@@ -397,7 +599,6 @@ export class Ec2Provider implements Provider {
   #workerRecord(id: string, instance: Instance, key: KeyPair): WorkerRecord {
     const host = this.#config.addressType === 'public' ? instance.PublicIpAddress : instance.PrivateIpAddress;
     if (!host) throw new WorkersUnhealthyError(`worker ${id} (${instance.InstanceId}) has no ${this.#config.addressType} address`);
-    const [first] = this.#ports();
     return workerRecordSchema.parse({
       id,
       provider: 'aws',
@@ -412,7 +613,7 @@ export class Ec2Provider implements Provider {
           ...(this.#config.sshHostKeyCheck ? { knownHostsPath: this.#knownHostsPath } : { insecureSkipHostKeyCheck: true }),
         },
       },
-      ports: { first, last: first + 9 },
+      ports: this.#portRange(),
       template: containerTemplate(this.#config),
     });
   }
@@ -425,22 +626,24 @@ export class Ec2Provider implements Provider {
     const lines: string[] = [];
     const deadline = Date.now() + this.#config.launchTimeoutMs;
     for (const worker of workers) {
-      const instanceId = instances.get(worker.id)!.InstanceId!;
-      for (;;) {
-        const output = await this.#call('GetConsoleOutput', () => this.#ec2.send(new GetConsoleOutputCommand({ InstanceId: instanceId, Latest: true })));
-        const keys = hostKeysOf(Buffer.from(output.Output ?? '', 'base64').toString('utf8'));
-        if (keys.length > 0) {
-          lines.push(...keys.map((key) => `${knownHostName(worker.host, this.#config.sshPort)} ${key}`));
-          break;
-        }
-        if (Date.now() > deadline) {
-          throw new WorkersUnhealthyError(`worker ${worker.id} (${instanceId}) printed no SSH host keys on its console (set sshHostKeyCheck false only if you accept unverified SSH)`);
-        }
-        await sleep(this.#poll * 1000);
-      }
+      const keys = await this.#consoleHostKeys(instances.get(worker.id)!.InstanceId!, `worker ${worker.id}`, deadline);
+      lines.push(...keys.map((key) => `${knownHostName(worker.host, this.#config.sshPort)} ${key}`));
     }
     await mkdir(this.#keysDir, { recursive: true, mode: 0o700 });
     await writeFile(this.#knownHostsPath, `${lines.join('\n')}\n`, { mode: 0o644 });
+  }
+
+  /** The host keys an instance's cloud-init printed on its console, once there; `what` names it in the error. */
+  async #consoleHostKeys(instanceId: string, what: string, deadline: number): Promise<string[]> {
+    for (;;) {
+      const output = await this.#call('GetConsoleOutput', () => this.#ec2.send(new GetConsoleOutputCommand({ InstanceId: instanceId, Latest: true })));
+      const keys = hostKeysOf(Buffer.from(output.Output ?? '', 'base64').toString('utf8'));
+      if (keys.length > 0) return keys;
+      if (Date.now() > deadline) {
+        throw new WorkersUnhealthyError(`${what} (${instanceId}) printed no SSH host keys on its console (set sshHostKeyCheck false only if you accept unverified SSH)`);
+      }
+      await sleep(this.#poll * 1000);
+    }
   }
 
   /**
@@ -449,27 +652,10 @@ export class Ec2Provider implements Provider {
    */
   async #uploadImage(worker: WorkerRecord): Promise<void> {
     const target = await this.#sshTarget(worker);
-    const asRoot = (command: string): string => `if [ "$(id -u)" = 0 ]; then ${command}; else sudo -n ${command}; fi`;
-    const deadline = Date.now() + this.#config.launchTimeoutMs;
+    const fail = (message: string): ImageUploadError => new ImageUploadError(message);
     this.#say(`waiting for Docker on ${worker.id} to upload ${this.#config.workerImage}`);
-    for (;;) {
-      const ready = await sshExec(target, asRoot('docker info >/dev/null')).catch((error: { code?: string }) => {
-        // Not up yet (refused, reset, timed out) is worth waiting for; a refused host key or login is not.
-        if (error.code === 'ENGINE_UNREACHABLE') return null;
-        throw error;
-      });
-      if (ready?.code === 0) break;
-      if (Date.now() > deadline) throw new ImageUploadError(`Docker on worker ${worker.id} (${worker.host}) did not answer over SSH within ${this.#config.launchTimeoutMs} ms`);
-      await sleep(this.#poll * 1000);
-    }
-    const save = spawn('docker', ['save', this.#config.workerImage], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let saveError = '';
-    save.stderr.on('data', (chunk: Buffer) => (saveError += chunk.toString('utf8')));
-    const saved = new Promise<number | null>((resolve) => save.once('close', resolve));
-    const loaded = await sshExec(target, asRoot('docker load'), save.stdout);
-    if ((await saved) !== 0) throw new ImageUploadError(`docker save ${this.#config.workerImage} failed here: ${saveError.trim().split('\n').at(-1)}`);
-    if (loaded.code !== 0) throw new ImageUploadError(`docker load on worker ${worker.id} failed: ${loaded.stderr.trim().split('\n').at(-1)}`);
-    this.#say(`${worker.id}: ${loaded.stdout.trim().split('\n').at(-1)}`);
+    await waitForDocker(target, `worker ${worker.id}`, { deadline: Date.now() + this.#config.launchTimeoutMs, pollMs: this.#poll * 1000, fail });
+    this.#say(`${worker.id}: ${await loadImage(target, this.#config.workerImage, `worker ${worker.id}`, fail)}`);
   }
 
   /** How a container's /health is probed: directly, or through an SSH tunnel to its worker. */
@@ -525,24 +711,52 @@ export class Ec2Provider implements Provider {
     await this.#wait(waitUntilInstanceTerminated, instanceIds, 'terminated');
   }
 
-  /** Wait with one of the SDK's instance waiters, polling every few seconds up to launchTimeoutMs. */
-  async #wait(waiter: typeof waitUntilInstanceRunning, instanceIds: string[], state: string): Promise<void> {
+  /**
+   * Wait with one of the SDK's instance waiters, polling every few seconds up to launchTimeoutMs. Its
+   * errors say only "Waiter has timed out" or dump a response: ours names each instance, its worker
+   * and the state it is in.
+   */
+  async #wait(waiter: typeof waitUntilInstanceRunning, instanceIds: string[], state: 'running' | 'terminated'): Promise<void> {
+    const seconds = this.#waitSeconds();
     try {
-      await waiter({ client: this.#ec2, maxWaitTime: this.#waitSeconds(), minDelay: this.#poll, maxDelay: this.#poll * 4 }, { InstanceIds: instanceIds });
+      await waiter({ client: this.#ec2, maxWaitTime: seconds, minDelay: this.#poll, maxDelay: this.#poll * 4 }, { InstanceIds: instanceIds });
     } catch (error) {
-      throw toAwsError(`DescribeInstances (waiting for ${state})`, error);
+      const found = await this.#ec2.send(new DescribeInstancesCommand({ InstanceIds: instanceIds })).then(
+        (answer) => (answer.Reservations ?? []).flatMap((r) => r.Instances ?? []),
+        () => [] as Instance[],
+      );
+      const named = instanceIds.map((id) => {
+        const instance = found.find((i) => i.InstanceId === id);
+        const worker = instance && workerIdOf(instance);
+        const why = instance?.StateReason?.Message;
+        return `${worker ? `${worker} ` : ''}${id} (${instance?.State?.Name ?? 'state unknown'}${why ? `: ${why}` : ''})`;
+      });
+      const outcome = (error as Error).name === 'TimeoutError' ? `not within ${seconds} s` : 'one of them cannot get there any more';
+      const advice =
+        state === 'running'
+          ? 'they are left as they are: run provision again to keep waiting (a terminated one is replaced), or `npm run teardown -- --provider aws` to remove them'
+          : 'run teardown again to finish';
+      throw new InstanceWaitError(state, outcome, instanceIds, named, advice, error);
     }
   }
 
-  /** The group stays in use for a while after its instances terminated: retry DependencyViolation. */
+  /** The group stays in use for a while after its instances terminated: retry DependencyViolation up to launchTimeoutMs, then name the group. */
   async #deleteGroup(groupId: string): Promise<void> {
     const deadline = Date.now() + this.#config.launchTimeoutMs;
-    for (;;) {
+    for (let attempt = 0; ; attempt++) {
       try {
         await this.#ec2.send(new DeleteSecurityGroupCommand({ GroupId: groupId }));
         return;
       } catch (error) {
-        if (awsCode(error) !== 'DependencyViolation' || Date.now() > deadline) throw toAwsError('DeleteSecurityGroup', error);
+        if (awsCode(error) !== 'DependencyViolation') throw toAwsError('DeleteSecurityGroup', error);
+        if (Date.now() > deadline) {
+          const name = await this.#ec2.send(new DescribeSecurityGroupsCommand({ GroupIds: [groupId] })).then(
+            (answer) => answer.SecurityGroups?.[0]?.GroupName,
+            () => undefined,
+          );
+          throw new SecurityGroupInUseError(name ? `${name} (${groupId})` : groupId, this.#config.launchTimeoutMs, error);
+        }
+        if (attempt === 0) this.#say(`security group ${groupId} is still in use; retrying for up to ${this.#config.launchTimeoutMs} ms`);
         this.#log.info({ groupId }, 'security group still in use; retrying');
         await sleep(this.#poll * 1000);
       }
@@ -589,5 +803,17 @@ export function hostKeysOf(console: string): string[] {
 
 function describeRule(rule: IpPermission): string {
   const ports = rule.FromPort === rule.ToPort ? `${rule.FromPort}` : `${rule.FromPort}-${rule.ToPort}`;
-  return `tcp ${ports} from ${rule.IpRanges!.map((r) => r.CidrIp).join(', ')}`;
+  const sources = [...(rule.IpRanges ?? []).map((r) => r.CidrIp), ...(rule.UserIdGroupPairs ?? []).map((p) => `security group ${p.GroupName ?? p.GroupId}`)];
+  return `tcp ${ports} from ${sources.join(', ')}`;
+}
+
+/** Rules one source each (an IPv4 range or a group), keyed by protocol, ports and source: what a group has and what it should have compare. */
+function singleSourceRules(rules: IpPermission[]): Map<string, IpPermission> {
+  const single = new Map<string, IpPermission>();
+  for (const { IpProtocol, FromPort, ToPort, IpRanges, UserIdGroupPairs } of rules) {
+    const ports = { IpProtocol, FromPort, ToPort };
+    for (const range of IpRanges ?? []) single.set(`${IpProtocol}:${FromPort}-${ToPort}:${range.CidrIp}`, { ...ports, IpRanges: [range] });
+    for (const pair of UserIdGroupPairs ?? []) single.set(`${IpProtocol}:${FromPort}-${ToPort}:${pair.GroupId}`, { ...ports, UserIdGroupPairs: [{ GroupId: pair.GroupId, Description: pair.Description }] });
+  }
+  return single;
 }

@@ -22,36 +22,8 @@ export interface UserDataOptions {
 // Values are written into a shell script and a compose .env: keep them to a safe alphabet.
 const SAFE_VALUE = /^[\w.:/@+-]*$/;
 
-/**
- * The boot script of one worker instance: installs Docker and compose when missing (apt or dnf),
- * writes the repository's docker-compose.worker.yml and its environment, gets the image and
- * compose-starts the two model containers. Idempotent: a re-run only recreates what changed.
- */
-export function workerUserData(options: UserDataOptions): string {
-  const installDir = options.installDir ?? '/opt/inference-worker';
-  const variables: Record<string, string> = {
-    WORKER_IMAGE: options.image,
-    CLUSTER: options.cluster,
-    WORKER_ID: options.workerId,
-    MODEL_HOST: '0.0.0.0',
-    MODEL_PORT_A: String(options.ports[0]),
-    MODEL_PORT_B: String(options.ports[1]),
-    ...options.env,
-  };
-  for (const [key, value] of Object.entries({ ...variables, INSTALL_DIR: installDir, SSH_USER: options.sshUser ?? '' })) {
-    if (!SAFE_VALUE.test(value)) throw new Error(`user-data: ${key} contains characters a boot script cannot carry safely: ${JSON.stringify(value)}`);
-  }
-  const compose = readFileSync(WORKER_COMPOSE_FILE, 'utf8');
-  if (compose.includes('\nCOMPOSE_FILE_END\n')) throw new Error('user-data: the compose file contains the heredoc marker');
-  const env = Object.entries(variables).map(([key, value]) => `${key}=${value}`).join('\n');
-  return `#!/bin/bash
-# inference-orchestrator worker ${options.workerId} of cluster ${options.cluster}: Docker, then two model containers.
-set -euo pipefail
-INSTALL_DIR=${installDir}
-PROJECT=${options.cluster}-${options.workerId}
-log() { echo "[inference-worker] $*"; }
-
-if command -v docker >/dev/null 2>&1; then
+/** Boot script lines that install Docker and compose when missing (apt or dnf); they need a `log` function. */
+const INSTALL_DOCKER = `if command -v docker >/dev/null 2>&1; then
   log "Docker already installed"
 else
   log "installing Docker"
@@ -68,7 +40,42 @@ else
     exit 1
   fi
   systemctl enable --now docker
-fi
+fi`;
+
+function checkSafe(values: Record<string, string>): void {
+  for (const [key, value] of Object.entries(values)) {
+    if (!SAFE_VALUE.test(value)) throw new Error(`user-data: ${key} contains characters a boot script cannot carry safely: ${JSON.stringify(value)}`);
+  }
+}
+
+/**
+ * The boot script of one worker instance: installs Docker and compose when missing (apt or dnf),
+ * writes the repository's docker-compose.worker.yml and its environment, gets the image and
+ * compose-starts the two model containers. Idempotent: a re-run only recreates what changed.
+ */
+export function workerUserData(options: UserDataOptions): string {
+  const installDir = options.installDir ?? '/opt/inference-worker';
+  const variables: Record<string, string> = {
+    WORKER_IMAGE: options.image,
+    CLUSTER: options.cluster,
+    WORKER_ID: options.workerId,
+    MODEL_HOST: '0.0.0.0',
+    MODEL_PORT_A: String(options.ports[0]),
+    MODEL_PORT_B: String(options.ports[1]),
+    ...options.env,
+  };
+  checkSafe({ ...variables, INSTALL_DIR: installDir, SSH_USER: options.sshUser ?? '' });
+  const compose = readFileSync(WORKER_COMPOSE_FILE, 'utf8');
+  if (compose.includes('\nCOMPOSE_FILE_END\n')) throw new Error('user-data: the compose file contains the heredoc marker');
+  const env = Object.entries(variables).map(([key, value]) => `${key}=${value}`).join('\n');
+  return `#!/bin/bash
+# inference-orchestrator worker ${options.workerId} of cluster ${options.cluster}: Docker, then two model containers.
+set -euo pipefail
+INSTALL_DIR=${installDir}
+PROJECT=${options.cluster}-${options.workerId}
+log() { echo "[inference-worker] $*"; }
+
+${INSTALL_DOCKER}
 ${
   options.sshUser
     ? `# The orchestrator drives this engine over SSH as ${options.sshUser}.
@@ -98,5 +105,40 @@ fi
 
 compose --project-name "$PROJECT" --env-file "$INSTALL_DIR/worker.env" -f "$INSTALL_DIR/docker-compose.worker.yml" up -d --remove-orphans
 log "started $PROJECT"
+`;
+}
+
+export interface OrchestratorUserDataOptions {
+  cluster: string;
+  /** The orchestrator image: pulled now from its registry, or (upload) loaded later by provisioning over SSH. */
+  image: string;
+  imageSource: 'registry' | 'upload';
+}
+
+/**
+ * The boot script of the orchestrator's instance: Docker, and the image when it comes from a
+ * registry. Nothing secret: user-data is readable through the instance metadata service and
+ * DescribeInstanceAttribute, so the worker key and the inventory come later, over SSH, and
+ * provisioning starts the container then.
+ */
+export function orchestratorUserData(options: OrchestratorUserDataOptions): string {
+  checkSafe({ CLUSTER: options.cluster, IMAGE: options.image });
+  return `#!/bin/bash
+# inference-orchestrator: the orchestrator's instance of cluster ${options.cluster}: Docker, then its image.
+set -euo pipefail
+log() { echo "[inference-orchestrator] $*"; }
+
+${INSTALL_DOCKER}
+${
+  options.imageSource === 'registry'
+    ? `
+IMAGE=${options.image}
+if ! docker image inspect "$IMAGE" >/dev/null 2>&1; then
+  log "pulling $IMAGE"
+  docker pull "$IMAGE"
+fi
+`
+    : ''
+}log "ready: provisioning delivers the inventory and the worker key over SSH, then starts the orchestrator"
 `;
 }

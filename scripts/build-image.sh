@@ -1,22 +1,33 @@
 #!/usr/bin/env bash
-# Build the worker image from worker/Dockerfile: esbuild bundles worker/src/main.ts (dependencies and
-# the VADER lexicon included) into a temporary build context, then Docker copies that one file onto
-# a Node 20 base. Progress goes to stderr; the last line on stdout is the image, its id, size and base.
+# Build the worker image (worker/Dockerfile) or the orchestrator image (orchestrator/Dockerfile):
+# esbuild bundles the program's main.ts with its dependencies into a temporary build context (the
+# orchestrator's also gets its dashboard page), then Docker copies that in onto a Node base. Progress
+# goes to stderr; the last line on stdout is the image, its id, size and base.
 #
-# Usage: npm run build:image   (or: bash scripts/build-worker-image.sh)
+# Usage: npm run build:image                (or: bash scripts/build-image.sh [worker])
+#        npm run build:orchestrator-image   (or: bash scripts/build-image.sh orchestrator)
 # Environment:
-#   WORKER_IMAGE  tag to build                       default inference-worker:latest
-#   BASE_IMAGE    base image to build on             default: node:20-bookworm-slim when present
+#   WORKER_IMAGE        tag of the worker image             default inference-worker:latest
+#   ORCHESTRATOR_IMAGE  tag of the orchestrator image       default inference-orchestrator:latest
+#   BASE_IMAGE    base image to build on             default: node:22-bookworm-slim when present
 #                 locally or pullable, else local/node-base:20 made from this machine's node
 #                 (scripts/node-base-image.sh; for machines without an image registry)
 #   PULL_BASE     0: never try `docker pull` for the default base     default 1
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-image="${WORKER_IMAGE:-inference-worker:latest}"
-official_base="node:20-bookworm-slim"
+kind="${1:-worker}"
+case "$kind" in
+  worker) image="${WORKER_IMAGE:-inference-worker:latest}" ;;
+  orchestrator) image="${ORCHESTRATOR_IMAGE:-inference-orchestrator:latest}" ;;
+  *)
+    echo "error: expected worker or orchestrator as the image to build; got $kind" >&2
+    exit 2
+    ;;
+esac
+official_base="node:22-bookworm-slim"
 
-log() { echo "[build-worker-image] $*" >&2; }
+log() { echo "[build-$kind-image] $*" >&2; }
 fail() {
   echo "error: $*" >&2
   exit 1
@@ -66,14 +77,31 @@ else
   log "base image $base (local, from $(command -v node) $(node --version))"
 fi
 
-context="$(mktemp -d "${TMPDIR:-/tmp}/worker-image.XXXXXX")"
+context="$(mktemp -d "${TMPDIR:-/tmp}/$kind-image.XXXXXX")"
 trap 'rm -rf "$context"' EXIT
 
-# CommonJS dependencies (koa, pino, ...) call require(); an ES module bundle has none unless given one.
-node_modules/.bin/esbuild worker/src/main.ts --bundle --platform=node --format=esm --target=node20 \
-  --keep-names --log-level=warning --outfile="$context/server.mjs" \
-  --banner:js="import { createRequire as __bundleCreateRequire } from 'node:module'; const require = __bundleCreateRequire(import.meta.url);"
-log "bundle $(human_size "$(wc -c <"$context/server.mjs")")"
+# CommonJS dependencies (koa, pino, ssh2, ...) call require() and read __dirname; an ES module bundle
+# has neither unless given them. ssh2's native addons are optional (it falls back to JavaScript when
+# require fails) and built for this machine's Node: left out.
+banner="import { createRequire as __bundleCreateRequire } from 'node:module';"
+banner+=" import { fileURLToPath as __bundleFileURLToPath } from 'node:url'; import { dirname as __bundleDirname } from 'node:path';"
+banner+=" const require = __bundleCreateRequire(import.meta.url); const __filename = __bundleFileURLToPath(import.meta.url); const __dirname = __bundleDirname(__filename);"
+bundle() {
+  node_modules/.bin/esbuild "$1" --bundle --platform=node --format=esm --target=node20 \
+    --keep-names --log-level=warning --external:'*.node' --outfile="$2" --banner:js="$banner"
+  log "bundle $(human_size "$(wc -c <"$2")")"
+}
+if [ "$kind" = worker ]; then
+  bundle worker/src/main.ts "$context/server.mjs"
+else
+  # The code finds its files from the folder holding package.json (common/src/paths.ts): the bundle,
+  # a package.json beside it, and the dashboard page where the sources keep it. A .js bundle under
+  # "type": "module" also tells the code it runs compiled, not through tsx.
+  bundle orchestrator/src/main.ts "$context/main.js"
+  node -e 'const p = require("./package.json"); process.stdout.write(JSON.stringify({ name: p.name, version: p.version, private: true, type: "module" }) + "\n")' >"$context/package.json"
+  mkdir -p "$context/orchestrator"
+  cp -R orchestrator/dashboard "$context/orchestrator/dashboard"
+fi
 
 labels=(--label "org.opencontainers.image.version=$(node -p 'require("./package.json").version')")
 labels+=(--label "org.opencontainers.image.base.name=$base")
@@ -84,7 +112,7 @@ fi
 
 log "building $image"
 # ${a[@]+...}: an empty array is "unbound" to macOS bash 3.2 under set -u.
-docker build ${build_options[@]+"${build_options[@]}"} -f worker/Dockerfile --build-arg "BASE_IMAGE=$base" "${labels[@]}" -t "$image" "$context" >&2
+docker build ${build_options[@]+"${build_options[@]}"} -f "$kind/Dockerfile" --build-arg "BASE_IMAGE=$base" "${labels[@]}" -t "$image" "$context" >&2
 
 id="$(docker image inspect -f '{{.Id}}' "$image")"
 size="$(docker image inspect -f '{{.Size}}' "$image")"

@@ -1,0 +1,78 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { DescribeInstancesCommand, type EC2Client, type Instance } from '@aws-sdk/client-ec2';
+import { TAGS } from '../../provisioning/src/aws/ec2-provider.js';
+import { startBackend, type Backend } from './backend.js';
+import { emulatorAddressOnLoopback } from './network-guard.js';
+
+/** The worker an emulator instance runs (its tag); throws when it has none. */
+export function workerOf(instance: Instance): string {
+  const id = instance.Tags?.find((t) => t.Key === TAGS.worker)?.Value;
+  if (!id) throw new Error(`instance ${instance.InstanceId} has no ${TAGS.worker} tag`);
+  return id;
+}
+
+/** Where a test serves what stands for `instance`: its public address moved onto loopback (see network-guard.ts). */
+export function loopbackOf(instance: Instance): string {
+  const address = emulatorAddressOnLoopback(instance.PublicIpAddress ?? '');
+  if (!address) throw new Error(`instance ${instance.InstanceId} has no public address in the emulator's block: ${instance.PublicIpAddress}`);
+  return address;
+}
+
+/** The cluster's worker instances that are pending or running, as the emulator describes them now. */
+export async function liveWorkers(ec2: EC2Client, cluster: string): Promise<Instance[]> {
+  const found = await ec2.send(
+    new DescribeInstancesCommand({
+      Filters: [
+        { Name: `tag:${TAGS.cluster}`, Values: [cluster] },
+        { Name: `tag:${TAGS.role}`, Values: ['worker'] },
+        { Name: 'instance-state-name', Values: ['pending', 'running'] },
+      ],
+    }),
+  );
+  return (found.Reservations ?? []).flatMap((r) => r.Instances ?? []);
+}
+
+/** Stand-ins for the two model containers user-data starts on `instance`: answering /health as `<worker>-<port>` on its loopback address. */
+export async function serveModelContainers(instance: Instance, ports: readonly number[]): Promise<Backend[]> {
+  const host = loopbackOf(instance);
+  return Promise.all(ports.map((port) => startBackend(`${workerOf(instance)}-${port}`, { host, port })));
+}
+
+export interface InstanceWatch {
+  /** Stop watching, wait for boots under way; rethrows the first failure of a poll or a boot. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Plays what happens on an instance once EC2 started it (cloud-init, then its containers): polls
+ * the emulator every `intervalMs` for the cluster's worker instances and runs `boot` once for each
+ * new one, while provisioning (in this process or a CLI's) waits for them.
+ */
+export function watchInstances(ec2: EC2Client, cluster: string, boot: (instance: Instance) => Promise<void>, options: { intervalMs?: number } = {}): InstanceWatch {
+  const seen = new Set<string>();
+  const boots: Promise<void>[] = [];
+  let failure: unknown;
+  let running = true;
+  const loop = (async () => {
+    while (running && failure === undefined) {
+      try {
+        for (const instance of await liveWorkers(ec2, cluster)) {
+          if (seen.has(instance.InstanceId!)) continue;
+          seen.add(instance.InstanceId!);
+          boots.push(boot(instance).catch((error: unknown) => void (failure ??= error)));
+        }
+      } catch (error) {
+        failure ??= error;
+      }
+      await sleep(options.intervalMs ?? 100);
+    }
+  })();
+  return {
+    async stop() {
+      running = false;
+      await loop;
+      await Promise.all(boots);
+      if (failure !== undefined) throw failure;
+    },
+  };
+}

@@ -9,6 +9,8 @@ export interface CommandOptions {
   provider: Provider;
   /** Delete the state file first, even a corrupted or foreign one. @default false */
   reset?: boolean;
+  /** Asked once the state file is known to be this cluster's, before anything changes (the cost guard). */
+  confirm?: () => Promise<void>;
 }
 
 /** What `provision` did and recorded. */
@@ -31,7 +33,7 @@ export interface TeardownReport extends TeardownResult {
  * file that is not ours is refused (StateFileError) and left untouched unless `reset`.
  */
 export async function provisionCluster(config: ProvisionConfig, options: CommandOptions & ProvisionOptions): Promise<ProvisionReport> {
-  const { store, current } = await openState(config, options.reset);
+  const { store, current } = await openState(config, options);
   const result = await options.provider.provision(
     { workers: current?.workers ?? [], containers: current?.containers ?? [] },
     { onProgress: options.onProgress, signal: options.signal },
@@ -51,7 +53,7 @@ export async function provisionCluster(config: ProvisionConfig, options: Command
 
 /** Stop every container of the cluster and clear the inventory; the state file stays valid. Idempotent. */
 export async function teardownCluster(config: ProvisionConfig, options: CommandOptions): Promise<TeardownReport> {
-  const { store, current } = await openState(config, options.reset);
+  const { store, current } = await openState(config, options);
   const result = await options.provider.teardown({ workers: current?.workers ?? [], containers: current?.containers ?? [] });
   if (current || options.reset) {
     // An orchestrator on an instance went with it.
@@ -60,11 +62,13 @@ export async function teardownCluster(config: ProvisionConfig, options: CommandO
   return { ...result, cluster: config.cluster, statePath: config.statePath, warnings: orchestratorWarnings(current) };
 }
 
-async function openState(config: ProvisionConfig, reset = false): Promise<{ store: StateStore; current: StateFile | null }> {
-  if (reset) await rm(config.statePath, { force: true });
+/** The state file, refused when it is another cluster's; then the confirmation; then, with reset, the file deleted. */
+async function openState(config: ProvisionConfig, options: Pick<CommandOptions, 'reset' | 'confirm'>): Promise<{ store: StateStore; current: StateFile | null }> {
   const store = new StateStore(config.statePath);
-  const current = await store.read();
+  const current = options.reset ? null : await store.read();
   if (current && current.cluster !== config.cluster) throw new ClusterMismatchError(config.statePath, current.cluster, config.cluster);
+  await options.confirm?.();
+  if (options.reset) await rm(config.statePath, { force: true });
   return { store, current };
 }
 

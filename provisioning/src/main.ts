@@ -110,17 +110,16 @@ runCli(async () => {
     return 0;
   }
 
-  // The cost guard: a person confirms the launch, before anything (key pair, group) is created.
-  if (provider instanceof Ec2Provider && !parsed.switches.yes) {
-    await confirmLaunches(config.cluster, await provider.plan(), { input: process.stdin, output: process.stderr });
-  }
-
   // Ctrl-C stops what this run started instead of leaving half a cluster; a second one kills us outright.
   const interrupt = new AbortController();
   process.once('SIGINT', () => interrupt.abort());
   const report = await provisionCluster(config, {
     provider,
     reset,
+    // The cost guard: a person confirms the launch before anything (key pair, group) is created.
+    ...(provider instanceof Ec2Provider && !parsed.switches.yes
+      ? { confirm: async () => confirmLaunches(config.cluster, await provider.plan(), { input: process.stdin, output: process.stderr }) }
+      : {}),
     signal: interrupt.signal,
     onProgress: (healthy, total) => process.stderr.write(`[provision] ${healthy}/${total} containers healthy\n`),
   });

@@ -4,6 +4,8 @@ import { join } from 'node:path';
 import { DescribeInstancesCommand, DescribeKeyPairsCommand, DescribeSecurityGroupsCommand, type EC2Client } from '@aws-sdk/client-ec2';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { TAGS } from '../../provisioning/src/aws/ec2-provider.js';
+import { emptyState } from '../../status/src/schema.js';
+import { StateStore } from '../../status/src/state-store.js';
 import { NETWORK_GUARD, REPO_ROOT, runEntry, type CliResult } from '../helpers/cli.js';
 import { useTempCluster } from '../helpers/cluster.js';
 import { MOTO_CREDENTIALS, motoCliEnv, NEWEST_UBUNTU, startMoto, type Moto } from '../helpers/moto.js';
@@ -123,6 +125,23 @@ describe('the cost guard of provision --provider aws (against moto)', () => {
     expect(result.stderr.trim().split('\n')).toEqual([expect.stringMatching(/^error: .*\[CONFIRMATION_REQUIRED\]$/)]);
     expect(await created(name)).toEqual(nothing);
     expect(await keyFile(name)).toBe(false);
+  });
+
+  it("refuses a state file of another cluster before asking, and --reset deletes it only after the answer", { timeout: 90_000 }, async () => {
+    const name = newCluster();
+    launched.add(name);
+    const other = emptyState('someone-else', 'provisioning');
+    await new StateStore(cluster.statePath).write(other);
+    const refused = await provision(name);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr.trim().split('\n')).toEqual([expect.stringMatching(/^error: state file .* belongs to cluster "someone-else", not "guard\d+".* \[CLUSTER_MISMATCH\]$/)]);
+
+    // With --reset the question still comes first: declining leaves the file as it was.
+    const declined = await provisionOnTerminal(name, { keys: 'n\r', extra: ['--reset'] });
+    expect(declined.screen).toContain('[y/N]');
+    expect(declined.code).toBe(1);
+    expect((await new StateStore(cluster.statePath).read())?.cluster).toBe('someone-else');
+    expect(await created(name)).toEqual(nothing);
   });
 
   it('on a terminal: shows the instances, their type, the region and the open ports, and answering n creates nothing', { timeout: 90_000 }, async () => {

@@ -61,13 +61,12 @@ export function denyActions(endpoint: string, actions: readonly string[]): void 
   nock(endpoint, { allowUnmocked: true })
     .persist()
     .post('/', (form: Ec2Form) => actions.includes(String(form.Action)))
-    .reply(
-      403,
-      () =>
-        `<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error><Code>UnauthorizedOperation</Code>` +
-        `<Message>You are not authorized to perform this operation.</Message></Error></Errors><RequestID>${randomUUID()}</RequestID></Response>`,
-      { 'content-type': 'text/xml;charset=UTF-8' },
-    );
+    .reply(403, () => ec2ErrorXml('UnauthorizedOperation', 'You are not authorized to perform this operation.'), { 'content-type': 'text/xml;charset=UTF-8' });
+}
+
+/** The body of an EC2 Query API error answer. */
+export function ec2ErrorXml(code: string, message: string): string {
+  return `<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error><Code>${code}</Code><Message>${message}</Message></Error></Errors><RequestID>${randomUUID()}</RequestID></Response>`;
 }
 
 /** Remove every interception made here; calls go to moto again. */

@@ -1,4 +1,3 @@
-import { randomUUID } from 'node:crypto';
 import {
   CreateSecurityGroupCommand,
   DescribeInstancesCommand,
@@ -19,6 +18,7 @@ import { createProvider } from '../../provisioning/src/create-provider.js';
 import type { Backend } from '../helpers/backend.js';
 import { runEntry } from '../helpers/cli.js';
 import { useTempCluster } from '../helpers/cluster.js';
+import { ec2ErrorXml } from '../helpers/ec2-intercept.js';
 import { MOTO_CREDENTIALS, motoCliEnv, NEWEST_UBUNTU, startMoto, type Moto } from '../helpers/moto.js';
 import { serveModelContainers, watchInstances, type InstanceWatch } from '../helpers/moto-instances.js';
 import { routeEmulatorAddresses } from '../helpers/network-guard.js';
@@ -85,7 +85,7 @@ function intercept(action: string, times: number | 'always', reply: Reply, when:
 /** EC2's error answer. */
 const ec2Error =
   (status: number, code: string, message: (form: Form) => string): Reply =>
-  (form) => [status, `<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error><Code>${code}</Code><Message>${message(form)}</Message></Error></Errors><RequestID>${randomUUID()}</RequestID></Response>`];
+  (form) => [status, ec2ErrorXml(code, message(form))];
 
 /** moto's own answer to the same call, edited by `edit`. */
 const fromMoto =

@@ -418,18 +418,7 @@ export class Ec2Provider implements Provider {
 
   /** The cluster's pending or running orchestrator instance. */
   async #orchestratorInstance(): Promise<Instance | undefined> {
-    const found = await this.#call('DescribeInstances', () =>
-      this.#ec2.send(
-        new DescribeInstancesCommand({
-          Filters: [
-            { Name: `tag:${TAGS.cluster}`, Values: [this.#config.cluster] },
-            { Name: `tag:${TAGS.role}`, Values: [ORCHESTRATOR_ROLE] },
-            { Name: 'instance-state-name', Values: LIVE_STATES },
-          ],
-        }),
-      ),
-    );
-    return (found.Reservations ?? []).flatMap((r) => r.Instances ?? [])[0];
+    return (await this.#liveInstances(ORCHESTRATOR_ROLE))[0];
   }
 
   /** The orchestrator's instance id: the running one, or one launched now (a boot script installs Docker; nothing secret in it). */
@@ -540,23 +529,28 @@ export class Ec2Provider implements Provider {
 
   /** The cluster's pending or running worker instances, by worker id. */
   async #instances(): Promise<Map<string, Instance>> {
+    const byWorker = new Map<string, Instance>();
+    for (const instance of await this.#liveInstances('worker')) {
+      const id = workerIdOf(instance);
+      if (id) byWorker.set(id, instance);
+    }
+    return byWorker;
+  }
+
+  /** The cluster's pending or running instances of one role (its tag). */
+  async #liveInstances(role: string): Promise<Instance[]> {
     const found = await this.#call('DescribeInstances', () =>
       this.#ec2.send(
         new DescribeInstancesCommand({
           Filters: [
             { Name: `tag:${TAGS.cluster}`, Values: [this.#config.cluster] },
-            { Name: `tag:${TAGS.role}`, Values: ['worker'] },
+            { Name: `tag:${TAGS.role}`, Values: [role] },
             { Name: 'instance-state-name', Values: LIVE_STATES },
           ],
         }),
       ),
     );
-    const byWorker = new Map<string, Instance>();
-    for (const instance of (found.Reservations ?? []).flatMap((r) => r.Instances ?? [])) {
-      const id = workerIdOf(instance);
-      if (id) byWorker.set(id, instance);
-    }
-    return byWorker;
+    return (found.Reservations ?? []).flatMap((r) => r.Instances ?? []);
   }
 
   async #launch(workerId: string, with_: { key: string; groupId: string; ami: { id: string; rootDevice: string } }): Promise<void> {

@@ -8,7 +8,7 @@ import { AppError } from '../../common/src/errors.js';
 import { REPO_ROOT } from '../../common/src/paths.js';
 import type { Logger } from '../../common/src/logger.js';
 import { MethodNotAllowedError, NotFoundError, PayloadTooLargeError, UnsupportedMediaTypeError } from '../../common/src/http-errors.js';
-import { REQUEST_ID_HEADER, type Exchange, type ProxyHandler } from './proxy-handler.js';
+import { REQUEST_ID_HEADER, type Exchange, type ProxyHandler, type UpstreamTarget } from './proxy-handler.js';
 import type { ScalingDecision, StateFile } from '../../status/src/schema.js';
 import type { DashboardFeed } from './dashboard-feed.js';
 import type { RejectionLog } from './rejection-log.js';
@@ -119,7 +119,7 @@ export function createRequestListener(deps: AppDeps): RequestListener {
 
 async function forwardDirect(deps: AppDeps, req: IncomingMessage, res: ServerResponse, requestId: string, search: string): Promise<void> {
   try {
-    await deps.proxy.forward({ req, res }, 'POST', `/run_model${search}`, requestId);
+    await deps.proxy.forward({ req, res }, 'POST', { predictQuery: search }, requestId);
   } catch (error) {
     if (error instanceof ClientGoneError || res.headersSent || res.destroyed) {
       if (!res.writableFinished) res.destroy();
@@ -131,10 +131,10 @@ async function forwardDirect(deps: AppDeps, req: IncomingMessage, res: ServerRes
 }
 
 /** Forward inside Koa: the proxy writes the answer itself, so Koa must not. */
-async function forwardInKoa(ctx: Context, proxy: ProxyHandler, method: string, path: string): Promise<void> {
+async function forwardInKoa(ctx: Context, proxy: ProxyHandler, method: string, target: UpstreamTarget): Promise<void> {
   const exchange: Exchange = { req: ctx.req, res: ctx.res };
   try {
-    await proxy.forward(exchange, method, path, ctx.state.requestId as string);
+    await proxy.forward(exchange, method, target, ctx.state.requestId as string);
     ctx.respond = false;
   } catch (error) {
     if (error instanceof ClientGoneError || ctx.res.headersSent) ctx.respond = false;
@@ -218,7 +218,7 @@ export function createApp(deps: AppDeps, requestIdOf: (given: string | string[] 
 /** The orchestrator's own routes. */
 function orchestratorRouter(deps: AppDeps): Router {
   const router = new Router();
-  router.post('/new_request', (ctx) => forwardInKoa(ctx, deps.proxy, 'POST', `/run_model${ctx.search}`));
+  router.post('/new_request', (ctx) => forwardInKoa(ctx, deps.proxy, 'POST', { predictQuery: ctx.search }));
   router.get('/status', (ctx) => {
     ctx.set('Cache-Control', 'no-store');
     ctx.body = deps.status();

@@ -48,8 +48,8 @@ export const orchestratorConfigSchema = z.object({
   connectTimeoutMs: intFrom(1).default(2_000),
   /** Containers one request may be tried on before a 502. @default 3 */
   maxAttempts: intFrom(1, 20).default(3),
-  /** Upstream paths that are safe to resend after a container failed mid-request. @default ['/run_model'] */
-  idempotentPaths: pathList.default(['/run_model']),
+  /** Paths whose requests are safe to resend after a container failed mid-request; `/new_request` stands for every container's predict path. @default ['/new_request', '/run_model'] */
+  idempotentPaths: pathList.default(['/new_request', '/run_model']),
   /** Largest request body accepted, in bytes; past it, 413. @default 1048576 */
   maxBodyBytes: intFrom(1).default(1024 * 1024),
   /** Largest request head (request line and headers), in bytes; past it, 431. @default 16384 */
@@ -80,7 +80,7 @@ export const orchestratorConfigSchema = z.object({
   restartBackoffMaxMs: intFrom(1).default(300_000),
   /** A replaced container healthy this long has its back-off reset. @default 600000 */
   restartBackoffResetMs: intFrom(1).default(600_000),
-  /** How long a new container has to answer /health. @default 30000 */
+  /** How long a new container has to answer its health path. @default 30000 */
   startTimeoutMs: intFrom(1).default(30_000),
   /** How long stopping a container may take before it is killed. @default 10000 */
   stopTimeoutMs: intFrom(0).default(10_000),

@@ -9,7 +9,7 @@ export interface ContainerManagerDeps {
   pool: ContainerPool;
   /** The driver of a worker's runtime (one per worker, made on first use). */
   driverFor(worker: WorkerRecord): RuntimeDriver;
-  /** One `GET /health`; true when it answered 200. */
+  /** One `GET` of its health path; true when it answered 2xx. */
   probe(c: Container): Promise<boolean>;
   /** Drop the keep-alive connections to a container that was replaced or removed. */
   forget(containerId: string): Promise<void>;
@@ -20,7 +20,7 @@ export interface ContainerManagerOptions {
   cluster: string;
   /** Requests a new container serves at once. */
   containerConcurrency: number;
-  /** How long a new container has to answer /health. */
+  /** How long a new container has to answer its health path. */
   startTimeoutMs: number;
   /** How long `stop` waits before killing. */
   stopTimeoutMs: number;
@@ -45,7 +45,7 @@ interface CancellableStart {
 
 /**
  * Starts, replaces and removes containers through the workers' runtime drivers, keeping the pool
- * in step: a new container joins the rotation only once it answered /health, and a container
+ * in step: a new container joins the rotation only once it answered its health path, and a container
  * leaves it (drained) before it is stopped.
  */
 export class ContainerManager {
@@ -155,7 +155,7 @@ export class ContainerManager {
       await this.#deps.forget(c.id);
       const runtimeId = await this.#startHealthy(worker, c);
       this.#deps.pool.replaced(c, runtimeId);
-      this.#deps.pool.setHealth(c, 'healthy', 'replacement answered /health');
+      this.#deps.pool.setHealth(c, 'healthy', `replacement answered ${c.healthPath}`);
       this.#deps.log.info({ container: c.id, runtimeId, restarts: c.restarts }, 'container replaced');
     } catch (error) {
       c.lastError = (error as Error).message;
@@ -227,7 +227,7 @@ export class ContainerManager {
   }
 
   /**
-   * Start the container `c` describes; resolves with its runtime id once it answers /health. On
+   * Start the container `c` describes; resolves with its runtime id once it answers its health path. On
    * `cancel` it stops and removes what it started and rejects with StartCancelledError.
    */
   async #startHealthy(worker: WorkerRecord, c: Container, cancel?: AbortSignal): Promise<string> {
@@ -238,6 +238,7 @@ export class ContainerManager {
       port: c.port,
       env: worker.template.env,
       image: worker.template.image,
+      resources: worker.template.resources,
       labels: {
         [LABELS.cluster]: this.#options.cluster,
         [LABELS.worker]: worker.id,
@@ -261,11 +262,11 @@ export class ContainerManager {
       // Every second or so, ask whether it died instead of waiting out the deadline.
       if (i % 10 === 9 && (await driver.inspect(info.runtimeId))?.state === 'exited') {
         await this.#stopAndRemove(worker, info.runtimeId);
-        throw new ContainerStartError(c.id, 'it exited before answering /health');
+        throw new ContainerStartError(c.id, `it exited before answering ${c.healthPath}`);
       }
       if (performance.now() > deadline) {
         await this.#stopAndRemove(worker, info.runtimeId);
-        throw new ContainerStartError(c.id, `no answer on /health within ${this.#options.startTimeoutMs} ms`);
+        throw new ContainerStartError(c.id, `no answer on ${c.healthPath} within ${this.#options.startTimeoutMs} ms`);
       }
       // A cancel ends the wait at once; the loop then sees it.
       await sleep(100, undefined, { signal: cancel }).catch(() => {});

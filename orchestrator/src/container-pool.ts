@@ -1,5 +1,5 @@
 import type { Logger } from '../../common/src/logger.js';
-import type { ContainerRecord, ContainerState, WorkerRecord } from '../../status/src/schema.js';
+import { DEFAULT_CONTRACT, type ContainerRecord, type ContainerState, type WorkerRecord } from '../../status/src/schema.js';
 
 /** Health as far as routing cares: only `healthy` containers get requests; `down` means its runtime does not run it. */
 export type Health = 'starting' | 'healthy' | 'unhealthy' | 'down';
@@ -12,6 +12,9 @@ export interface Container {
   readonly port: number;
   /** `http://host:port`, the upstream origin. */
   readonly origin: string;
+  /** Its app's paths (its worker's contract): where `/new_request` goes and where it is probed. */
+  readonly predictPath: string;
+  readonly healthPath: string;
   /** Changes when the container is replaced. */
   runtimeId: string | null;
   readonly managed: boolean;
@@ -111,12 +114,15 @@ export class ContainerPool {
   add(r: ContainerRecord, defaultLimit: number): Container {
     const known = this.#containers.get(r.id);
     if (known) return known;
+    const contract = this.#workers.get(r.workerId)?.template.contract ?? DEFAULT_CONTRACT;
     const c: Container = {
       id: r.id,
       workerId: r.workerId,
       host: r.host,
       port: r.port,
       origin: `http://${r.host.includes(':') ? `[${r.host}]` : r.host}:${r.port}`,
+      predictPath: contract.predictPath,
+      healthPath: contract.healthPath,
       runtimeId: r.runtimeId,
       managed: r.managed,
       limit: Math.max(r.limit, defaultLimit),

@@ -56,7 +56,7 @@ export class InventoryError extends AppError {
   }
 }
 
-/** A new container did not start or never answered /health. */
+/** A new container did not start or never answered its health path. */
 export class ContainerStartError extends AppError {
   constructor(id: string, detail: string, cause?: unknown) {
     super('CONTAINER_START_FAILED', `container ${id} did not start: ${detail}`, { status: 502, expose: true, cause });

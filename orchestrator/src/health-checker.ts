@@ -15,7 +15,7 @@ export interface HealthCheckerOptions {
 }
 
 /**
- * Probes `GET /health` on every container each pass. A probe that times out on a container busy
+ * Probes `GET` of its health path on every container each pass (healthy: any 2xx). A probe that times out on a container busy
  * with a request is ignored rather than counted: a single-threaded model server cannot answer
  * while it computes, and being busy is not being dead. Refused connections and error answers
  * always count.
@@ -38,19 +38,19 @@ export class HealthChecker extends ControlLoop {
     await Promise.all([...this.#pool.containers()].filter((c) => !c.busyWithRuntime).map((c) => this.#probe(c)));
   }
 
-  /** One `GET /health` on `c`: whether it answered 200, and if not why (and whether it timed out). */
+  /** One `GET` of `c`'s health path: whether it answered 2xx, and if not why (and whether it timed out). */
   async check(c: Container): Promise<{ ok: boolean; error: string | null; timedOut: boolean }> {
     try {
       const response = await this.#upstream.send(c, {
         method: 'GET',
-        path: '/health',
+        path: c.healthPath,
         headers: {},
         body: undefined,
         signal: AbortSignal.timeout(this.#options.timeoutMs),
       });
       // A health answer is small; a huge one is not read.
       if (!Buffer.isBuffer(response.body)) response.body.destroy();
-      return response.statusCode === 200
+      return response.statusCode >= 200 && response.statusCode <= 299
         ? { ok: true, error: null, timedOut: false }
         : { ok: false, error: `health answered ${response.statusCode}`, timedOut: false };
     } catch (e) {

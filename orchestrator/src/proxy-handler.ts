@@ -52,6 +52,15 @@ export interface ProxyDeps {
   metrics?: RequestMetrics;
 }
 
+/**
+ * Where a request goes on its container: a fixed path (with its query), or, for `POST
+ * /new_request`, each container's own predict path (its worker's contract) with the client's query.
+ */
+export type UpstreamTarget = string | { readonly predictQuery: string };
+
+/** How idempotentPaths names `POST /new_request`, whatever path its container predicts on. */
+export const PREDICT_ROUTE = '/new_request';
+
 /** One client exchange: its request, its response, and what the proxy notes about it. */
 export interface Exchange {
   req: IncomingMessage;
@@ -85,11 +94,11 @@ export class ProxyHandler {
   }
 
   /**
-   * Forward the exchange's request to `method upstreamPath` on a free container and write the
+   * Forward the exchange's request to `method target` on a free container and write the
    * answer. Throws a typed error before anything was written (the caller answers it), or
    * ClientGoneError when the client left.
    */
-  async forward(ctx: Exchange, method: string, upstreamPath: string, requestId: string): Promise<void> {
+  async forward(ctx: Exchange, method: string, target: UpstreamTarget, requestId: string): Promise<void> {
     const { pool, queue, upstream, options, metrics } = this.#deps;
     this.counters.accepted++;
     const startedAt = performance.now();
@@ -113,7 +122,7 @@ export class ProxyHandler {
         let sentAt = 0;
         const container = await queue.acquire(clientGone, attempt > 1, (leased) => {
           sentAt = performance.now();
-          sent = upstream.send(leased, { method, path: upstreamPath, headers, body });
+          sent = upstream.send(leased, { method, path: typeof target === 'string' ? target : leased.predictPath + target.predictQuery, headers, body });
         }, failedOn);
         if (attempt === 1) {
           waitMs = sentAt - queuedAt;
@@ -130,7 +139,7 @@ export class ProxyHandler {
           this.#deps.log.warn({ container: container.id, requestId, attempt, code: failure.code }, 'container failed a request');
           lastFailure = failure;
           (failedOn ??= new Set()).add(container.workerId);
-          if (!failure.neverSent && !options.idempotentPaths.includes(pathOnly(upstreamPath))) break;
+          if (!failure.neverSent && !idempotent(options.idempotentPaths, target, container)) break;
           // A request whose client has left is not worth another container's time.
           if (clientLeft(ctx.res)) throw new ClientGoneError(failure);
           if (attempt < options.maxAttempts) this.counters.redispatched++;
@@ -248,6 +257,10 @@ const pathOnly = (path: string): string => {
   const q = path.indexOf('?');
   return q === -1 ? path : path.slice(0, q);
 };
+
+/** Whether a request sent to `c` may be sent again: its path is listed (a predict request also by PREDICT_ROUTE). */
+const idempotent = (paths: readonly string[], target: UpstreamTarget, c: Container): boolean =>
+  typeof target === 'string' ? paths.includes(pathOnly(target)) : paths.includes(PREDICT_ROUTE) || paths.includes(c.predictPath);
 
 /** Read the whole body (bounded): a buffered body can be resent to another container. */
 function readBody(req: IncomingMessage, limit: number): Promise<Buffer | undefined> {

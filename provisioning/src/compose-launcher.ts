@@ -1,6 +1,6 @@
 import type { DockerDriver } from '../../runtime/src/docker-driver.js';
 import { LABELS } from '../../runtime/src/driver.js';
-import type { Compose } from './compose.js';
+import { resourceComposeFiles, resourceVariables, type Compose } from './compose.js';
 import type { ProvisionConfig } from './config.js';
 import { containerTemplate, desiredLayout } from './inventory.js';
 import type { Launcher } from './local-provider.js';
@@ -20,19 +20,25 @@ export function composeLauncher(compose: Compose, driver: Pick<DockerDriver, 'en
       const workerIds = [...new Set(containers.map((container) => container.workerId))];
       // Compose would otherwise try a registry for a missing image and fail with a network error.
       if (workerIds.length > 0) await driver.ensureImage(config.workerImage);
+      const template = containerTemplate(config);
       for (const workerId of workerIds) {
         const worker = layout.find((w) => w.id === workerId)!;
         const [a, b] = worker.containers;
-        await compose.up(composeProject(config.cluster, workerId), {
-          WORKER_IMAGE: config.workerImage,
-          CLUSTER: config.cluster,
-          WORKER_ID: workerId,
-          MODEL_HOST: worker.host,
-          MODEL_PORT_A: String(a!.port),
-          MODEL_PORT_B: String(b!.port),
-          // The model's own variables: the same template the orchestrator starts replacements from.
-          ...containerTemplate(config).env,
-        });
+        await compose.up(
+          composeProject(config.cluster, workerId),
+          {
+            WORKER_IMAGE: config.workerImage,
+            CLUSTER: config.cluster,
+            WORKER_ID: workerId,
+            MODEL_HOST: worker.host,
+            MODEL_PORT_A: String(a!.port),
+            MODEL_PORT_B: String(b!.port),
+            // The model's own variables and limits: the same template the orchestrator starts replacements from.
+            ...template.env,
+            ...resourceVariables(template.resources),
+          },
+          resourceComposeFiles(template.resources),
+        );
         const listed = await driver.list({ [LABELS.cluster]: config.cluster, [LABELS.worker]: workerId });
         for (const info of listed) {
           const name = info.labels[LABELS.container];

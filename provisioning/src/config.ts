@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { boolFrom, intFrom, loadConfig, type ConfigSources } from '../../common/src/config-loader.js';
+import { DEFAULT_CONTRACT, modelContractSchema } from '../../status/src/schema.js';
 
 /** Environment variables `PROVISION_<KEY>` set config keys, e.g. `PROVISION_WORKERS=3`. */
 export const ENV_PREFIX = 'PROVISION_';
@@ -29,10 +30,24 @@ export const provisionConfigSchema = z
     portStride: intFrom(1, 65535).default(100),
     /** The cluster state file; process registry and logs go to `run/` and `logs/` next to it. @default 'status/state.json' */
     statePath: z.string().min(1).default('status/state.json'),
+    /** Path of the model app that `POST /new_request` is forwarded to, recorded in each worker's template. @default '/run_model' */
+    predictPath: modelContractSchema.shape.predictPath,
+    /** Path of the model app probed with `GET` (healthy: any 2xx), recorded in each worker's template. @default '/health' */
+    healthPath: modelContractSchema.shape.healthPath,
     /** Simulated inference time per request, passed to containers as WORK_MS, in ms. @default 0 */
     workMs: intFrom(0).default(0),
     /** Let containers expose their crash API (ENABLE_CRASH_API), for fault drills. @default false */
     enableCrashApi: boolFrom().default(false),
+    /** CPU cores each model container may use, e.g. 0.5 (runtime docker or provider aws). @default no limit */
+    cpus: z
+      .preprocess((value) => (typeof value === 'string' && /^\d*\.?\d+$/.test(value.trim()) ? Number(value) : value), z.number({ error: 'expected a positive number of CPU cores, e.g. 0.5' }).positive('expected a positive number of CPU cores, e.g. 0.5'))
+      .optional(),
+    /** Memory limit of each model container, in MiB; Docker's minimum is 6 (runtime docker or provider aws). @default no limit */
+    memoryMb: intFrom(6).optional(),
+    /** GPUs reserved for each model container, a count or 'all'; the worker needs the NVIDIA Container Toolkit (runtime docker or provider aws). @default none */
+    gpus: z
+      .preprocess((value) => (typeof value === 'string' && /^\d+$/.test(value.trim()) ? Number(value) : value), z.union([z.number().int().positive(), z.literal('all')], { error: "expected a positive integer or 'all'" }))
+      .optional(),
     /** How long every container has to answer /health after start, in ms. @default 30000 */
     healthTimeoutMs: intFrom(1).default(30_000),
     /** AWS region; else AWS_REGION or the profile's. */
@@ -97,6 +112,18 @@ export const provisionConfigSchema = z
         path: ['containersPerWorker'],
         message: 'expected 2 with runtime docker or provider aws (docker-compose.worker.yml runs two containers per worker)',
       });
+    }
+    // Local processes cannot be limited; running them unlimited would ignore what was asked.
+    for (const key of ['cpus', 'memoryMb', 'gpus'] as const) {
+      if (config.runtime === 'process' && config.provider === 'local' && config[key] !== undefined) {
+        ctx.addIssue({ code: 'custom', path: [key], message: 'expected none with runtime process (local processes cannot be limited): use runtime docker or provider aws' });
+      }
+    }
+    if (config.runtime === 'process' && config.provider === 'local') {
+      // Local processes run the bundled worker, whose paths are the defaults.
+      for (const key of ['predictPath', 'healthPath'] as const) {
+        if (config[key] !== DEFAULT_CONTRACT[key]) ctx.addIssue({ code: 'custom', path: [key], message: `expected ${DEFAULT_CONTRACT[key]} with runtime process (it runs the bundled worker); another model's paths need runtime docker or provider aws` });
+      }
     }
     if (config.provider === 'aws') {
       if (!config.sshCidr) ctx.addIssue({ code: 'custom', path: ['sshCidr'], message: 'expected the CIDR allowed to SSH to the workers (your address, e.g. 203.0.113.7/32) with provider aws' });

@@ -4,6 +4,7 @@ import {
   workerRecordSchema,
   type ContainerRecord,
   type ContainerTemplate,
+  type ModelContract,
   type RuntimeTarget,
   type StateFile,
   type WorkerRecord,
@@ -60,6 +61,17 @@ export function containerTemplate(config: ProvisionConfig): ContainerTemplate {
     // EC2 workers run the image too: the orchestrator starts added and replacement containers from it.
     ...(config.runtime === 'docker' || config.provider === 'aws' ? { image: config.workerImage } : {}),
     env: { WORK_MS: String(config.workMs), ENABLE_CRASH_API: String(config.enableCrashApi) },
+    contract: { predictPath: config.predictPath, healthPath: config.healthPath },
+    // Only what the config sets: an absent field is no limit.
+    ...(config.cpus !== undefined || config.memoryMb !== undefined || config.gpus !== undefined
+      ? {
+          resources: {
+            ...(config.cpus !== undefined ? { cpus: config.cpus } : {}),
+            ...(config.memoryMb !== undefined ? { memoryMb: config.memoryMb } : {}),
+            ...(config.gpus !== undefined ? { gpus: config.gpus } : {}),
+          },
+        }
+      : {}),
   };
 }
 
@@ -87,12 +99,14 @@ export function containerRecord(container: DesiredContainer, runtimeId: string):
 }
 
 /**
- * An inventory of containers something else runs, on one local worker `w1`: the orchestrator
- * routes to them and health-checks them, but never starts, replaces or stops them (`managed: false`).
+ * An inventory of containers something else runs, on one local worker `w1` whose apps follow
+ * `contract`: the orchestrator routes to them and health-checks them, but never starts, replaces
+ * or stops them (`managed: false`).
  */
-export function unmanagedInventory(cluster: string, containers: ReadonlyArray<{ id: string; port: number }>): StateFile {
+export function unmanagedInventory(cluster: string, containers: ReadonlyArray<{ id: string; port: number }>, contract?: ModelContract): StateFile {
   const state = emptyState(cluster, 'provisioning');
-  state.workers.push(workerRecordSchema.parse({ id: 'w1', provider: 'local', host: '127.0.0.1', runtime: { driver: 'process' } }));
+  const template = { env: {}, ...(contract ? { contract } : {}) };
+  state.workers.push(workerRecordSchema.parse({ id: 'w1', provider: 'local', host: '127.0.0.1', runtime: { driver: 'process' }, template }));
   for (const c of containers) {
     state.containers.push({ ...containerRecord({ name: c.id, workerId: 'w1', host: '127.0.0.1', port: c.port }, ''), runtimeId: null, managed: false });
   }

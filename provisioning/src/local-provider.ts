@@ -4,7 +4,8 @@ import type { RuntimeTarget } from '../../status/src/schema.js';
 import type { ProvisionConfig } from './config.js';
 import { containerRecord, containerTemplate, desiredLayout, workerRecord, type DesiredContainer, type Inventory } from './inventory.js';
 import type { ProvisionOptions, ProvisionResult, Provider, TeardownResult } from './provider.js';
-import { probeHealth, waitHealthy } from './wait-healthy.js';
+import { portAnswers, probeHealth, waitHealthy } from './wait-healthy.js';
+import { PortInUseError } from '../../runtime/src/errors.js';
 
 export interface LocalProviderDeps {
   /** Runtime the containers run in (local processes, or the local Docker engine). */
@@ -108,6 +109,11 @@ export class LocalProvider implements Provider {
         }
         toStart.push(container);
       }
+      // Most apps report no identity in their health answer, so another program answering on a
+      // port would pass for the container: every port to start on must be closed first.
+      for (const container of toStart) {
+        if (await portAnswers(container.host, container.port)) throw new PortInUseError(container.host, container.port);
+      }
       const starting = new Set(toStart.map((container) => container.name));
       await this.#launcher.launch(toStart, (name, runtimeId) => {
         runtimeIds.set(name, runtimeId);
@@ -117,6 +123,7 @@ export class LocalProvider implements Provider {
       });
 
       await waitHealthy(wanted, {
+        healthPath: this.#config.healthPath,
         timeoutMs: this.#config.healthTimeoutMs,
         onProgress: options.onProgress,
         signal: options.signal,
@@ -167,13 +174,13 @@ export class LocalProvider implements Provider {
     return byName;
   }
 
-  /** The one of `infos` that runs where `container` should and answers /health as it; null if none does. */
+  /** The one of `infos` that runs where `container` should and answers its health path; null if none does. */
   async #findHealthy(container: DesiredContainer, infos: ContainerInfo[]): Promise<ContainerInfo | null> {
     for (const info of infos) {
       // 'starting' too: Docker reports that until its own healthcheck first runs; our probe decides.
       const up = info.state === 'running' || info.state === 'starting';
       if (!up || info.host !== container.host || info.port !== container.port) continue;
-      if ((await probeHealth(container)).ok) return info;
+      if ((await probeHealth(container, this.#config.healthPath)).ok) return info;
     }
     return null;
   }

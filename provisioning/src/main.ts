@@ -14,7 +14,7 @@ const HELP = `Usage: npm run provision -- [options]
        npm run teardown -- [options]
 
 provision  start the cluster's model containers (keeping healthy ones), wait until each answers
-           /health, and write the inventory to the state file
+           its health path, and write the inventory to the state file
 teardown   stop every container of the cluster and clear the inventory
 
 Options (flags override PROVISION_* environment variables, which override --config):
@@ -30,6 +30,11 @@ Options (flags override PROVISION_* environment variables, which override --conf
   --state-path <file>           cluster state file                     default status/state.json
   --work-ms <ms>                simulated inference time (WORK_MS)     default 0
   --enable-crash-api            let containers expose the crash API    default off
+  --predict-path <path>         path /new_request is sent to           default /run_model
+  --health-path <path>          path probed, healthy = any 2xx         default /health
+  --cpus <n>                    CPU cores per model container          default no limit
+  --memory-mb <MiB>             memory limit per model container       default no limit
+  --gpus <n|all>                GPUs per container (NVIDIA toolkit)    default none
   --health-timeout-ms <ms>      time for all to become healthy         default 30000
   --log-level <level>           JSON log on stderr                     default warn
 

@@ -1,8 +1,9 @@
+import { connect } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
 import { AbortedError, ContainerExitedError, HealthTimeoutError } from './errors.js';
 
-/** A container to check: healthy when `GET http://host:port/health` answers 200 naming `name` as its container. */
+/** A container to check: healthy when its health path answers 2xx (and, if the answer names a container, names `name`). */
 export interface HealthTarget {
   name: string;
   host: string;
@@ -12,29 +13,51 @@ export interface HealthTarget {
 /** Outcome of one health probe; `reason` says why it is not healthy, for progress and errors. */
 export type HealthProbe = { ok: true } | { ok: false; reason: string };
 
-/** One `GET /health`. Another program on the port (or another container's id) is not healthy. @param timeoutMs @default 2000 */
-export async function probeHealth(target: HealthTarget, timeoutMs = 2_000): Promise<HealthProbe> {
+/** One `GET healthPath`. Another container's id in the answer is not healthy. @param timeoutMs @default 2000 */
+export async function probeHealth(target: HealthTarget, healthPath: string, timeoutMs = 2_000): Promise<HealthProbe> {
   const host = target.host.includes(':') ? `[${target.host}]` : target.host;
   try {
     // reset: no keep-alive, so no pooled socket outlives the probe (and holds a stopped container's port in FIN-WAIT).
-    const res = await request(`http://${host}:${target.port}/health`, { reset: true, signal: AbortSignal.timeout(timeoutMs) });
+    const res = await request(`http://${host}:${target.port}${healthPath}`, { reset: true, signal: AbortSignal.timeout(timeoutMs) });
     return judgeHealth(target, res.statusCode, await res.body.text());
   } catch (error) {
     return { ok: false, reason: describeFailure(error, timeoutMs) };
   }
 }
 
-/** Whether a /health answer (status and body) is `target` being healthy, however it was fetched. */
+/**
+ * Whether a health answer (status and body) is `target` being healthy, however it was fetched:
+ * any 2xx. Where the app reports an identity (a JSON object with a `container` field, as the
+ * bundled worker does) it must be `target`'s; most apps report none, and then the status decides.
+ */
 export function judgeHealth(target: HealthTarget, status: number, body: string): HealthProbe {
-  if (status !== 200) return { ok: false, reason: `answered HTTP ${status}` };
-  let parsed: { container?: unknown } | null;
-  try {
-    parsed = JSON.parse(body) as { container?: unknown } | null;
-  } catch {
-    return { ok: false, reason: 'answered something that is not JSON' };
-  }
-  if (parsed?.container !== target.name) return { ok: false, reason: `answered as container ${JSON.stringify(parsed?.container ?? null)}` };
+  if (status < 200 || status > 299) return { ok: false, reason: `answered HTTP ${status}` };
+  const identity = reportedIdentity(body);
+  if (identity !== undefined && identity !== target.name) return { ok: false, reason: `answered as container ${JSON.stringify(identity)}` };
   return { ok: true };
+}
+
+/** The `container` field of a JSON object body; undefined when the body is no such object. */
+function reportedIdentity(body: string): unknown {
+  if (!body.trimStart().startsWith('{')) return undefined;
+  try {
+    const parsed = JSON.parse(body) as Record<string, unknown>;
+    return Object.hasOwn(parsed, 'container') ? parsed.container : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether something accepts TCP connections on host:port (within `timeoutMs`). */
+export function portAnswers(host: string, port: number, timeoutMs = 1_000): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host, port, timeout: timeoutMs });
+    const done = (answers: boolean): void => {
+      socket.destroy();
+      resolve(answers);
+    };
+    socket.once('connect', () => done(true)).once('error', () => done(false)).once('timeout', () => done(false));
+  });
 }
 
 function describeFailure(error: unknown, timeoutMs: number): string {
@@ -45,6 +68,8 @@ function describeFailure(error: unknown, timeoutMs: number): string {
 }
 
 export interface WaitHealthyOptions {
+  /** Path probed on every target (the worker template's contract). */
+  healthPath: string;
   /** Give up after this long, in ms. */
   timeoutMs: number;
   /** Pause between rounds of probes, in ms. @default 250 */
@@ -69,7 +94,7 @@ export async function waitHealthy(targets: HealthTarget[], options: WaitHealthyO
     if (options.signal?.aborted) throw new AbortedError();
     await Promise.all(
       [...pending.values()].map(async (target) => {
-        const probe = await probeHealth(target, Math.max(100, Math.min(2_000, deadline - Date.now())));
+        const probe = await probeHealth(target, options.healthPath, Math.max(100, Math.min(2_000, deadline - Date.now())));
         if (probe.ok) pending.delete(target.name);
         else reasons.set(target.name, probe.reason);
       }),

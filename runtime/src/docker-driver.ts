@@ -1,8 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import Docker from 'dockerode';
 import { AppError, ConfigError } from '../../common/src/errors.js';
-import { containerEnv, LABELS, type ContainerInfo, type ContainerSpec, type RunState, type RuntimeDriver } from './driver.js';
-import { ContainerExistsError, EngineError, EngineUnreachableError, ImageNotFoundError, PortInUseError, SshAuthError } from './errors.js';
+import { containerEnv, LABELS, type ContainerInfo, type ContainerResources, type ContainerSpec, type RunState, type RuntimeDriver } from './driver.js';
+import { ContainerExistsError, EngineError, EngineUnreachableError, GPU_REFUSAL, GpuUnavailableError, ImageNotFoundError, PortInUseError, SshAuthError } from './errors.js';
 import { HostKeyVerifier, assertUsablePrivateKey, isAuthFailure, isHostDenied, sshOptions, sshTargetName, type SshTarget } from './ssh-connection.js';
 
 export type { SshTarget } from './ssh-connection.js';
@@ -44,6 +44,9 @@ const NO_ENV_DEFAULTS = {
   key: undefined,
   timeout: undefined,
 } satisfies Docker.DockerOptions;
+
+/** How an app says its port is taken: Node (EADDRINUSE), Python (errno 98's text), gunicorn. */
+const ADDRESS_IN_USE = /EADDRINUSE|Address already in use|Connection in use/;
 
 /**
  * Runs each container in a Docker engine, over its local socket or over SSH. Everything it creates
@@ -90,6 +93,8 @@ export class DockerDriver implements RuntimeDriver {
       // A container that never ran would only block its name.
       await this.remove(container.id).catch(() => {});
       if (/address already in use|port is already allocated/i.test(String((error as Error)?.message))) throw new PortInUseError(spec.host, spec.port);
+      // The engine accepts DeviceRequests at create and looks for a device driver only at start.
+      if (GPU_REFUSAL.test(String((error as Error)?.message))) throw new GpuUnavailableError(`container ${spec.name}`, this.target, error);
       throw this.#fail(error, `start container ${spec.name}`);
     }
     if (this.network === 'host') await this.#watchEarlyExit(container, spec);
@@ -232,6 +237,7 @@ export class DockerDriver implements RuntimeDriver {
         HostConfig: {
           NetworkMode: this.network,
           RestartPolicy: { Name: 'no' },
+          ...hostResources(spec.resources),
           ...(this.network === 'bridge' ? { PortBindings: { [portKey]: [{ HostIp: spec.host, HostPort: String(spec.port) }] } } : {}),
         },
       });
@@ -284,7 +290,7 @@ export class DockerDriver implements RuntimeDriver {
       } catch (error) {
         throw this.#fail(error, `read the logs of container ${spec.name}`);
       }
-      if (!logs.toString('utf8').includes('EADDRINUSE')) return;
+      if (!ADDRESS_IN_USE.test(logs.toString('utf8'))) return;
       await this.remove(container.id);
       throw new PortInUseError(spec.host, spec.port);
     }
@@ -331,6 +337,17 @@ function stateOf(status: string, health: string | undefined): RunState {
       // paused, removing
       return 'unknown';
   }
+}
+
+/** HostConfig fields for the spec's resources, as `docker run --cpus --memory --gpus` sets them. */
+function hostResources(resources: ContainerResources | undefined): Docker.HostConfig {
+  if (!resources) return {};
+  return {
+    ...(resources.cpus !== undefined ? { NanoCpus: Math.round(resources.cpus * 1e9) } : {}),
+    ...(resources.memoryMb !== undefined ? { Memory: resources.memoryMb * 1024 * 1024 } : {}),
+    // Count -1 is every GPU; the same request as compose's device reservation in worker/docker-compose.gpu.yml.
+    ...(resources.gpus !== undefined ? { DeviceRequests: [{ Driver: 'nvidia', Count: resources.gpus === 'all' ? -1 : resources.gpus, Capabilities: [['gpu']] }] } : {}),
+  };
 }
 
 function labelFilters(labels: Record<string, string>): string[] {

@@ -11,6 +11,21 @@ export const LABELS = {
   host: 'io.inference-orchestrator.host',
 } as const;
 
+/**
+ * CPU, memory and GPUs of one container; a field left out means no limit (no GPU). Only the Docker
+ * runtime applies them. Defined here so runtime/ needs nothing of the status store's; the worker
+ * template's zod schema (status/src/schema.ts containerResourcesSchema) mirrors it, and tsc checks
+ * the two agree where a template becomes a spec (orchestrator/src/container-manager.ts).
+ */
+export interface ContainerResources {
+  /** CPU cores it may use, e.g. 0.5 (Docker NanoCpus, compose `cpus`). */
+  cpus?: number;
+  /** Memory limit, in MiB (Docker Memory, compose `mem_limit`). */
+  memoryMb?: number;
+  /** GPUs reserved for it, a count or 'all'; the engine's host needs the NVIDIA Container Toolkit. */
+  gpus?: number | 'all';
+}
+
 /** What to run: one model container on a worker. */
 export interface ContainerSpec {
   /** Container name, unique in the cluster, e.g. `w1-5000`. */
@@ -26,6 +41,8 @@ export interface ContainerSpec {
   image?: string;
   /** Command overriding the image's (Docker). */
   command?: string[];
+  /** Limits and GPUs (Docker); the process driver refuses a spec that has any. */
+  resources?: ContainerResources;
 }
 
 /**
@@ -62,10 +79,12 @@ export function pickEnv(env: NodeJS.ProcessEnv, names: readonly string[]): Recor
 
 /**
  * What a model container is told, on every runtime: the spec's env (the worker's template), then
- * where it listens and its name, which always win. `host` is the address the app itself binds.
+ * where it listens and its name, which always win (docker-compose.worker.yml sets the same). `host` is the address the app itself binds.
  */
 export function containerEnv(spec: Pick<ContainerSpec, 'env' | 'name' | 'port'>, host: string): Record<string, string> {
-  return { ...spec.env, HOST: host, PORT: String(spec.port), CONTAINER_ID: spec.name };
+  const port = String(spec.port);
+  // FLASK_RUN_*: what `flask run` reads, so a Flask app runs unchanged.
+  return { ...spec.env, HOST: host, PORT: port, CONTAINER_ID: spec.name, FLASK_RUN_HOST: host, FLASK_RUN_PORT: port };
 }
 
 export interface ContainerInfo {

@@ -70,6 +70,31 @@ export class ImageNotFoundError extends AppError {
   }
 }
 
+/**
+ * How the engine refuses a GPU request it has no device driver for, e.g. `could not select device
+ * driver "nvidia" with capabilities: [[gpu]]` (Docker 20.10 to 28): at container start, not at create.
+ */
+export const GPU_REFUSAL = /could not select device driver/i;
+
+/** A container asks for GPUs and the engine has no device driver for them (no NVIDIA Container Toolkit on its host). */
+export class GpuUnavailableError extends AppError {
+  /** `what`: e.g. `container w1-5000`; `target`: the engine, e.g. `unix:///var/run/docker.sock`. */
+  constructor(what: string, target: string, cause: unknown) {
+    super(
+      'GPU_UNAVAILABLE',
+      `${what} asks for GPUs, but the engine at ${target} has no GPU runtime: install the NVIDIA driver and the NVIDIA Container Toolkit on its host (nvidia-ctk runtime configure --runtime=docker, then restart Docker), or provision without gpus`,
+      { status: 503, cause },
+    );
+  }
+}
+
+/** A runtime that cannot apply a container's resources (CPU, memory, GPUs) refuses it rather than run it unlimited. */
+export class ResourcesUnsupportedError extends AppError {
+  constructor(name: string, runtime: string) {
+    super('RESOURCES_UNSUPPORTED', `container ${name} sets resources, which the ${runtime} runtime cannot apply: use the Docker runtime`, { status: 400 });
+  }
+}
+
 /** Any other failure the engine reported (HTTP status in `engineStatus` when it answered). */
 export class EngineError extends AppError {
   readonly engineStatus: number | null;

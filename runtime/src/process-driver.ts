@@ -10,7 +10,7 @@ import { promisify } from 'node:util';
 import { z } from 'zod';
 import { REPO_ROOT, RUNNING_COMPILED } from '../../common/src/paths.js';
 import { containerEnv, MODEL_HOST_ENV, pickEnv, type ContainerInfo, type ContainerSpec, type RunState, type RuntimeDriver } from './driver.js';
-import { ContainerExistsError, PortInUseError, RegistryError, SpawnError, StopFailedError } from './errors.js';
+import { ContainerExistsError, PortInUseError, RegistryError, ResourcesUnsupportedError, SpawnError, StopFailedError } from './errors.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -83,6 +83,8 @@ export class ProcessDriver implements RuntimeDriver {
   }
 
   async start(spec: ContainerSpec): Promise<ContainerInfo> {
+    // Provisioning refuses resources with runtime process, but a state file may still carry them: never run unlimited silently.
+    if (spec.resources && Object.keys(spec.resources).length > 0) throw new ResourcesUnsupportedError(spec.name, this.kind);
     const existing = await this.#readEntry(this.#entryPath(spec.name));
     if (existing && (await isOurProcess(existing))) throw new ContainerExistsError(spec.name, String(existing.pid));
     if (await isPortTaken(spec.host, spec.port)) throw new PortInUseError(spec.host, spec.port);

@@ -30,12 +30,43 @@ export const runtimeTargetSchema = z.discriminatedUnion('driver', [
 ]);
 export type RuntimeTarget = z.infer<typeof runtimeTargetSchema>;
 
+/** An absolute request path without query or fragment, as a model app routes it. */
+const modelPath = z.string().regex(/^\/[\w\-./~%!$&'()*+,;=:@]*$/, "expected an absolute path like /run_model (no query, no '#')");
+
+/**
+ * The HTTP contract of the model app: where `POST /new_request` goes and where it is probed.
+ * Healthy = any 2xx on the health path within the probe timeout; when the answer is JSON with a
+ * `container` field (as the bundled worker's is), it must also name the container probed.
+ */
+export const modelContractSchema = z.object({
+  /** Path `POST /new_request` is forwarded to. @default '/run_model' */
+  predictPath: modelPath.default('/run_model'),
+  /** Path probed with `GET`. @default '/health' */
+  healthPath: modelPath.default('/health'),
+});
+export type ModelContract = z.infer<typeof modelContractSchema>;
+export const DEFAULT_CONTRACT: ModelContract = Object.freeze({ predictPath: '/run_model', healthPath: '/health' });
+
+/** CPU, memory and GPUs of each container (Docker runtime); mirrors runtime/src/driver.ts ContainerResources. Absent field: no limit. */
+export const containerResourcesSchema = z.object({
+  /** CPU cores it may use, e.g. 0.5. */
+  cpus: z.number().positive().optional(),
+  /** Memory limit, in MiB. */
+  memoryMb: z.number().int().positive().optional(),
+  /** GPUs reserved for it: a count or 'all' (the worker needs the NVIDIA Container Toolkit). */
+  gpus: z.union([z.number().int().positive(), z.literal('all')]).optional(),
+});
+
 /** How the orchestrator starts a new container on a worker (replacement, scale-out): as provisioning did. */
 export const containerTemplateSchema = z.object({
   /** Image (Docker runtime); the process runtime runs the worker app. */
   image: z.string().min(1).optional(),
   /** Environment of the model app (WORK_MS, ENABLE_CRASH_API...); PORT, HOST and CONTAINER_ID are set per container. */
   env: z.record(z.string(), z.string()).default({}),
+  /** How the model app is called and probed; files written before it existed get the bundled worker's. */
+  contract: modelContractSchema.default(DEFAULT_CONTRACT),
+  /** Limits and GPUs of each container; absent: none. */
+  resources: containerResourcesSchema.optional(),
 });
 export type ContainerTemplate = z.infer<typeof containerTemplateSchema>;
 
@@ -48,7 +79,7 @@ export const workerRecordSchema = z.object({
   state: z.enum(['up', 'down']).default('up'),
   /** Ports new containers may take on this worker, lowest free first. Absent: above the highest port in use. */
   ports: z.object({ first: z.number().int().min(1).max(65535), last: z.number().int().min(1).max(65535) }).optional(),
-  template: containerTemplateSchema.default({ env: {} }),
+  template: containerTemplateSchema.default({ env: {}, contract: DEFAULT_CONTRACT }),
 });
 export type WorkerRecord = z.infer<typeof workerRecordSchema>;
 

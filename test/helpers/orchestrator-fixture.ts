@@ -6,6 +6,7 @@ import { createLogger, type Logger } from '../../common/src/logger.js';
 import { loadOrchestratorConfig, type OrchestratorConfig } from '../../orchestrator/src/config.js';
 import { Orchestrator } from '../../orchestrator/src/orchestrator.js';
 import { unmanagedInventory } from '../../provisioning/src/inventory.js';
+import type { ModelContract } from '../../status/src/schema.js';
 import type { Backend } from './backend.js';
 
 export interface RunningOrchestrator {
@@ -16,11 +17,16 @@ export interface RunningOrchestrator {
   close(): Promise<void>;
 }
 
-/** Start an orchestrator on 127.0.0.1:0 over these backends with a temp state file. */
-export async function startOrchestrator(backends: ReadonlyArray<Pick<Backend, 'id' | 'port'>>, overrides: Record<string, unknown> = {}, log: Logger = createLogger('orchestrator', 'silent')): Promise<RunningOrchestrator> {
+/** Start an orchestrator on 127.0.0.1:0 over these backends (whose apps follow `contract`) with a temp state file. */
+export async function startOrchestrator(
+  backends: ReadonlyArray<Pick<Backend, 'id' | 'port'>>,
+  overrides: Record<string, unknown> = {},
+  log: Logger = createLogger('orchestrator', 'silent'),
+  contract?: ModelContract,
+): Promise<RunningOrchestrator> {
   const dir = await mkdtemp(join(tmpdir(), 'orch-test-'));
   const statePath = join(dir, 'state.json');
-  await writeFile(statePath, JSON.stringify(unmanagedInventory('test', backends)));
+  await writeFile(statePath, JSON.stringify(unmanagedInventory('test', backends, contract)));
   const config = loadOrchestratorConfig({
     flags: { port: 0, statePath, healthIntervalMs: 100, statusWriteIntervalMs: 50, shutdownTimeoutMs: 5_000, ...overrides },
   });

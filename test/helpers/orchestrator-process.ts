@@ -3,12 +3,13 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { request } from 'undici';
 import { afterEach } from 'vitest';
+import type { z } from 'zod';
 import {
+  containerTemplateSchema,
   emptyState,
   stateFileSchema,
   workerRecordSchema,
   type ContainerRecord,
-  type ContainerTemplate,
   type RuntimeTarget,
   type StateFile,
 } from '../../status/src/schema.js';
@@ -100,7 +101,7 @@ export async function stopOrchestrator(orchestrator: OrchestratorProcess | undef
  */
 export async function writeInventory(
   cluster: Pick<TempCluster, 'statePath' | 'basePort'>,
-  options: { name?: string; workers: number; runtime: RuntimeTarget; template: ContainerTemplate; containers?: ContainerRecord[] },
+  options: { name?: string; workers: number; runtime: RuntimeTarget; template: z.input<typeof containerTemplateSchema>; containers?: ContainerRecord[] },
 ): Promise<void> {
   const state = emptyState(options.name ?? 'local', 'provisioning');
   for (let k = 0; k < options.workers; k++) {

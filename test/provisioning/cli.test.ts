@@ -25,7 +25,7 @@ describe('provisioning CLI', () => {
     expect(report.started).toEqual([`w1-${cluster.basePort}`, `w2-${cluster.basePort + 10}`]);
     const state = stateFileSchema.parse(JSON.parse(await readFile(cluster.statePath, 'utf8')));
     expect(state.containers.map((c) => c.id)).toEqual(report.started);
-    for (const c of state.containers) expect(await probeHealth({ name: c.id, host: c.host, port: c.port })).toEqual({ ok: true });
+    for (const c of state.containers) expect(await probeHealth({ name: c.id, host: c.host, port: c.port }, '/health')).toEqual({ ok: true });
 
     const again = await cli(['provision', ...flags]);
     expect(again.code).toBe(0);

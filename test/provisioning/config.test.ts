@@ -30,6 +30,8 @@ describe('loadProvisionConfig', () => {
       basePort: 5000,
       portStride: 100,
       statePath: 'status/state.json',
+      predictPath: '/run_model',
+      healthPath: '/health',
       workMs: 0,
       enableCrashApi: false,
       healthTimeoutMs: 30_000,
@@ -112,8 +114,36 @@ describe('loadProvisionConfig', () => {
     expect(configError({ env: {}, flags: { runtime: 'podman' } }).message).toContain('"runtime"');
   });
 
+  it("takes another model app's paths (recorded in the template) with runtime docker or on AWS, never a path that is not one", () => {
+    const flags = { runtime: 'docker', predictPath: '/v1/models/digits:predict', healthPath: '/api/v1/_health' };
+    expect(containerTemplate(loadProvisionConfig({ env: {}, flags })).contract).toEqual({ predictPath: '/v1/models/digits:predict', healthPath: '/api/v1/_health' });
+    expect(loadProvisionConfig({ env: { PROVISION_HEALTH_PATH: '/healthz' }, flags: { provider: 'aws', sshCidr: '203.0.113.7/32' } }).healthPath).toBe('/healthz');
+    for (const path of ['predict', '/predict?x=1', '/predict#a', 'http://x/predict', '/pre dict', '']) {
+      expect(configError({ env: {}, flags: { runtime: 'docker', predictPath: path } }).message).toContain('"predictPath"');
+    }
+    // Local processes run the bundled worker: its paths only.
+    expect(configError({ env: {}, flags: { healthPath: '/healthz' } }).message).toMatch(/"healthPath".*runtime process/);
+  });
+
   it('rejects an unknown provider', () => {
     expect(configError({ env: {}, flags: { provider: 'gcp' } }).message).toContain('"provider"');
+  });
+
+  it('takes cpus, memoryMb and gpus from flags and env into the template with runtime docker or on AWS, and none of them with runtime process', () => {
+    const config = loadProvisionConfig({ env: { PROVISION_CPUS: '0.5', PROVISION_GPUS: 'all' }, flags: { runtime: 'docker', memoryMb: '512' } });
+    expect(containerTemplate(config).resources).toEqual({ cpus: 0.5, memoryMb: 512, gpus: 'all' });
+    const aws = loadProvisionConfig({ env: {}, flags: { provider: 'aws', sshCidr: '203.0.113.7/32', gpus: '2' } });
+    expect(containerTemplate(aws).resources).toEqual({ gpus: 2 });
+    // Unset: no resources at all, so the state file says nothing of limits.
+    expect(containerTemplate(loadProvisionConfig({ env: {}, flags: { runtime: 'docker' } }))).not.toHaveProperty('resources');
+
+    for (const [key, value] of [['cpus', '0'], ['cpus', 'half'], ['memoryMb', '5'], ['memoryMb', '1.5'], ['gpus', '0'], ['gpus', 'some']] as const) {
+      expect(configError({ env: {}, flags: { runtime: 'docker', [key]: value } }).message).toContain(`"${key}"`);
+    }
+    // Local processes cannot be limited.
+    for (const [key, value] of [['cpus', '1'], ['memoryMb', '256'], ['gpus', 'all']] as const) {
+      expect(configError({ env: {}, flags: { [key]: value } }).message).toMatch(new RegExp(`"${key}".*runtime process`));
+    }
   });
 });
 
@@ -136,7 +166,8 @@ describe('containerTemplate', () => {
       env: { PROVISION_WORK_MS: '5', PROVISION_ENABLE_CRASH_API: 'true', ORCH_ADMIN_TOKEN: 'admin-token-0123456789abcdef', AWS_SECRET_ACCESS_KEY: 'secret-0123456789', LOG_LEVEL: 'trace' },
     });
     // The orchestrator starts every replacement from this: anything more would reach each model process.
-    expect(containerTemplate(config)).toEqual({ env: { WORK_MS: '5', ENABLE_CRASH_API: 'true' } });
-    expect(containerTemplate({ ...config, runtime: 'docker' })).toEqual({ image: config.workerImage, env: { WORK_MS: '5', ENABLE_CRASH_API: 'true' } });
+    const contract = { predictPath: '/run_model', healthPath: '/health' };
+    expect(containerTemplate(config)).toEqual({ env: { WORK_MS: '5', ENABLE_CRASH_API: 'true' }, contract });
+    expect(containerTemplate({ ...config, runtime: 'docker' })).toEqual({ image: config.workerImage, env: { WORK_MS: '5', ENABLE_CRASH_API: 'true' }, contract });
   });
 });

@@ -37,7 +37,7 @@ describe('provision and teardown (local processes)', () => {
     expect(state).toMatchObject({ cluster: 'local', writer: 'provisioning' });
     const base = cluster.basePort;
     // Each worker records its port range and how its containers are started, for the orchestrator to add or replace one.
-    const template = { env: { WORK_MS: '0', ENABLE_CRASH_API: 'false' } };
+    const template = { env: { WORK_MS: '0', ENABLE_CRASH_API: 'false' }, contract: { predictPath: '/run_model', healthPath: '/health' } };
     expect(state.workers).toEqual([
       { id: 'w1', provider: 'local', host: '127.0.0.1', runtime: { driver: 'process' }, state: 'up', ports: { first: base, last: base + 9 }, template },
       { id: 'w2', provider: 'local', host: '127.0.0.1', runtime: { driver: 'process' }, state: 'up', ports: { first: base + 10, last: base + 19 }, template },
@@ -51,7 +51,7 @@ describe('provision and teardown (local processes)', () => {
     for (const container of state.containers) {
       expect(container).toMatchObject({ managed: true, state: 'free', limit: 1, inFlight: 0, served: 0, failures: 0, lastError: null });
       expect(pidAlive(Number(container.runtimeId))).toBe(true);
-      expect(await probeHealth({ name: container.id, host: container.host, port: container.port })).toEqual({ ok: true });
+      expect(await probeHealth({ name: container.id, host: container.host, port: container.port }, '/health')).toEqual({ ok: true });
     }
   });
 
@@ -172,7 +172,7 @@ describe('provision and teardown (local processes)', () => {
     const blocker = new ProcessDriver({ stateDir: join(cluster.dir, 'blocker'), command: FAKE_WORKER_COMMAND });
     const busy = await blocker.start({ name: 'squatter', host: '127.0.0.1', port: cluster.basePort + 10, env: {}, labels: {} });
     try {
-      await waitHealthy([{ name: 'squatter', host: '127.0.0.1', port: cluster.basePort + 10 }], { timeoutMs: 5_000, intervalMs: 50 });
+      await waitHealthy([{ name: 'squatter', host: '127.0.0.1', port: cluster.basePort + 10 }], { healthPath: '/health', timeoutMs: 5_000, intervalMs: 50 });
       await expect(provision(config)).rejects.toMatchObject({ code: 'PORT_IN_USE' });
       const driver = new ProcessDriver({ stateDir: processDriverDirs(cluster.statePath, 'local').stateDir });
       expect(await driver.list({})).toEqual([]);

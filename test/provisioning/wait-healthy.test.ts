@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { waitHealthy, type HealthTarget } from '../../provisioning/src/wait-healthy.js';
+import { judgeHealth, portAnswers, probeHealth, waitHealthy, type HealthTarget } from '../../provisioning/src/wait-healthy.js';
 
 const servers: Server[] = [];
 
@@ -27,13 +27,13 @@ describe('waitHealthy', () => {
   it('resolves once every target answers as itself, reporting progress as the count grows', async () => {
     const targets = [target('a', await healthServer('a')), target('b', await healthServer('b', 300))];
     const progress: string[] = [];
-    await waitHealthy(targets, { timeoutMs: 5_000, intervalMs: 50, onProgress: (healthy, total) => progress.push(`${healthy}/${total}`) });
+    await waitHealthy(targets, { healthPath: '/health', timeoutMs: 5_000, intervalMs: 50, onProgress: (healthy, total) => progress.push(`${healthy}/${total}`) });
     expect(progress).toEqual(['1/2', '2/2']);
   });
 
   it('does not take a port answered by another container for healthy, and names it on timeout', async () => {
     const targets = [target('a', await healthServer('a')), target('b', await healthServer('someone-else'))];
-    const error = await waitHealthy(targets, { timeoutMs: 300, intervalMs: 50 }).catch((e: unknown) => e);
+    const error = await waitHealthy(targets, { healthPath: '/health', timeoutMs: 300, intervalMs: 50 }).catch((e: unknown) => e);
     expect(error).toMatchObject({ code: 'HEALTH_TIMEOUT' });
     expect((error as { pending: string[] }).pending).toHaveLength(1);
     expect((error as { pending: string[] }).pending[0]).toMatch(/^b: /);
@@ -41,7 +41,7 @@ describe('waitHealthy', () => {
 
   it('gives up on a target whose process is gone without waiting for the timeout', async () => {
     const before = Date.now();
-    const error = waitHealthy([target('dead', 1)], { timeoutMs: 10_000, intervalMs: 50, exited: async () => 'exit code 1' });
+    const error = waitHealthy([target('dead', 1)], { healthPath: '/health', timeoutMs: 10_000, intervalMs: 50, exited: async () => 'exit code 1' });
     await expect(error).rejects.toMatchObject({ code: 'CONTAINER_EXITED' });
     expect(Date.now() - before).toBeLessThan(5_000);
   });
@@ -50,8 +50,52 @@ describe('waitHealthy', () => {
     const controller = new AbortController();
     // Aborted while it waits, whenever that is: the signal is what is tested.
     setTimeout(() => controller.abort(), 100);
-    await expect(waitHealthy([target('never', 1)], { timeoutMs: 10_000, intervalMs: 50, signal: controller.signal })).rejects.toMatchObject({
+    await expect(waitHealthy([target('never', 1)], { healthPath: '/health', timeoutMs: 10_000, intervalMs: 50, signal: controller.signal })).rejects.toMatchObject({
       code: 'ABORTED',
     });
+  });
+});
+
+describe('what counts as healthy', () => {
+  const a = target('w1-5000', 5000);
+
+  it.each([
+    ['a 200 naming the container', 200, '{"status":"ok","container":"w1-5000"}'],
+    ['a 204 with no body', 204, ''],
+    ['a 200 in plain text', 200, 'OK'],
+    ['a JSON answer with no identity', 200, '{"status":"ready"}'],
+    ['a JSON array', 200, '[1]'],
+  ])('%s is healthy', (_what, status, body) => {
+    expect(judgeHealth(a, status, body)).toEqual({ ok: true });
+  });
+
+  it.each([
+    ['a 200 naming another container', 200, '{"container":"w2-5000"}', 'answered as container "w2-5000"'],
+    ['a 200 naming no container (null)', 200, '{"container":null}', 'answered as container null'],
+    ['a redirect', 302, '', 'answered HTTP 302'],
+    ['a 503', 503, '{"container":"w1-5000"}', 'answered HTTP 503'],
+  ])('%s is not', (_what, status, body, reason) => {
+    expect(judgeHealth(a, status, body)).toEqual({ ok: false, reason });
+  });
+
+  it('probes the path it is given, and only that one', async () => {
+    const paths: string[] = [];
+    const server = createServer((req, res) => {
+      paths.push(req.url ?? '');
+      res.writeHead(req.url === '/api/v1/_health' ? 200 : 404).end();
+    });
+    servers.push(server);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const app = target('app', (server.address() as AddressInfo).port);
+    expect(await probeHealth(app, '/api/v1/_health')).toEqual({ ok: true });
+    expect(await probeHealth(app, '/health')).toEqual({ ok: false, reason: 'answered HTTP 404' });
+    expect(paths).toEqual(['/api/v1/_health', '/health']);
+  });
+
+  it('tells a port something answers on from a closed one', async () => {
+    const port = await healthServer('x');
+    expect(await portAnswers('127.0.0.1', port)).toBe(true);
+    await Promise.all(servers.splice(0).map((server) => new Promise((resolve) => server.close(resolve))));
+    expect(await portAnswers('127.0.0.1', port)).toBe(false);
   });
 });

@@ -40,7 +40,7 @@ describe('DockerDriver over the local socket', () => {
     // What the container was given beyond its image's own ENV.
     const imageEnv = new Set<string>((await inspect(NODE_BASE_IMAGE)).Config.Env ?? []);
     const given = ((await inspect(info.runtimeId)).Config.Env as string[]).filter((entry) => !imageEnv.has(entry));
-    expect(given.sort()).toEqual([`CONTAINER_ID=${spec.name}`, 'HOST=127.0.0.1', `PORT=${basePort}`, 'WORK_MS=7']);
+    expect(given.sort()).toEqual([`CONTAINER_ID=${spec.name}`, 'FLASK_RUN_HOST=127.0.0.1', `FLASK_RUN_PORT=${basePort}`, 'HOST=127.0.0.1', `PORT=${basePort}`, 'WORK_MS=7']);
   });
 
   it('lists exactly its containers by label, and a new driver instance finds them again', async () => {

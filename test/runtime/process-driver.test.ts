@@ -184,8 +184,8 @@ describe('ProcessDriver', () => {
     for (const name of Object.keys(callerOnly)) expect(env, name).not.toHaveProperty(name);
     expect(env).toMatchObject({ PATH: process.env.PATH, HOME: dir, TMPDIR: dir, TZ: 'UTC', LANG: 'en_GB.UTF-8' });
     const hostNames = MODEL_HOST_ENV.filter((name) => process.env[name] !== undefined);
-    expect(Object.keys(env).sort()).toEqual([...new Set([...hostNames, 'WORK_MS', 'LANG', 'HOST', 'PORT', 'CONTAINER_ID'])].sort());
-    expect(env).toMatchObject({ WORK_MS: '7', HOST, PORT: String(basePort), CONTAINER_ID: 'w1-j' });
+    expect(Object.keys(env).sort()).toEqual([...new Set([...hostNames, 'WORK_MS', 'LANG', 'HOST', 'PORT', 'CONTAINER_ID', 'FLASK_RUN_HOST', 'FLASK_RUN_PORT'])].sort());
+    expect(env).toMatchObject({ WORK_MS: '7', HOST, PORT: String(basePort), CONTAINER_ID: 'w1-j', FLASK_RUN_HOST: HOST, FLASK_RUN_PORT: String(basePort) });
   });
 
   it('reports REGISTRY_INVALID for an unreadable registry entry instead of forgetting a process', async () => {

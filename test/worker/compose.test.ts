@@ -62,8 +62,9 @@ describe('docker-compose.worker.yml', () => {
       });
       expect(container.HostConfig.NetworkMode).toBe('host');
       expect(container.HostConfig.RestartPolicy.Name).toBe('unless-stopped');
+      // The file has no healthcheck of its own: the image's applies.
       expect(container.Config.Healthcheck.Test.slice(0, 2)).toEqual(['CMD', 'node']);
-      expect(container.Config.Env).toContain(`PORT=${port}`);
+      expect(container.Config.Env).toEqual(expect.arrayContaining([`PORT=${port}`, `FLASK_RUN_PORT=${port}`, 'HOST=0.0.0.0', 'FLASK_RUN_HOST=0.0.0.0']));
     });
 
     const down = await runCompose(['-p', project, '-f', 'docker-compose.worker.yml', 'down', '--timeout', '5']);

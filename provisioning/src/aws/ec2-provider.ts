@@ -563,6 +563,7 @@ export class Ec2Provider implements Provider {
       sshUser: config.sshUser,
       ports: this.#ports(),
       env: containerTemplate(config).env,
+      resources: containerTemplate(config).resources,
     });
     const tags = this.#tags({ [TAGS.role]: 'worker', [TAGS.worker]: workerId, Name: `${config.cluster}-${workerId}` });
     await this.#call('RunInstances', () =>
@@ -652,14 +653,14 @@ export class Ec2Provider implements Provider {
     this.#say(`${worker.id}: ${await loadImage(target, this.#config.workerImage, `worker ${worker.id}`, fail)}`);
   }
 
-  /** How a container's /health is probed: directly, or through an SSH tunnel to its worker. */
+  /** How a container's health path is probed: directly, or through an SSH tunnel to its worker. */
   async #prober(workers: WorkerRecord[]): Promise<(target: HealthTarget) => Promise<HealthProbe>> {
-    if (this.#config.healthVia === 'direct') return (target) => probeHealth(target);
+    if (this.#config.healthVia === 'direct') return (target) => probeHealth(target, this.#config.healthPath);
     const sshTargets = new Map<string, SshTarget>();
     for (const worker of workers) sshTargets.set(worker.host, await this.#sshTarget(worker));
     return async (target) => {
       try {
-        const { status, body } = await sshHttpGet(sshTargets.get(target.host)!, target.port, '/health', 5_000);
+        const { status, body } = await sshHttpGet(sshTargets.get(target.host)!, target.port, this.#config.healthPath, 5_000);
         return judgeHealth(target, status, body);
       } catch (error) {
         return { ok: false, reason: `through SSH: ${(error as Error).message}` };
@@ -694,7 +695,7 @@ export class Ec2Provider implements Provider {
             const workerId = p.target.name.split('-')[0]!;
             return `${p.target.name} on ${instances.get(workerId)?.InstanceId} (${p.target.host}:${p.target.port}: ${(p.probe as { reason: string }).reason})`;
           });
-        throw new WorkersUnhealthyError(`${failing.length} of ${targets.length} containers never answered /health: ${failing.join(', ')}`);
+        throw new WorkersUnhealthyError(`${failing.length} of ${targets.length} containers never answered ${this.#config.healthPath}: ${failing.join(', ')}`);
       }
       await sleep(Math.min(this.#poll * 1000, 5_000));
     }

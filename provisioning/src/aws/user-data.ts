@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
-import { WORKER_COMPOSE_FILE } from '../compose.js';
+import type { ContainerResources } from '../../../runtime/src/driver.js';
+import { GPU_COMPOSE_FILE, WORKER_COMPOSE_FILE, resourceVariables } from '../compose.js';
 
 /** EC2 refuses user-data over 16 KB (before base64). */
 export const USER_DATA_LIMIT_BYTES = 16 * 1024;
@@ -13,6 +14,8 @@ export interface UserDataOptions {
   ports: [number, number];
   /** Model options for the containers (WORK_MS, ENABLE_CRASH_API...). */
   env: Record<string, string>;
+  /** Limits and GPUs of each container (the worker template's); GPUs add worker/docker-compose.gpu.yml. */
+  resources?: ContainerResources;
   /** Where the compose file and its .env go. @default '/opt/inference-worker' */
   installDir?: string;
   /** The SSH user the orchestrator's Docker driver logs in as: it joins the docker group. */
@@ -63,10 +66,13 @@ export function workerUserData(options: UserDataOptions): string {
     MODEL_PORT_A: String(options.ports[0]),
     MODEL_PORT_B: String(options.ports[1]),
     ...options.env,
+    ...resourceVariables(options.resources),
   };
   checkSafe({ ...variables, INSTALL_DIR: installDir, SSH_USER: options.sshUser ?? '' });
   const compose = readFileSync(WORKER_COMPOSE_FILE, 'utf8');
   if (compose.includes('\nCOMPOSE_FILE_END\n')) throw new Error('user-data: the compose file contains the heredoc marker');
+  const gpuCompose = options.resources?.gpus !== undefined ? readFileSync(GPU_COMPOSE_FILE, 'utf8') : null;
+  if (gpuCompose?.includes('\nCOMPOSE_FILE_END\n')) throw new Error('user-data: the GPU compose file contains the heredoc marker');
   const env = Object.entries(variables).map(([key, value]) => `${key}=${value}`).join('\n');
   return `#!/bin/bash
 # inference-orchestrator worker ${options.workerId} of cluster ${options.cluster}: Docker, then two model containers.
@@ -88,7 +94,14 @@ mkdir -p "$INSTALL_DIR"
 cat > "$INSTALL_DIR/docker-compose.worker.yml" <<'COMPOSE_FILE_END'
 ${compose.trimEnd()}
 COMPOSE_FILE_END
-cat > "$INSTALL_DIR/worker.env" <<'ENV_FILE_END'
+${
+  gpuCompose
+    ? `cat > "$INSTALL_DIR/docker-compose.gpu.yml" <<'COMPOSE_FILE_END'
+${gpuCompose.trimEnd()}
+COMPOSE_FILE_END
+`
+    : ''
+}cat > "$INSTALL_DIR/worker.env" <<'ENV_FILE_END'
 ${env}
 ENV_FILE_END
 
@@ -103,7 +116,7 @@ ${
 }
 fi
 
-compose --project-name "$PROJECT" --env-file "$INSTALL_DIR/worker.env" -f "$INSTALL_DIR/docker-compose.worker.yml" up -d --remove-orphans
+compose --project-name "$PROJECT" --env-file "$INSTALL_DIR/worker.env" -f "$INSTALL_DIR/docker-compose.worker.yml"${gpuCompose ? ' -f "$INSTALL_DIR/docker-compose.gpu.yml"' : ''} up -d --remove-orphans
 log "started $PROJECT"
 `;
 }

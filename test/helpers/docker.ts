@@ -88,6 +88,15 @@ export function buildWorkerImage(tag: string): Promise<CliResult> {
   return runOk('bash', ['scripts/build-image.sh'], { env: { ...process.env, WORKER_IMAGE: tag, PULL_BASE: '0' }, timeoutMs: 300_000 });
 }
 
+/**
+ * Build examples/flask-model under `tag` with the project's script, never trying a registry: on the
+ * Debian-package base, made once per machine by scripts/python-base-image.sh (about 3 minutes, the
+ * reason for the 10-minute bound); Docker's layer cache then makes later builds take seconds.
+ */
+export function buildFlaskModelImage(tag: string): Promise<CliResult> {
+  return runOk('bash', ['scripts/build-image.sh', 'flask-model'], { env: { ...process.env, FLASK_MODEL_IMAGE: tag, PULL_BASE: '0' }, timeoutMs: 600_000 });
+}
+
 /** `docker inspect` of one container or image. */
 export async function inspect(...args: string[]): Promise<any> {
   const { stdout } = await runOk('docker', ['inspect', ...args]);

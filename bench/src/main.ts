@@ -6,6 +6,8 @@ import { request } from 'undici';
 import { runCli } from '../../common/src/cli.js';
 import { runLoad, type LoadResult } from '../../load/src/run-load.js';
 import type { BackendStats } from './backend-farm.js';
+import { benchModel, MODEL_IMAGE, type Stoppable } from './model-bench.js';
+import { buildModelImage } from './model-image.js';
 import { formatReport, type BenchResult, type Measurement, type ScenarioResult } from './report.js';
 import { peakRss, startHaproxy, startOrchestrator, type Target } from './targets.js';
 
@@ -153,9 +155,12 @@ runCli(async () => {
   execFileSync('bash', ['scripts/haproxy.sh'], { stdio: 'inherit' });
   // The orchestrator is measured as `npm start` runs it: compiled.
   execFileSync('npm', ['run', '--silent', 'build'], { stdio: 'inherit' });
+  // Built before anything is measured: a machine that cannot build it fails in seconds, not after the scenarios.
+  execFileSync('bash', ['scripts/docker-engine.sh'], { stdio: 'inherit' });
+  const modelImage = buildModelImage(MODEL_IMAGE);
   const dir = await mkdtemp(join(tmpdir(), 'bench-'));
   const farm = new Farm();
-  const targets: Target[] = [];
+  const targets: Stoppable[] = [];
   const cleanup = async (): Promise<void> => {
     for (const target of targets.splice(0)) await target.stop();
     farm.stop();
@@ -181,6 +186,7 @@ runCli(async () => {
     const direct: Target = { name: 'direct', url: `http://127.0.0.1:${farm.ports[0]}/run_model`, pid: 0, stop: async () => {} };
     const reference = await measure(farm, direct, { name: 'direct', serviceMs: 20, concurrency: 1, requests: 200 });
     const burstResult = await burst(farm, dir);
+    const model = await benchModel({ dir, image: modelImage, rounds: ROUNDS, threads: THREADS, track: (running) => targets.push(running) });
 
     const result: BenchResult = {
       date: new Date().toISOString(),
@@ -191,11 +197,13 @@ runCli(async () => {
       noise,
       reference,
       burst: burstResult,
+      model,
     };
     await mkdir('docs', { recursive: true });
-    const { markdown, svg } = formatReport(result);
+    const { markdown, svg, modelSvg } = formatReport(result);
     await writeFile('docs/benchmarks.json', `${JSON.stringify(result, null, 2)}\n`);
     await writeFile('docs/benchmarks.svg', svg);
+    await writeFile('docs/benchmarks-model.svg', modelSvg);
     await writeFile('docs/BENCHMARKS.md', markdown);
     process.stdout.write(markdown);
     return 0;

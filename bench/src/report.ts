@@ -21,6 +21,32 @@ export interface ScenarioResult {
   runs: Measurement[];
 }
 
+/** One load run against the model image, directly or through the orchestrator. */
+export interface ModelMeasurement {
+  target: string;
+  concurrency: number;
+  throughputRps: number;
+  latencyMs: { p50: number; p90: number; p99: number };
+}
+
+/** The example Python model image, one container, called directly and through the orchestrator. */
+export interface ModelResult {
+  image: string;
+  /** Short image id. */
+  imageId: string;
+  /** The base image it was built on. */
+  base: string;
+  /** The model's name and version, as the image reports it. */
+  model: string;
+  /** The held-out digit sent as every request's body: its label and the model's prediction. */
+  sample: { label: number; prediction: number };
+  /** The model's own time per request (median of the app's `inference_ms`), in ms. */
+  inferenceMs: number;
+  /** Requests per measured run, by concurrency. */
+  requests: Record<string, number>;
+  runs: ModelMeasurement[];
+}
+
 export interface BenchResult {
   date: string;
   machine: { cores: number; cpu: string; node: string; haproxy: string };
@@ -41,6 +67,7 @@ export interface BenchResult {
     statusWritesPerSecond: number;
     maxBackendConcurrency: number;
   };
+  model: ModelResult;
 }
 
 interface Spread {
@@ -143,13 +170,78 @@ function chart(r: BenchResult): string {
   });
 }
 
+/** The model image's runs at one concurrency for one target. */
+const modelRuns = (m: ModelResult, concurrency: number, target: string): ModelMeasurement[] => m.runs.filter((r) => r.concurrency === concurrency && r.target === target);
+const modelMedian = (m: ModelResult, concurrency: number, target: string, pick: (r: ModelMeasurement) => number): number =>
+  spreadOf(modelRuns(m, concurrency, target).map(pick)).median;
+const concurrenciesOf = (m: ModelResult): number[] => [...new Set(m.runs.map((r) => r.concurrency))];
+
+/** The model image: direct beside through the orchestrator, per concurrency. */
+function modelSection(r: BenchResult): string[] {
+  const m = r.model;
+  const lines = [
+    '## A real Python model: examples/flask-model, one container',
+    '',
+    `The example model image \`${m.image}\` (image ${m.imageId}, base \`${m.base}\`): the model \`${m.model}\` on Flask under gunicorn with one sync worker,`,
+    'which computes one request at a time and closes each connection after its answer. One container of it, called directly',
+    '(`POST /predict`) and through the orchestrator (`POST /new_request`, over that container with the contract `/predict`, `/healthz`),',
+    `at the same concurrency, A B A B over ${r.rounds} rounds after a warm-up; every request answered 200 (the run fails otherwise).`,
+    `Every body is one held-out digit (label ${m.sample.label}, predicted ${m.sample.prediction}); the model's own time per request is`,
+    `${fmt(m.inferenceMs, 2)} ms (median of the app's \`inference_ms\`), the rest is HTTP, JSON and Flask. The load generator, the orchestrator and`,
+    `the container share the same ${r.machine.cores} cores.`,
+    '',
+    '![model image: median throughput, direct and through the orchestrator](benchmarks-model.svg)',
+    '',
+    '| concurrency | target | requests per run | throughput, req/s (min / **median** / max) | p50 ms | p90 ms | p99 ms |',
+    '| --- | --- | --- | --- | --- | --- | --- |',
+  ];
+  for (const c of concurrenciesOf(m)) {
+    for (const target of ['direct', 'orchestrator']) {
+      const pick = (f: (x: ModelMeasurement) => number): string => fmt(modelMedian(m, c, target, f), 2);
+      lines.push(
+        `| ${c} | ${target} | ${m.requests[String(c)]} | ${triple(spreadOf(modelRuns(m, c, target).map((x) => x.throughputRps)))} | ` +
+          `${pick((x) => x.latencyMs.p50)} | ${pick((x) => x.latencyMs.p90)} | ${pick((x) => x.latencyMs.p99)} |`,
+      );
+    }
+  }
+  lines.push('', '| concurrency | throughput ratio orchestrator / direct (medians) | added p50 ms (medians) |', '| --- | --- | --- |');
+  for (const c of concurrenciesOf(m)) {
+    const ratio = modelMedian(m, c, 'orchestrator', (x) => x.throughputRps) / modelMedian(m, c, 'direct', (x) => x.throughputRps);
+    const added = modelMedian(m, c, 'orchestrator', (x) => x.latencyMs.p50) - modelMedian(m, c, 'direct', (x) => x.latencyMs.p50);
+    lines.push(`| ${c} | **${fmt(ratio, 3)}** | ${added >= 0 ? '+' : ''}${fmt(added, 2)} |`);
+  }
+  lines.push(
+    '',
+    'At concurrency 1 the difference is the cost of one more hop per request. Above 1, direct calls wait in gunicorn’s accept backlog,',
+    'so its worker takes the next connection the moment it answers; through the orchestrator they wait in its queue and each is sent',
+    'only once the previous answer is back, over a new connection: that hand-over is time the single worker waits.',
+    '',
+  );
+  return lines;
+}
+
+/** The model image's median throughput per concurrency, direct and through the orchestrator, on one scale. */
+function modelChart(m: ModelResult): string {
+  return barChart({
+    series: [
+      { name: 'direct', color: '#718096' },
+      { name: 'orchestrator', color: '#2b6cb0' },
+    ],
+    rows: concurrenciesOf(m).map((c) => ({
+      label: `C = ${c}`,
+      values: ['direct', 'orchestrator'].map((t) => modelMedian(m, c, t, (x) => x.throughputRps)),
+    })),
+    unit: 'req/s',
+  });
+}
+
 /** Throughput ratio of two identical HAProxy instances (medians): what no cause looks like. */
 function noiseRatio(r: BenchResult): number {
   return median(r.noise, r.noise.runs[0]!.target, (m) => m.throughputRps) / median(r.noise, r.noise.runs[1]!.target, (m) => m.throughputRps);
 }
 
-/** docs/BENCHMARKS.md and its chart. */
-export function formatReport(r: BenchResult): { markdown: string; svg: string } {
+/** docs/BENCHMARKS.md, its chart, and the model image's chart. */
+export function formatReport(r: BenchResult): { markdown: string; svg: string; modelSvg: string } {
   const noise = noiseRatio(r);
   const lines = [
     '# Benchmarks',
@@ -188,8 +280,9 @@ export function formatReport(r: BenchResult): { markdown: string; svg: string } 
       `event-loop delay p99 ${fmt(r.burst.eventLoopDelayP99Ms, 1)} ms, max ${fmt(r.burst.eventLoopDelayMaxMs, 0)} ms; ` +
       `status file written ${fmt(r.burst.statusWritesPerSecond, 1)} times per second; highest backend concurrency ${r.burst.maxBackendConcurrency}.`,
     '',
+    ...modelSection(r),
     'Raw results: [benchmarks.json](benchmarks.json).',
     '',
   ];
-  return { markdown: lines.join('\n'), svg: chart(r) };
+  return { markdown: lines.join('\n'), svg: chart(r), modelSvg: modelChart(r.model) };
 }

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
 import { unmanagedInventory } from '../../provisioning/src/inventory.js';
+import type { ModelContract } from '../../status/src/schema.js';
 
 /** A proxy under test: where to POST, and its process. */
 export interface Target {
@@ -56,10 +57,14 @@ function stopper(child: ChildProcess): () => Promise<void> {
   };
 }
 
-/** This orchestrator over the backends (unmanaged containers of one worker), started from the harness as `npm start` runs it: compiled, from dist/ (build first). */
-export async function startOrchestrator(dir: string, ports: number[], name = 'orchestrator'): Promise<Target> {
+/**
+ * This orchestrator over the backends (unmanaged containers of one worker whose apps follow
+ * `contract`, the default one when absent), started from the harness as `npm start` runs it:
+ * compiled, from dist/ (build first).
+ */
+export async function startOrchestrator(dir: string, ports: number[], name = 'orchestrator', contract?: ModelContract): Promise<Target> {
   const statePath = join(dir, `${name.replace(/\W+/g, '-')}-state.json`);
-  await writeFile(statePath, JSON.stringify(unmanagedInventory('bench', ports.map((port, i) => ({ id: `b${i + 1}`, port })))));
+  await writeFile(statePath, JSON.stringify(unmanagedInventory('bench', ports.map((port, i) => ({ id: `b${i + 1}`, port })), contract)));
   // Room for the 10,000-request burst, and time for it to drain through the backends.
   return startCompiledOrchestrator(statePath, name, ['--max-queue', '20000', '--queue-timeout-ms', '120000']);
 }

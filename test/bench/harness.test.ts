@@ -1,7 +1,7 @@
 import { request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
 import { EmulatedBackend } from '../../bench/src/backend-farm.js';
-import { formatReport, spreadOf, type BenchResult, type Measurement } from '../../bench/src/report.js';
+import { formatReport, spreadOf, type BenchResult, type Measurement, type ModelMeasurement } from '../../bench/src/report.js';
 import { haproxyConfig } from '../../bench/src/targets.js';
 
 let backend: EmulatedBackend | undefined;
@@ -76,6 +76,12 @@ describe('the report', () => {
     concurrency: 8,
     runs: [run('orchestrator', orch, p50), run('haproxy', haproxy, p50), run('orchestrator', orch, p50), run('haproxy', haproxy, p50)],
   });
+  const modelRun = (target: string, concurrency: number, rps: number, p50: number): ModelMeasurement => ({
+    target,
+    concurrency,
+    throughputRps: rps,
+    latencyMs: { p50, p90: p50 * 2, p99: p50 * 4 },
+  });
   const result: BenchResult = {
     date: '2026-11-23T00:00:00.000Z',
     machine: { cores: 2, cpu: 'test cpu', node: 'v20.20.2', haproxy: 'HAProxy version 2.6' },
@@ -94,6 +100,26 @@ describe('the report', () => {
       eventLoopDelayMaxMs: 40,
       statusWritesPerSecond: 4,
       maxBackendConcurrency: 1,
+    },
+    model: {
+      image: 'flask-model:latest',
+      imageId: 'a3d55eb8b489',
+      base: 'local/python-ml-base:bookworm',
+      model: 'digits-logistic-regression@1',
+      sample: { label: 2, prediction: 2 },
+      inferenceMs: 0.364,
+      requests: { '1': 600, '16': 1200 },
+      // Medians: C = 1 direct 250 (p50 3.5), orchestrator 125 (p50 7); C = 16 direct 480 (p50 30), orchestrator 240 (p50 60).
+      runs: [
+        modelRun('direct', 1, 250, 3.5),
+        modelRun('orchestrator', 1, 125, 7),
+        modelRun('direct', 1, 240, 3.6),
+        modelRun('orchestrator', 1, 120, 7.5),
+        modelRun('direct', 1, 260, 3.4),
+        modelRun('orchestrator', 1, 130, 6.9),
+        modelRun('direct', 16, 480, 30),
+        modelRun('orchestrator', 16, 240, 60),
+      ],
     },
   };
 
@@ -114,6 +140,23 @@ describe('the report', () => {
     expect(svg).toMatch(/^<svg /);
     expect(svg.match(/height="16"/g)).toHaveLength(8);
     expect(svg).toContain('395 req/s');
+  });
+
+  it('sets the model image through the orchestrator beside its direct calls, per concurrency, on shared cores', () => {
+    const { markdown, modelSvg } = formatReport(result);
+    expect(markdown).toContain('The example model image `flask-model:latest` (image a3d55eb8b489, base `local/python-ml-base:bookworm`)');
+    expect(markdown).toContain("the model's own time per request is\n0.36 ms (median of the app's `inference_ms`)");
+    expect(markdown).toContain('The load generator, the orchestrator and\nthe container share the same 2 cores.');
+    expect(markdown).toContain('| 1 | direct | 600 | 240 / **250** / 260 | 3.50 | 7.00 | 14.00 |');
+    expect(markdown).toContain('| 1 | orchestrator | 600 | 120 / **125** / 130 | 7.00 | 14.00 | 28.00 |');
+    expect(markdown).toContain('| 16 | orchestrator | 1200 | 240 / **240** / 240 | 60.00 | 120.00 | 240.00 |');
+    expect(markdown).toContain('| 1 | **0.500** | +3.50 |');
+    expect(markdown).toContain('| 16 | **0.500** | +30.00 |');
+    expect(markdown).toContain('![model image: median throughput, direct and through the orchestrator](benchmarks-model.svg)');
+    // Two concurrencies, two targets: four bars on one scale.
+    expect(modelSvg.match(/height="16"/g)).toHaveLength(4);
+    expect(modelSvg).toContain('480 req/s');
+    expect(modelSvg).toContain('C = 16');
   });
 
   it('gives min, median and max', () => {

@@ -1,7 +1,7 @@
 import { runLoad } from '../../load/src/run-load.js';
 import { predictOnce, readHoldout, startModelContainer, type ModelImage } from './model-image.js';
 import type { ModelMeasurement, ModelResult } from './report.js';
-import { freePort, startOrchestrator, type Target } from './targets.js';
+import { freePort, startHaproxy, startOrchestrator, type Target } from './targets.js';
 
 /** The tag `npm run build:image -- flask-model` gives it: the bench measures the image a user builds. */
 export const MODEL_IMAGE = 'flask-model:latest';
@@ -44,8 +44,8 @@ async function measure(target: Target, concurrency: number, requests: number, bo
 }
 
 /**
- * The example Python model image (examples/flask-model, built), one container of it, called directly and
- * through a compiled orchestrator (build first) at the same concurrency, A B A B over `rounds`
+ * The example Python model image (examples/flask-model, built), one container of it, called directly,
+ * through a compiled orchestrator (build first) and through HAProxy at the same concurrency, A B C over `rounds`
  * rounds after a warm-up, with one real held-out digit as the body.
  */
 export async function benchModel(options: ModelBenchOptions): Promise<ModelResult> {
@@ -58,14 +58,19 @@ export async function benchModel(options: ModelBenchOptions): Promise<ModelResul
   await healthy;
   const orchestrator = await startOrchestrator(options.dir, [port], 'orchestrator (model)', CONTRACT);
   options.track(orchestrator);
+  // The industrial queueing proxy in front of the same container: what any proxy with one request per server pays.
+  const haproxy = await startHaproxy(options.dir, [port], 'haproxy (model)', CONTRACT);
+  options.track(haproxy);
   const direct: Target = { name: 'direct', url: `${container.origin}${CONTRACT.predictPath}`, pid: 0, stop: async () => {} };
-  const targets = [direct, { ...orchestrator, name: 'orchestrator' }];
+  const targets = [direct, { ...orchestrator, name: 'orchestrator' }, { ...haproxy, name: 'haproxy' }];
 
   // The same digit, the same prediction, whichever way it goes.
   const answers = [];
   for (let i = 0; i < INFERENCE_SAMPLES; i++) answers.push(await predictOnce(direct.url, body));
-  const through = await predictOnce(orchestrator.url, body);
-  if (through.prediction !== answers[0]!.prediction) throw new Error(`model image: the orchestrator answered ${through.prediction} where the container answered ${answers[0]!.prediction}`);
+  for (const proxy of targets.slice(1)) {
+    const through = await predictOnce(proxy.url, body);
+    if (through.prediction !== answers[0]!.prediction) throw new Error(`model image: ${proxy.name} answered ${through.prediction} where the container answered ${answers[0]!.prediction}`);
+  }
   const inference = answers.map((a) => a.inference_ms).sort((a, b) => a - b);
 
   const runs: ModelMeasurement[] = [];

@@ -21,7 +21,7 @@ export interface ScenarioResult {
   runs: Measurement[];
 }
 
-/** One load run against the model image, directly or through the orchestrator. */
+/** One load run against the model image: directly, through the orchestrator or through HAProxy. */
 export interface ModelMeasurement {
   target: string;
   concurrency: number;
@@ -29,7 +29,7 @@ export interface ModelMeasurement {
   latencyMs: { p50: number; p90: number; p99: number };
 }
 
-/** The example Python model image, one container, called directly and through the orchestrator. */
+/** The example Python model image, one container, called directly, through the orchestrator and through HAProxy. */
 export interface ModelResult {
   image: string;
   /** Short image id. */
@@ -176,7 +176,10 @@ const modelMedian = (m: ModelResult, concurrency: number, target: string, pick: 
   spreadOf(modelRuns(m, concurrency, target).map(pick)).median;
 const concurrenciesOf = (m: ModelResult): number[] => [...new Set(m.runs.map((r) => r.concurrency))];
 
-/** The model image: direct beside through the orchestrator, per concurrency. */
+/** Targets of the model image's runs, in the order shown. */
+const MODEL_TARGETS = ['direct', 'orchestrator', 'haproxy'];
+
+/** The model image: direct beside through the orchestrator and through HAProxy, per concurrency. */
 function modelSection(r: BenchResult): string[] {
   const m = r.model;
   const lines = [
@@ -184,19 +187,20 @@ function modelSection(r: BenchResult): string[] {
     '',
     `The example model image \`${m.image}\` (image ${m.imageId}, base \`${m.base}\`): the model \`${m.model}\` on Flask under gunicorn with one sync worker,`,
     'which computes one request at a time and closes each connection after its answer. One container of it, called directly',
-    '(`POST /predict`) and through the orchestrator (`POST /new_request`, over that container with the contract `/predict`, `/healthz`),',
-    `at the same concurrency, A B A B over ${r.rounds} rounds after a warm-up; every request answered 200 (the run fails otherwise).`,
+    '(`POST /predict`), through the orchestrator (`POST /new_request`, over that container with the contract `/predict`, `/healthz`)',
+    'and through HAProxy configured as above (`maxconn 1`, checks on `/healthz`), at the same concurrency, A B C over',
+    `${r.rounds} rounds after a warm-up; every request answered 200 (the run fails otherwise).`,
     `Every body is one held-out digit (label ${m.sample.label}, predicted ${m.sample.prediction}); the model's own time per request is`,
     `${fmt(m.inferenceMs, 2)} ms (median of the app's \`inference_ms\`), the rest is HTTP, JSON and Flask. The load generator, the orchestrator and`,
     `the container share the same ${r.machine.cores} cores.`,
     '',
-    '![model image: median throughput, direct and through the orchestrator](benchmarks-model.svg)',
+    '![model image: median throughput, direct, through the orchestrator and through HAProxy](benchmarks-model.svg)',
     '',
     '| concurrency | target | requests per run | throughput, req/s (min / **median** / max) | p50 ms | p90 ms | p99 ms |',
     '| --- | --- | --- | --- | --- | --- | --- |',
   ];
   for (const c of concurrenciesOf(m)) {
-    for (const target of ['direct', 'orchestrator']) {
+    for (const target of MODEL_TARGETS) {
       const pick = (f: (x: ModelMeasurement) => number): string => fmt(modelMedian(m, c, target, f), 2);
       lines.push(
         `| ${c} | ${target} | ${m.requests[String(c)]} | ${triple(spreadOf(modelRuns(m, c, target).map((x) => x.throughputRps)))} | ` +
@@ -204,32 +208,43 @@ function modelSection(r: BenchResult): string[] {
       );
     }
   }
-  lines.push('', '| concurrency | throughput ratio orchestrator / direct (medians) | added p50 ms (medians) |', '| --- | --- | --- |');
+  lines.push(
+    '',
+    '| concurrency | throughput / direct: orchestrator | throughput / direct: HAProxy | orchestrator / HAProxy | added p50 ms: orchestrator | added p50 ms: HAProxy |',
+    '| --- | --- | --- | --- | --- | --- |',
+  );
+  const signed = (n: number): string => `${n >= 0 ? '+' : ''}${fmt(n, 2)}`;
   for (const c of concurrenciesOf(m)) {
-    const ratio = modelMedian(m, c, 'orchestrator', (x) => x.throughputRps) / modelMedian(m, c, 'direct', (x) => x.throughputRps);
-    const added = modelMedian(m, c, 'orchestrator', (x) => x.latencyMs.p50) - modelMedian(m, c, 'direct', (x) => x.latencyMs.p50);
-    lines.push(`| ${c} | **${fmt(ratio, 3)}** | ${added >= 0 ? '+' : ''}${fmt(added, 2)} |`);
+    const rps = (target: string): number => modelMedian(m, c, target, (x) => x.throughputRps);
+    const p50 = (target: string): number => modelMedian(m, c, target, (x) => x.latencyMs.p50);
+    lines.push(
+      `| ${c} | **${fmt(rps('orchestrator') / rps('direct'), 3)}** | ${fmt(rps('haproxy') / rps('direct'), 3)} | **${fmt(rps('orchestrator') / rps('haproxy'), 3)}** | ` +
+        `${signed(p50('orchestrator') - p50('direct'))} | ${signed(p50('haproxy') - p50('direct'))} |`,
+    );
   }
   lines.push(
     '',
-    'At concurrency 1 the difference is the cost of one more hop per request. Above 1, direct calls wait in gunicorn’s accept backlog,',
-    'so its worker takes the next connection the moment it answers; through the orchestrator they wait in its queue and each is sent',
-    'only once the previous answer is back, over a new connection: that hand-over is time the single worker waits.',
+    'At concurrency 1 the difference to direct is the cost of one more hop per request. Above 1, direct calls wait in gunicorn’s accept',
+    'backlog, so its worker takes the next connection the moment it answers; through a proxy that gives each container one request at',
+    'a time they wait in the proxy’s queue, and each is sent only once the previous answer is back, over a new connection (gunicorn',
+    'closes every one): the proxy’s hand-over is time the single worker waits. The orchestrator / HAProxy column compares the two',
+    'proxies doing the same job on the same container.',
     '',
   );
   return lines;
 }
 
-/** The model image's median throughput per concurrency, direct and through the orchestrator, on one scale. */
+/** The model image's median throughput per concurrency, direct and through each proxy, on one scale. */
 function modelChart(m: ModelResult): string {
   return barChart({
     series: [
       { name: 'direct', color: '#718096' },
       { name: 'orchestrator', color: '#2b6cb0' },
+      { name: 'haproxy', color: '#c05621' },
     ],
     rows: concurrenciesOf(m).map((c) => ({
       label: `C = ${c}`,
-      values: ['direct', 'orchestrator'].map((t) => modelMedian(m, c, t, (x) => x.throughputRps)),
+      values: MODEL_TARGETS.map((t) => modelMedian(m, c, t, (x) => x.throughputRps)),
     })),
     unit: 'req/s',
   });

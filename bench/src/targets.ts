@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
 import { unmanagedInventory } from '../../provisioning/src/inventory.js';
-import type { ModelContract } from '../../status/src/schema.js';
+import { DEFAULT_CONTRACT, type ModelContract } from '../../status/src/schema.js';
 
 /** A proxy under test: where to POST, and its process. */
 export interface Target {
@@ -87,7 +87,7 @@ export async function startCompiledOrchestrator(statePath: string, name = 'orche
  * `maxconn 1` per server so excess requests wait in its queue, `balance leastconn`, health checks,
  * keep-alive to the servers, and no `option abortonclose` (it would free a server still working).
  */
-export function haproxyConfig(port: number, backendPorts: number[]): string {
+export function haproxyConfig(port: number, backendPorts: number[], healthPath = '/health'): string {
   return [
     'global',
     '  nbthread 1',
@@ -106,19 +106,20 @@ export function haproxyConfig(port: number, backendPorts: number[]): string {
     'backend models',
     '  balance leastconn',
     '  http-reuse always',
-    '  option httpchk GET /health',
+    `  option httpchk GET ${healthPath}`,
     ...backendPorts.map((p, i) => `  server b${i + 1} 127.0.0.1:${p} maxconn 1 check inter 1s`),
     '',
   ].join('\n');
 }
 
-export async function startHaproxy(dir: string, ports: number[], name = 'haproxy'): Promise<Target> {
+/** HAProxy over the backends, whose apps follow `contract` (the bundled worker's when absent): health-checked on its health path, requests sent to its predict path. */
+export async function startHaproxy(dir: string, ports: number[], name = 'haproxy', contract: ModelContract = DEFAULT_CONTRACT): Promise<Target> {
   const port = await freePort();
   const configPath = join(dir, `${name.replace(/\W+/g, '-')}.cfg`);
-  await writeFile(configPath, haproxyConfig(port, ports));
+  await writeFile(configPath, haproxyConfig(port, ports, contract.healthPath));
   const child = spawn('haproxy', ['-db', '-f', configPath], { stdio: ['ignore', 'ignore', 'inherit'] });
-  await until200(`http://127.0.0.1:${port}/health`, child, name);
-  return { name, url: `http://127.0.0.1:${port}/run_model`, pid: child.pid!, stop: stopper(child) };
+  await until200(`http://127.0.0.1:${port}${contract.healthPath}`, child, name);
+  return { name, url: `http://127.0.0.1:${port}${contract.predictPath}`, pid: child.pid!, stop: stopper(child) };
 }
 
 /** Peak resident memory of a process so far, in bytes (Linux). */

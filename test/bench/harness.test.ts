@@ -109,16 +109,20 @@ describe('the report', () => {
       sample: { label: 2, prediction: 2 },
       inferenceMs: 0.364,
       requests: { '1': 600, '16': 1200 },
-      // Medians: C = 1 direct 250 (p50 3.5), orchestrator 125 (p50 7); C = 16 direct 480 (p50 30), orchestrator 240 (p50 60).
+      // Medians: C = 1 direct 250 (p50 3.5), orchestrator 125 (p50 7), HAProxy 200 (p50 4); C = 16 direct 480 (p50 30), orchestrator 240 (p50 60), HAProxy 320 (p50 45).
       runs: [
         modelRun('direct', 1, 250, 3.5),
         modelRun('orchestrator', 1, 125, 7),
+        modelRun('haproxy', 1, 200, 4),
         modelRun('direct', 1, 240, 3.6),
         modelRun('orchestrator', 1, 120, 7.5),
+        modelRun('haproxy', 1, 190, 4.1),
         modelRun('direct', 1, 260, 3.4),
         modelRun('orchestrator', 1, 130, 6.9),
+        modelRun('haproxy', 1, 210, 3.9),
         modelRun('direct', 16, 480, 30),
         modelRun('orchestrator', 16, 240, 60),
+        modelRun('haproxy', 16, 320, 45),
       ],
     },
   };
@@ -142,7 +146,7 @@ describe('the report', () => {
     expect(svg).toContain('395 req/s');
   });
 
-  it('sets the model image through the orchestrator beside its direct calls, per concurrency, on shared cores', () => {
+  it('sets the model image through the orchestrator beside its direct calls and HAProxy, per concurrency, on shared cores', () => {
     const { markdown, modelSvg } = formatReport(result);
     expect(markdown).toContain('The example model image `flask-model:latest` (image a3d55eb8b489, base `local/python-ml-base:bookworm`)');
     expect(markdown).toContain("the model's own time per request is\n0.36 ms (median of the app's `inference_ms`)");
@@ -150,11 +154,12 @@ describe('the report', () => {
     expect(markdown).toContain('| 1 | direct | 600 | 240 / **250** / 260 | 3.50 | 7.00 | 14.00 |');
     expect(markdown).toContain('| 1 | orchestrator | 600 | 120 / **125** / 130 | 7.00 | 14.00 | 28.00 |');
     expect(markdown).toContain('| 16 | orchestrator | 1200 | 240 / **240** / 240 | 60.00 | 120.00 | 240.00 |');
-    expect(markdown).toContain('| 1 | **0.500** | +3.50 |');
-    expect(markdown).toContain('| 16 | **0.500** | +30.00 |');
-    expect(markdown).toContain('![model image: median throughput, direct and through the orchestrator](benchmarks-model.svg)');
-    // Two concurrencies, two targets: four bars on one scale.
-    expect(modelSvg.match(/height="16"/g)).toHaveLength(4);
+    expect(markdown).toContain('| 1 | haproxy | 600 | 190 / **200** / 210 | 4.00 | 8.00 | 16.00 |');
+    expect(markdown).toContain('| 1 | **0.500** | 0.800 | **0.625** | +3.50 | +0.50 |');
+    expect(markdown).toContain('| 16 | **0.500** | 0.667 | **0.750** | +30.00 | +15.00 |');
+    expect(markdown).toContain('![model image: median throughput, direct, through the orchestrator and through HAProxy](benchmarks-model.svg)');
+    // Two concurrencies, three targets: six bars on one scale.
+    expect(modelSvg.match(/height="16"/g)).toHaveLength(6);
     expect(modelSvg).toContain('480 req/s');
     expect(modelSvg).toContain('C = 16');
   });

@@ -312,6 +312,15 @@ function expectNoSecrets(env: Record<string, string>, where: string): void {
   expect(leaks(STARTER_SECRETS, { [where]: text })).toEqual([]);
 }
 
+/** What every model is told of where it listens and who it is, on every runtime. */
+const placement = (c: Pick<ContainerRecord, 'id' | 'host' | 'port'>): Record<string, string> => ({
+  HOST: c.host,
+  PORT: String(c.port),
+  CONTAINER_ID: c.id,
+  FLASK_RUN_HOST: c.host,
+  FLASK_RUN_PORT: String(c.port),
+});
+
 /** A model process's real environment is exactly the allow-listed host variables, the template env, and where it listens. */
 async function expectModelProcessEnv(c: ContainerRecord, template: Record<string, string>): Promise<void> {
   const env = await processEnvironment(Number(c.runtimeId));
@@ -319,7 +328,7 @@ async function expectModelProcessEnv(c: ContainerRecord, template: Record<string
   expectNoSecrets(env, where);
   const host = Object.fromEntries(MODEL_HOST_ENV.filter((name) => starterEnv[name] !== undefined).map((name) => [name, starterEnv[name]!]));
   expect(host, 'the starter sets the basics a program needs').toMatchObject({ PATH: cleanEnv.PATH, TZ: 'UTC', LANG: 'C.UTF-8' });
-  expect(env, where).toEqual({ ...host, ...template, HOST: c.host, PORT: String(c.port), CONTAINER_ID: c.id });
+  expect(env, where).toEqual({ ...host, ...template, ...placement(c) });
 }
 
 /** Waits until the orchestrator replaced `victim` (same id, a new runtime id, back in rotation) and returns the new record. */
@@ -394,7 +403,7 @@ describe('model containers never see the environment of what started them (Docke
     for (const c of inventory.containers) {
       const env = await givenEnv(c.runtimeId!);
       expectNoSecrets(env, `the Config.Env of ${c.id}`);
-      expect(env, c.id).toEqual({ ...template, ...composeDefaults, HOST: c.host, PORT: String(c.port), CONTAINER_ID: c.id });
+      expect(env, c.id).toEqual({ ...template, ...composeDefaults, ...placement(c) });
     }
 
     orchestrator = await startOrchestrator(cluster.statePath, [], { env: starterEnv });
@@ -403,6 +412,6 @@ describe('model containers never see the environment of what started them (Docke
     const replacement = await replaced(orchestrator.url, victim);
     const env = await givenEnv(replacement.runtimeId!);
     expectNoSecrets(env, `the Config.Env of ${replacement.id}'s replacement`);
-    expect(env).toEqual({ ...template, HOST: replacement.host, PORT: String(replacement.port), CONTAINER_ID: replacement.id });
+    expect(env).toEqual({ ...template, ...placement(replacement) });
   });
 });

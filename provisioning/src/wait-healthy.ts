@@ -1,5 +1,6 @@
 import { connect } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
+import PQueue from 'p-queue';
 import { request } from 'undici';
 import { AbortedError, ContainerExitedError, HealthTimeoutError } from './errors.js';
 
@@ -60,6 +61,22 @@ export function portAnswers(host: string, port: number, timeoutMs = 1_000): Prom
   });
 }
 
+/**
+ * Probes in flight at once. A round over a large cluster would otherwise open a connection (on
+ * EC2 through SSH, a tunnel) to every container at the same moment; 16 still checks 200
+ * containers in a few seconds.
+ */
+export const PROBE_CONCURRENCY = 16;
+
+/** One probe of each target, at most `concurrency` at once; the outcomes in the targets' order. */
+export function probeAll(
+  targets: readonly HealthTarget[],
+  probe: (target: HealthTarget) => Promise<HealthProbe>,
+  concurrency = PROBE_CONCURRENCY,
+): Promise<HealthProbe[]> {
+  return new PQueue({ concurrency }).addAll(targets.map((target) => () => probe(target)));
+}
+
 function describeFailure(error: unknown, timeoutMs: number): string {
   const { code, name, message } = error as { code?: string; name?: string; message?: string };
   if (code === 'ECONNREFUSED') return 'connection refused';
@@ -92,13 +109,13 @@ export async function waitHealthy(targets: HealthTarget[], options: WaitHealthyO
   let reported = -1;
   for (;;) {
     if (options.signal?.aborted) throw new AbortedError();
-    await Promise.all(
-      [...pending.values()].map(async (target) => {
-        const probe = await probeHealth(target, options.healthPath, Math.max(100, Math.min(2_000, deadline - Date.now())));
-        if (probe.ok) pending.delete(target.name);
-        else reasons.set(target.name, probe.reason);
-      }),
-    );
+    const round = [...pending.values()];
+    const probes = await probeAll(round, (target) => probeHealth(target, options.healthPath, Math.max(100, Math.min(2_000, deadline - Date.now()))));
+    round.forEach((target, i) => {
+      const probe = probes[i]!;
+      if (probe.ok) pending.delete(target.name);
+      else reasons.set(target.name, probe.reason);
+    });
     const healthy = targets.length - pending.size;
     if (healthy !== reported) {
       reported = healthy;

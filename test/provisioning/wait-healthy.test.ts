@@ -1,7 +1,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { judgeHealth, portAnswers, probeHealth, waitHealthy, type HealthTarget } from '../../provisioning/src/wait-healthy.js';
+import { judgeHealth, PROBE_CONCURRENCY, portAnswers, probeHealth, waitHealthy, type HealthTarget } from '../../provisioning/src/wait-healthy.js';
 
 const servers: Server[] = [];
 
@@ -44,6 +44,25 @@ describe('waitHealthy', () => {
     const error = waitHealthy([target('dead', 1)], { healthPath: '/health', timeoutMs: 10_000, intervalMs: 50, exited: async () => 'exit code 1' });
     await expect(error).rejects.toMatchObject({ code: 'CONTAINER_EXITED' });
     expect(Date.now() - before).toBeLessThan(5_000);
+  });
+
+  it(`probes at most ${PROBE_CONCURRENCY} containers at once, however many there are`, async () => {
+    // One slow app behind many names (it reports no identity), counting the probes it holds at once.
+    let inFlight = 0;
+    let most = 0;
+    const server = createServer((_req, res) => {
+      most = Math.max(most, ++inFlight);
+      setTimeout(() => {
+        inFlight--;
+        res.writeHead(204).end();
+      }, 50);
+    });
+    servers.push(server);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as AddressInfo).port;
+    const targets = Array.from({ length: 3 * PROBE_CONCURRENCY }, (_, i) => target(`c${i}`, port));
+    await waitHealthy(targets, { healthPath: '/healthz', timeoutMs: 10_000, intervalMs: 50 });
+    expect(most).toBe(PROBE_CONCURRENCY);
   });
 
   it('stops waiting when aborted', async () => {

@@ -32,7 +32,7 @@ import { containerRecordSchema, workerRecordSchema, type WorkerRecord } from '..
 import type { ProvisionConfig } from '../config.js';
 import { containerTemplate, workerIds, type Inventory } from '../inventory.js';
 import type { ProvisionOptions, ProvisionResult, Provider, TeardownResult } from '../provider.js';
-import { judgeHealth, probeHealth, type HealthProbe, type HealthTarget } from '../wait-healthy.js';
+import { judgeHealth, probeAll, probeHealth, type HealthProbe, type HealthTarget } from '../wait-healthy.js';
 import {
   awsCode,
   ImageUploadError,
@@ -555,6 +555,7 @@ export class Ec2Provider implements Provider {
 
   async #launch(workerId: string, with_: { key: string; groupId: string; ami: { id: string; rootDevice: string } }): Promise<void> {
     const config = this.#config;
+    const { env, resources } = containerTemplate(config);
     const userData = workerUserData({
       cluster: config.cluster,
       workerId,
@@ -562,8 +563,8 @@ export class Ec2Provider implements Provider {
       imageSource: config.uploadImage ? 'upload' : 'registry',
       sshUser: config.sshUser,
       ports: this.#ports(),
-      env: containerTemplate(config).env,
-      resources: containerTemplate(config).resources,
+      env,
+      resources,
     });
     const tags = this.#tags({ [TAGS.role]: 'worker', [TAGS.worker]: workerId, Name: `${config.cluster}-${workerId}` });
     await this.#call('RunInstances', () =>
@@ -683,7 +684,7 @@ export class Ec2Provider implements Provider {
     const deadline = Date.now() + this.#config.launchTimeoutMs;
     let last = -1;
     for (;;) {
-      const probes = await Promise.all(targets.map(async (t) => ({ target: t, probe: await probe(t) })));
+      const probes = (await probeAll(targets, probe)).map((outcome, i) => ({ target: targets[i]!, probe: outcome }));
       const healthy = probes.filter((p) => p.probe.ok).length;
       if (healthy !== last) options.onProgress?.(healthy, targets.length);
       last = healthy;

@@ -3,7 +3,7 @@ import { LABELS } from '../../runtime/src/driver.js';
 import { resourceComposeFiles, resourceVariables, type Compose } from './compose.js';
 import type { ProvisionConfig } from './config.js';
 import { containerTemplate, desiredLayout } from './inventory.js';
-import type { Launcher } from './local-provider.js';
+import type { Launcher } from './launcher.js';
 
 /** The compose project of one worker: one per worker, so workers come and go independently. */
 export const composeProject = (cluster: string, workerId: string): string => `${cluster}-${workerId}`;

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { boolFrom, intFrom, loadConfig, type ConfigSources } from '../../common/src/config-loader.js';
-import { DEFAULT_CONTRACT, modelContractSchema } from '../../status/src/schema.js';
+import { DEFAULT_CONTRACT, modelContractSchema } from '../../runtime/src/model-contract.js';
 
 /** Environment variables `PROVISION_<KEY>` set config keys, e.g. `PROVISION_WORKERS=3`. */
 export const ENV_PREFIX = 'PROVISION_';

@@ -1,6 +1,6 @@
 import { createInterface } from 'node:readline';
 import { AwsUnauthorizedError } from './aws/aws-errors.js';
-import type { Ec2Plan } from './aws/ec2-provider.js';
+import type { Ec2Plan } from './aws/plan.js';
 import { ConfirmationRequiredError, LaunchNotConfirmedError } from './errors.js';
 
 /** What the cost guard shows of an EC2 plan. */

@@ -48,6 +48,7 @@ function processProvider(config: ProvisionConfig, logger: Logger, overrides: Pro
     runtime: { driver: 'process' },
     logger,
     logPathOf: (name) => join(dirs.logDir, `${name}.log`),
+    say: overrides.say,
   });
 }
 
@@ -60,5 +61,6 @@ function dockerProvider(config: ProvisionConfig, logger: Logger, overrides: Prov
     logger,
     launcher: composeLauncher(new Compose(overrides.env ?? {}), driver, config),
     logPathOf: (name) => `\`docker logs\` of the container labelled ${LABELS.container}=${name}`,
+    say: overrides.say,
   });
 }

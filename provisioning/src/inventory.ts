@@ -4,11 +4,11 @@ import {
   workerRecordSchema,
   type ContainerRecord,
   type ContainerTemplate,
-  type ModelContract,
-  type RuntimeTarget,
   type StateFile,
   type WorkerRecord,
 } from '../../status/src/schema.js';
+import type { ModelContract } from '../../runtime/src/model-contract.js';
+import type { RuntimeTarget } from '../../runtime/src/runtime-target.js';
 import type { ProvisionConfig } from './config.js';
 
 /** One container the config asks for. */

@@ -1,11 +1,13 @@
 import type { Logger } from '../../common/src/logger.js';
 import { containerName, LABELS, type ContainerInfo, type RuntimeDriver } from '../../runtime/src/driver.js';
-import type { RuntimeTarget } from '../../status/src/schema.js';
+import type { RuntimeTarget } from '../../runtime/src/runtime-target.js';
 import type { ProvisionConfig } from './config.js';
 import { containerRecord, containerTemplate, desiredLayout, workerRecord, type DesiredContainer, type Inventory } from './inventory.js';
 import type { ProvisionOptions, ProvisionResult, Provider, TeardownResult } from './provider.js';
 import { portAnswers, probeHealth, waitHealthy } from './wait-healthy.js';
 import { PortInUseError } from '../../runtime/src/errors.js';
+import { driverLauncher } from './driver-launcher.js';
+import type { Launcher } from './launcher.js';
 
 export interface LocalProviderDeps {
   /** Runtime the containers run in (local processes, or the local Docker engine). */
@@ -15,45 +17,10 @@ export interface LocalProviderDeps {
   logger: Logger;
   /** Where a container's output goes, to point at when it dies during start. */
   logPathOf?: (name: string) => string;
-  /** How containers get started. @default one `driver.start` per container */
+  /** How containers get started. @default driverLauncher: one `startHealthy` per container, through a queue per worker */
   launcher?: Launcher;
-}
-
-/** Starts the containers a provision run decided to start. */
-export interface Launcher {
-  /**
-   * Start these containers, reporting each one's runtime id as soon as it runs; also reports
-   * siblings the launch recreated (a compose project may recreate a whole worker).
-   */
-  launch(containers: readonly DesiredContainer[], onStarted: (name: string, runtimeId: string) => void): Promise<void>;
-}
-
-/** The labels that find a container again: cluster, worker, name and port. */
-export function containerLabels(cluster: string, container: DesiredContainer): Record<string, string> {
-  return {
-    [LABELS.cluster]: cluster,
-    [LABELS.worker]: container.workerId,
-    [LABELS.container]: container.name,
-    [LABELS.port]: String(container.port),
-  };
-}
-
-/** One `driver.start` per container, each labelled so it can be found again. */
-export function driverLauncher(driver: RuntimeDriver, config: ProvisionConfig): Launcher {
-  return {
-    async launch(containers, onStarted) {
-      for (const container of containers) {
-        const info = await driver.start({
-          name: container.name,
-          host: container.host,
-          port: container.port,
-          env: containerTemplate(config).env,
-          labels: containerLabels(config.cluster, container),
-        });
-        onStarted(container.name, info.runtimeId);
-      }
-    },
-  };
+  /** Progress lines for the operator. */
+  say?: (line: string) => void;
 }
 
 /** Workers on this machine: every worker is a set of containers on one host address, told apart by port. */
@@ -72,7 +39,7 @@ export class LocalProvider implements Provider {
     this.#runtime = deps.runtime;
     this.#log = deps.logger;
     this.#logPathOf = deps.logPathOf;
-    this.#launcher = deps.launcher ?? driverLauncher(deps.driver, config);
+    this.#launcher = deps.launcher ?? driverLauncher(deps.driver, config, { say: deps.say, logPathOf: deps.logPathOf });
   }
 
   async provision(current: Inventory, options: ProvisionOptions = {}): Promise<ProvisionResult> {
@@ -120,8 +87,9 @@ export class LocalProvider implements Provider {
         if (!starting.has(name)) return;
         started.push(name);
         this.#log.info({ container: name, runtimeId }, 'container started');
-      });
+      }, options.signal);
 
+      // Every wanted one, kept or started (a launcher that waits has waited already): one last look.
       await waitHealthy(wanted, {
         healthPath: this.#config.healthPath,
         timeoutMs: this.#config.healthTimeoutMs,

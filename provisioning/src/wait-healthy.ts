@@ -1,7 +1,7 @@
 import { connect } from 'node:net';
-import { setTimeout as sleep } from 'node:timers/promises';
 import PQueue from 'p-queue';
 import { request } from 'undici';
+import { pollUntil } from '../../common/src/poll-until.js';
 import { AbortedError, ContainerExitedError, HealthTimeoutError } from './errors.js';
 
 /** A container to check: healthy when its health path answers 2xx (and, if the answer names a container, names `name`). */
@@ -87,6 +87,8 @@ function describeFailure(error: unknown, timeoutMs: number): string {
 export interface WaitHealthyOptions {
   /** Path probed on every target (the worker template's contract). */
   healthPath: string;
+  /** One probe of a target, answering within `timeoutMs`. @default probeHealth: a direct `GET healthPath` */
+  probe?: (target: HealthTarget, timeoutMs: number) => Promise<HealthProbe>;
   /** Give up after this long, in ms. */
   timeoutMs: number;
   /** Pause between rounds of probes, in ms. @default 250 */
@@ -95,44 +97,58 @@ export interface WaitHealthyOptions {
   onProgress?: (healthy: number, total: number) => void;
   /** Why the target's process is gone (so waiting for it is pointless), or null while it runs. */
   exited?: (target: HealthTarget) => Promise<string | null>;
+  /** The error past `timeoutMs`, given each target still not healthy and why. @default HealthTimeoutError */
+  onTimeout?: (pending: Array<{ target: HealthTarget; reason: string }>) => Error;
   signal?: AbortSignal;
 }
 
 /**
- * Resolves once every target is healthy. Throws HealthTimeoutError naming the others after
- * `timeoutMs`, ContainerExitedError as soon as one's process is gone, AbortedError on `signal`.
+ * Resolves once every target is healthy, probing those not yet healthy each round (PROBE_CONCURRENCY
+ * at once). Throws `onTimeout`'s error (HealthTimeoutError) naming the others after `timeoutMs`,
+ * ContainerExitedError as soon as one's process is gone, AbortedError on `signal`.
  */
 export async function waitHealthy(targets: HealthTarget[], options: WaitHealthyOptions): Promise<void> {
+  const { timeoutMs, signal } = options;
+  const probe = options.probe ?? ((target, probeTimeoutMs) => probeHealth(target, options.healthPath, probeTimeoutMs));
+  const onTimeout =
+    options.onTimeout ?? ((pending) => new HealthTimeoutError(timeoutMs, pending.map(({ target, reason }) => `${target.name}: ${reason}`)));
   const pending = new Map(targets.map((target) => [target.name, target]));
   const reasons = new Map<string, string>();
-  const deadline = Date.now() + options.timeoutMs;
+  const deadline = performance.now() + timeoutMs;
   let reported = -1;
-  for (;;) {
-    if (options.signal?.aborted) throw new AbortedError();
-    const round = [...pending.values()];
-    const probes = await probeAll(round, (target) => probeHealth(target, options.healthPath, Math.max(100, Math.min(2_000, deadline - Date.now()))));
-    round.forEach((target, i) => {
-      const probe = probes[i]!;
-      if (probe.ok) pending.delete(target.name);
-      else reasons.set(target.name, probe.reason);
-    });
-    const healthy = targets.length - pending.size;
-    if (healthy !== reported) {
-      reported = healthy;
-      options.onProgress?.(healthy, targets.length);
-    }
-    if (pending.size === 0) return;
-    for (const target of pending.values()) {
-      const why = await options.exited?.(target);
-      if (why) throw new ContainerExitedError(target.name, why);
-    }
-    if (Date.now() >= deadline) {
-      throw new HealthTimeoutError(options.timeoutMs, [...pending.keys()].map((name) => `${name}: ${reasons.get(name) ?? 'not probed'}`));
-    }
-    try {
-      await sleep(Math.min(options.intervalMs ?? 250, deadline - Date.now()), undefined, { signal: options.signal });
-    } catch {
-      throw new AbortedError();
-    }
+  try {
+    await pollUntil(
+      async () => {
+        const round = [...pending.values()];
+        // A probe never outlasts the wait by much: at most 2 s, less near the deadline.
+        const probeTimeoutMs = Math.max(100, Math.min(2_000, deadline - performance.now()));
+        const probes = await probeAll(round, (target) => probe(target, probeTimeoutMs));
+        round.forEach((target, i) => {
+          const outcome = probes[i]!;
+          if (outcome.ok) pending.delete(target.name);
+          else reasons.set(target.name, outcome.reason);
+        });
+        const healthy = targets.length - pending.size;
+        if (healthy !== reported) {
+          reported = healthy;
+          options.onProgress?.(healthy, targets.length);
+        }
+        if (pending.size === 0) return true;
+        for (const target of pending.values()) {
+          const why = await options.exited?.(target);
+          if (why) throw new ContainerExitedError(target.name, why);
+        }
+        return undefined;
+      },
+      {
+        timeoutMs,
+        intervalMs: options.intervalMs ?? 250,
+        signal,
+        onTimeout: () => onTimeout([...pending.values()].map((target) => ({ target, reason: reasons.get(target.name) ?? 'not probed' }))),
+      },
+    );
+  } catch (error) {
+    if (signal?.aborted) throw new AbortedError();
+    throw error;
   }
 }

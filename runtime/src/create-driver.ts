@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import type { RuntimeTarget } from '../../status/src/schema.js';
+import type { RuntimeTarget } from './runtime-target.js';
 import { DockerDriver } from './docker-driver.js';
 import type { RuntimeDriver } from './driver.js';
 import { ProcessDriver, processDriverDirs } from './process-driver.js';

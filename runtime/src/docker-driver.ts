@@ -1,6 +1,6 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import Docker from 'dockerode';
 import { AppError, ConfigError } from '../../common/src/errors.js';
+import { pollWithin } from '../../common/src/poll-until.js';
 import { containerEnv, LABELS, type ContainerInfo, type ContainerResources, type ContainerSpec, type RunState, type RuntimeDriver } from './driver.js';
 import { ContainerExistsError, EngineError, EngineUnreachableError, GPU_REFUSAL, GpuUnavailableError, ImageNotFoundError, PortInUseError, SshAuthError } from './errors.js';
 import { HostKeyVerifier, assertUsablePrivateKey, isAuthFailure, isHostDenied, sshOptions, sshTargetName, type SshTarget } from './ssh-connection.js';
@@ -55,6 +55,8 @@ const ADDRESS_IN_USE = /EADDRINUSE|Address already in use|Connection in use/;
  */
 export class DockerDriver implements RuntimeDriver {
   readonly kind = 'docker';
+  /** One engine per worker serialises much of create/start itself (and over SSH each call is a round trip); more at once only queue there. */
+  readonly concurrency = 2;
   /** The engine, for messages: `unix:///var/run/docker.sock` or `ssh://user@host:port`. */
   readonly target: string;
   readonly defaultImage: string | undefined;
@@ -273,27 +275,31 @@ export class DockerDriver implements RuntimeDriver {
    * it for a moment; if it died of EADDRINUSE, remove it and say so.
    */
   async #watchEarlyExit(container: Docker.Container, spec: ContainerSpec): Promise<void> {
-    const deadline = Date.now() + this.#startGraceMs;
-    while (Date.now() < deadline) {
-      await sleep(Math.min(GRACE_POLL_MS, Math.max(0, deadline - Date.now())));
-      let running: boolean;
-      try {
-        running = (await container.inspect()).State.Running;
-      } catch (error) {
-        if (statusOf(error) === 404) return;
-        throw this.#fail(error, `inspect container ${spec.name}`);
-      }
-      if (running) continue;
-      let logs: Buffer;
-      try {
-        logs = await container.logs({ stdout: true, stderr: true, tail: 100 });
-      } catch (error) {
-        throw this.#fail(error, `read the logs of container ${spec.name}`);
-      }
-      if (!ADDRESS_IN_USE.test(logs.toString('utf8'))) return;
-      await this.remove(container.id);
-      throw new PortInUseError(spec.host, spec.port);
-    }
+    await pollWithin(
+      async (round) => {
+        // The first look comes one poll after the start: nothing has had time to fail before.
+        if (round === 0) return undefined;
+        let running: boolean;
+        try {
+          running = (await container.inspect()).State.Running;
+        } catch (error) {
+          if (statusOf(error) === 404) return true;
+          throw this.#fail(error, `inspect container ${spec.name}`);
+        }
+        if (running) return undefined;
+        let logs: Buffer;
+        try {
+          logs = await container.logs({ stdout: true, stderr: true, tail: 100 });
+        } catch (error) {
+          throw this.#fail(error, `read the logs of container ${spec.name}`);
+        }
+        if (!ADDRESS_IN_USE.test(logs.toString('utf8'))) return true;
+        await this.remove(container.id);
+        throw new PortInUseError(spec.host, spec.port);
+      },
+      // Still running when the grace is over: it bound its port.
+      { timeoutMs: this.#startGraceMs, intervalMs: GRACE_POLL_MS },
+    );
   }
 
   /** The typed error for a failure of the engine or of the way to it. */

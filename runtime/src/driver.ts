@@ -11,11 +11,33 @@ export const LABELS = {
   host: 'io.inference-orchestrator.host',
 } as const;
 
+/** Where a container belongs and listens: what its labels say. */
+export interface ContainerPlace {
+  cluster: string;
+  worker: string;
+  /** Its name in the cluster, e.g. `w1-5000`. */
+  container: string;
+  port: number;
+  /** Address it listens on. */
+  host: string;
+}
+
+/** The one label set every container gets (LABELS), whoever starts it: provisioning or the orchestrator. */
+export function containerLabels(place: ContainerPlace): Record<string, string> {
+  return {
+    [LABELS.cluster]: place.cluster,
+    [LABELS.worker]: place.worker,
+    [LABELS.container]: place.container,
+    [LABELS.port]: String(place.port),
+    [LABELS.host]: place.host,
+  };
+}
+
 /**
  * CPU, memory and GPUs of one container; a field left out means no limit (no GPU). Only the Docker
  * runtime applies them. Defined here so runtime/ needs nothing of the status store's; the worker
  * template's zod schema (status/src/schema.ts containerResourcesSchema) mirrors it, and tsc checks
- * the two agree where a template becomes a spec (orchestrator/src/container-manager.ts).
+ * the two agree where a template becomes a spec (orchestrator/src/runtime-operations.ts).
  */
 export interface ContainerResources {
   /** CPU cores it may use, e.g. 0.5 (Docker NanoCpus, compose `cpus`). */
@@ -110,6 +132,8 @@ export function containerName(info: Pick<ContainerInfo, 'labels' | 'name'>): str
  */
 export interface RuntimeDriver {
   readonly kind: string;
+  /** Runtime operations this runtime runs at once for one worker; more wait in order. */
+  readonly concurrency: number;
   /** Create and start a container; resolves once the runtime has started it (not once it is healthy). */
   start(spec: ContainerSpec): Promise<ContainerInfo>;
   /** Ask it to stop, then force it after `timeoutMs`. Stopping a stopped container is not an error. */

@@ -21,6 +21,33 @@ export class SpawnError extends AppError {
   }
 }
 
+/** A new container did not start, exited, or never answered its health path in time. */
+export class ContainerStartError extends AppError {
+  /** The container's id (its name in the cluster). */
+  readonly container: string;
+  /** Why, when known: the runtime refused the start, the container exited, or it was not healthy in time. */
+  readonly reason: StartFailure | undefined;
+  /** The container's exit code, when it exited and the runtime knows it. */
+  readonly exitCode: number | null;
+
+  constructor(id: string, detail: string, cause?: unknown, failure?: { reason: StartFailure; exitCode?: number | null }) {
+    super('CONTAINER_START_FAILED', `container ${id} did not start: ${detail}`, { status: 502, expose: true, cause });
+    this.container = id;
+    this.reason = failure?.reason;
+    this.exitCode = failure?.exitCode ?? null;
+  }
+}
+
+/** Why a start failed (ContainerStartError.reason). */
+export type StartFailure = 'refused' | 'exited' | 'timeout';
+
+/** Its starter cancelled a container's start (e.g. a scale-in): it was no longer wanted, and was stopped before it served. */
+export class StartCancelledError extends AppError {
+  constructor(id: string) {
+    super('START_CANCELLED', `the start of container ${id} was cancelled by a scale-in`);
+  }
+}
+
 /** A container outlived SIGKILL (e.g. stuck in uninterruptible I/O). */
 export class StopFailedError extends AppError {
   constructor(runtimeId: string) {

@@ -4,11 +4,11 @@ import { mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promise
 import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { z } from 'zod';
 import { REPO_ROOT, RUNNING_COMPILED } from '../../common/src/paths.js';
+import { pollWithin } from '../../common/src/poll-until.js';
 import { containerEnv, MODEL_HOST_ENV, pickEnv, type ContainerInfo, type ContainerSpec, type RunState, type RuntimeDriver } from './driver.js';
 import { ContainerExistsError, PortInUseError, RegistryError, ResourcesUnsupportedError, SpawnError, StopFailedError } from './errors.js';
 
@@ -68,6 +68,8 @@ const KILL_GRACE_MS = 2_000;
  */
 export class ProcessDriver implements RuntimeDriver {
   readonly kind = 'process';
+  /** Spawning is cheap; the starts' cost is the models' own boot, which overlaps well. */
+  readonly concurrency = 4;
   readonly stateDir: string;
   readonly logDir: string;
   readonly command: readonly string[];
@@ -313,12 +315,7 @@ function signalGroup(pid: number, signal: NodeJS.Signals): void {
 
 /** Polls until the process is gone, threads and all; false when `timeoutMs` passed first. */
 async function waitGone(entry: RegistryEntry, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while ((await processStatus(entry)) !== 'gone') {
-    if (Date.now() >= deadline) return false;
-    await sleep(STOP_POLL_MS);
-  }
-  return true;
+  return (await pollWithin(async () => ((await processStatus(entry)) === 'gone' ? true : undefined), { timeoutMs, intervalMs: STOP_POLL_MS })) ?? false;
 }
 
 /** Write via a temp file and rename, so a reader never sees half an entry. */

@@ -1,4 +1,10 @@
 import { z } from 'zod';
+import { DEFAULT_CONTRACT, modelContractSchema } from '../../runtime/src/model-contract.js';
+import { runtimeTargetSchema } from '../../runtime/src/runtime-target.js';
+
+// Defined by the runtime, which uses them for its own work; the state file stores them as they are.
+export { DEFAULT_CONTRACT, modelContractSchema, type ModelContract } from '../../runtime/src/model-contract.js';
+export { runtimeTargetSchema, type RuntimeTarget } from '../../runtime/src/runtime-target.js';
 
 /** Version of the state file layout; a file with another version is refused, never rewritten. */
 export const STATE_VERSION = 1;
@@ -6,46 +12,6 @@ export const STATE_VERSION = 1;
 /** Live state of a container as the orchestrator sees it. */
 export const containerStates = ['starting', 'free', 'busy', 'unhealthy', 'draining', 'down'] as const;
 export type ContainerState = (typeof containerStates)[number];
-
-/** How the orchestrator reaches a worker's runtime (the driver and its connection). */
-export const runtimeTargetSchema = z.discriminatedUnion('driver', [
-  z.object({ driver: z.literal('process') }),
-  z.object({
-    driver: z.literal('docker'),
-    /** Docker engine: local socket when absent, otherwise Docker over SSH. */
-    ssh: z
-      .object({
-        host: z.string(),
-        port: z.number().int(),
-        username: z.string(),
-        /** Path of the private key: the key itself never enters the status store. */
-        privateKeyPath: z.string(),
-        /** known_hosts file the engine's host key is checked against. @default ~/.ssh/known_hosts */
-        knownHostsPath: z.string().optional(),
-        /** Explicit opt-out of host-key checking. @default false */
-        insecureSkipHostKeyCheck: z.boolean().optional(),
-      })
-      .optional(),
-  }),
-]);
-export type RuntimeTarget = z.infer<typeof runtimeTargetSchema>;
-
-/** An absolute request path without query or fragment, as a model app routes it. */
-const modelPath = z.string().regex(/^\/[\w\-./~%!$&'()*+,;=:@]*$/, "expected an absolute path like /run_model (no query, no '#')");
-
-/**
- * The HTTP contract of the model app: where `POST /new_request` goes and where it is probed.
- * Healthy = any 2xx on the health path within the probe timeout; when the answer is JSON with a
- * `container` field (as the bundled worker's is), it must also name the container probed.
- */
-export const modelContractSchema = z.object({
-  /** Path `POST /new_request` is forwarded to. @default '/run_model' */
-  predictPath: modelPath.default('/run_model'),
-  /** Path probed with `GET`. @default '/health' */
-  healthPath: modelPath.default('/health'),
-});
-export type ModelContract = z.infer<typeof modelContractSchema>;
-export const DEFAULT_CONTRACT: ModelContract = Object.freeze({ predictPath: '/run_model', healthPath: '/health' });
 
 /** CPU, memory and GPUs of each container (Docker runtime); mirrors runtime/src/driver.ts ContainerResources. Absent field: no limit. */
 export const containerResourcesSchema = z.object({

@@ -7,6 +7,8 @@ import { containerRecordSchema, workerRecordSchema, type WorkerRecord } from '..
 /** An in-memory runtime: records every call; `failStarts` makes the next starts throw. */
 export class FakeDriver implements RuntimeDriver {
   readonly kind = 'fake';
+  /** Settable, so a test picks how many starts a worker's queue runs at once. */
+  concurrency = 1;
   readonly running = new Map<string, ContainerSpec>();
   readonly started: ContainerSpec[] = [];
   readonly removed: string[] = [];

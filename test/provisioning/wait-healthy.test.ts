@@ -65,6 +65,24 @@ describe('waitHealthy', () => {
     expect(most).toBe(PROBE_CONCURRENCY);
   });
 
+  it("probes with the caller's probe (EC2: through SSH) and fails with the caller's error, naming each one pending and why", async () => {
+    const probed: string[] = [];
+    const probe = async (t: HealthTarget) => {
+      probed.push(t.name);
+      return t.name === 'up' ? ({ ok: true } as const) : ({ ok: false, reason: 'through SSH: refused' } as const);
+    };
+    const error = await waitHealthy([target('up', 1), target('down', 2)], {
+      healthPath: '/health',
+      probe,
+      timeoutMs: 200,
+      intervalMs: 50,
+      onTimeout: (pending) => Object.assign(new Error(pending.map((p) => `${p.target.name}: ${p.reason}`).join(', ')), { code: 'MINE' }),
+    }).catch((e: unknown) => e);
+    expect(error).toMatchObject({ code: 'MINE', message: 'down: through SSH: refused' });
+    // A healthy one is not probed again.
+    expect(probed.filter((name) => name === 'up')).toEqual(['up']);
+  });
+
   it('stops waiting when aborted', async () => {
     const controller = new AbortController();
     // Aborted while it waits, whenever that is: the signal is what is tested.

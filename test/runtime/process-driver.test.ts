@@ -8,21 +8,25 @@ import { LABELS, MODEL_HOST_ENV, type ContainerSpec } from '../../runtime/src/dr
 import { ProcessDriver } from '../../runtime/src/process-driver.js';
 import { FAKE_WORKER_COMMAND, killGroups, pidAlive, pidsGone, processEnvironment } from '../helpers/processes.js';
 import { freeBasePort } from '../../common/src/free-ports.js';
+import { pollUntil } from '../../common/src/poll-until.js';
 
 const HOST = '127.0.0.1';
 
 async function health(port: number): Promise<{ status: number; body: unknown }> {
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    try {
-      // No keep-alive: a pooled connection to a killed server keeps its port busy (FIN-WAIT) for the next test.
-      const res = await request(`http://${HOST}:${port}/health`, { reset: true, headersTimeout: 1_000, bodyTimeout: 1_000 });
-      return { status: res.statusCode, body: await res.body.json() };
-    } catch (error) {
-      if (Date.now() > deadline) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  }
+  let last: unknown;
+  return pollUntil(
+    async () => {
+      try {
+        // No keep-alive: a pooled connection to a killed server keeps its port busy (FIN-WAIT) for the next test.
+        const res = await request(`http://${HOST}:${port}/health`, { reset: true, headersTimeout: 1_000, bodyTimeout: 1_000 });
+        return { status: res.statusCode, body: await res.body.json() };
+      } catch (error) {
+        last = error;
+        return undefined;
+      }
+    },
+    { timeoutMs: 10_000, intervalMs: 50, onTimeout: () => last as Error },
+  );
 }
 
 describe('ProcessDriver', () => {

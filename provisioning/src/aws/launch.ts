@@ -1,9 +1,13 @@
-import type { RunInstancesCommandInput, Tag } from '@aws-sdk/client-ec2';
+import { RunInstancesCommand, type RunInstancesCommandInput, type Tag } from '@aws-sdk/client-ec2';
 import type { ProvisionConfig } from '../config.js';
+import { containerTemplate } from '../inventory.js';
+import { awsCall, clusterTags, TAGS, workerPorts, type Ec2Context } from './ec2-context.js';
+import type { Ami } from './images.js';
+import { workerUserData } from './user-data.js';
 
 /** What one instance of the cluster (a worker, or the orchestrator's) is launched with. */
 export interface InstanceLaunch {
-  ami: { id: string; rootDevice: string };
+  ami: Pick<Ami, 'id' | 'rootDevice'>;
   instanceType: string;
   key: string;
   groupId: string;
@@ -35,4 +39,22 @@ export function instanceLaunch(config: Pick<ProvisionConfig, 'rootVolumeGb'>, la
       { ResourceType: 'volume', Tags: launch.tags },
     ],
   };
+}
+
+/** Launch worker `workerId`'s instance, tagged with the cluster, whose user-data compose-starts its model containers. */
+export async function launchWorker(ctx: Ec2Context, workerId: string, with_: { key: string; groupId: string; ami: Ami }): Promise<void> {
+  const { config } = ctx;
+  const { env, resources } = containerTemplate(config);
+  const userData = workerUserData({
+    cluster: config.cluster,
+    workerId,
+    image: config.workerImage,
+    imageSource: config.uploadImage ? 'upload' : 'registry',
+    sshUser: config.sshUser,
+    ports: workerPorts(config),
+    env,
+    resources,
+  });
+  const tags = clusterTags(config, { [TAGS.role]: 'worker', [TAGS.worker]: workerId, Name: `${config.cluster}-${workerId}` });
+  await awsCall('RunInstances', () => ctx.ec2.send(new RunInstancesCommand(instanceLaunch(config, { ...with_, instanceType: config.instanceType, tags, userData }))));
 }

@@ -1,9 +1,9 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { IpPermission, RunInstancesCommandInput, Tag } from '@aws-sdk/client-ec2';
 import { AppError } from '../../../common/src/errors.js';
+import { pollUntil } from '../../../common/src/poll-until.js';
 import { knownHostName } from '../../../runtime/src/known-hosts.js';
 import type { SshTarget } from '../../../runtime/src/ssh-connection.js';
 import { emptyState, type StateFile, type WorkerRecord } from '../../../status/src/schema.js';
@@ -43,16 +43,22 @@ export type FailWith = (message: string) => AppError;
 
 /** Waits until Docker answers over SSH (user-data installs it); `what` names the machine in errors. */
 export async function waitForDocker(target: SshTarget, what: string, options: { deadline: number; pollMs: number; fail: FailWith }): Promise<void> {
-  for (;;) {
-    const ready = await sshExec(target, asRoot('docker info >/dev/null')).catch((error: { code?: string }) => {
-      // Not up yet (refused, reset, timed out) is worth waiting for; a refused host key or login is not.
-      if (error.code === 'ENGINE_UNREACHABLE') return null;
-      throw error;
-    });
-    if (ready?.code === 0) return;
-    if (Date.now() > options.deadline) throw options.fail(`Docker on ${what} (${target.host}) did not answer over SSH in time`);
-    await sleep(options.pollMs);
-  }
+  await pollUntil(
+    async () => {
+      const ready = await sshExec(target, asRoot('docker info >/dev/null')).catch((error: { code?: string }) => {
+        // Not up yet (refused, reset, timed out) is worth waiting for; a refused host key or login is not.
+        if (error.code === 'ENGINE_UNREACHABLE') return null;
+        throw error;
+      });
+      return ready?.code === 0 ? true : undefined;
+    },
+    { timeoutMs: untilDeadline(options.deadline), intervalMs: options.pollMs, onTimeout: () => options.fail(`Docker on ${what} (${target.host}) did not answer over SSH in time`) },
+  );
+}
+
+/** Milliseconds left until an epoch-ms deadline (none left: 0, one last try). */
+function untilDeadline(deadline: number): number {
+  return Math.max(0, deadline - Date.now());
 }
 
 /** `docker save` here piped over SSH into `docker load` there; resolves with docker load's last line. */
@@ -235,17 +241,23 @@ export async function deployOrchestrator(
 /** GET /health of the orchestrator through an SSH tunnel until 200 (it is 503 until a container answers). */
 async function waitForHealth(target: SshTarget, options: DeployOptions): Promise<void> {
   let last = '';
-  for (;;) {
-    try {
-      const { status, body } = await sshHttpGet(target, options.port, '/health', 5_000);
-      if (status === 200) return;
-      last = `HTTP ${status} ${body.slice(0, 200)}`;
-    } catch (error) {
-      last = (error as Error).message;
-    }
-    if (Date.now() > options.deadline) throw new OrchestratorDeployError(`the orchestrator on its instance (${target.host}) did not answer /health in time: ${last}`);
-    await sleep(options.pollMs);
-  }
+  await pollUntil(
+    async () => {
+      try {
+        const { status, body } = await sshHttpGet(target, options.port, '/health', 5_000);
+        if (status === 200) return true;
+        last = `HTTP ${status} ${body.slice(0, 200)}`;
+      } catch (error) {
+        last = (error as Error).message;
+      }
+      return undefined;
+    },
+    {
+      timeoutMs: untilDeadline(options.deadline),
+      intervalMs: options.pollMs,
+      onTimeout: () => new OrchestratorDeployError(`the orchestrator on its instance (${target.host}) did not answer /health in time: ${last}`),
+    },
+  );
 }
 
 /** A root-only file (0600, in 0700 folders) with `content`, sent on stdin, replaced atomically. */

@@ -1,0 +1,31 @@
+import { rm } from 'node:fs/promises';
+import type { TeardownResult } from '../provider.js';
+import { workerPorts, type Ec2Context } from './ec2-context.js';
+import { knownHostsPath } from './host-keys.js';
+import { terminate, workerInstances } from './instances.js';
+import { deleteKeyPairs } from './key-pair.js';
+import { dropOrchestrator, orchestratorInstance } from './orchestrator-launch.js';
+import { ORCHESTRATOR_ROLE } from './orchestrator-instance.js';
+import { deleteGroup, findGroup, workerGroupName } from './security-group.js';
+
+/**
+ * Remove everything of the cluster, whatever the config says now: the workers' instances, an
+ * orchestrator an earlier run launched, both security groups, the created key pair, and the keys
+ * and known_hosts here.
+ */
+export async function teardownCluster(ctx: Ec2Context): Promise<TeardownResult> {
+  const instances = await workerInstances(ctx);
+  const orchestrator = await orchestratorInstance(ctx);
+  const doomed = [...instances.values(), ...(orchestrator ? [orchestrator] : [])];
+  if (doomed.length > 0) {
+    ctx.say(`terminating ${[...instances.keys(), ...(orchestrator ? [ORCHESTRATOR_ROLE] : [])].join(', ')}`);
+    await terminate(ctx, doomed.map((i) => i.InstanceId!));
+  }
+  // The workers' group refers to the orchestrator's, which cannot go while referred to: workers' first.
+  const group = await findGroup(ctx, workerGroupName(ctx.config));
+  if (group) await deleteGroup(ctx, group.GroupId!);
+  await dropOrchestrator(ctx);
+  await deleteKeyPairs(ctx);
+  await rm(knownHostsPath(ctx.config), { force: true });
+  return { stopped: [...instances.keys()].sort().flatMap((id) => workerPorts(ctx.config).map((port) => `${id}-${port}`)), unknown: [] };
+}

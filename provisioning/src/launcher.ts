@@ -1,0 +1,11 @@
+import type { DesiredContainer } from './inventory.js';
+
+/** Starts the containers a provision run decided to start. */
+export interface Launcher {
+  /**
+   * Start these containers, reporting each one's runtime id once it runs (or, for a launcher that
+   * waits, once healthy); also reports siblings the launch recreated (a compose project may
+   * recreate a whole worker). Aborting `signal` cancels what has not started yet.
+   */
+  launch(containers: readonly DesiredContainer[], onStarted: (name: string, runtimeId: string) => void, signal?: AbortSignal): Promise<void>;
+}

@@ -1,18 +1,20 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
+import type { IncomingMessage, RequestListener } from 'node:http';
 import Koa, { type Context } from 'koa';
 import Router from 'koa-router';
-import { AppError } from '../../common/src/errors.js';
 import { REPO_ROOT } from '../../common/src/paths.js';
 import type { Logger } from '../../common/src/logger.js';
 import { MethodNotAllowedError, NotFoundError, PayloadTooLargeError, UnsupportedMediaTypeError } from '../../common/src/http-errors.js';
+import type { FinishedExchange } from './access-log.js';
+import { statusSentOn } from './client-errors.js';
+import { createErrorResponder, type ErrorResponder } from './error-responder.js';
 import { REQUEST_ID_HEADER, type Exchange, type ProxyHandler, type UpstreamTarget } from './proxy-handler.js';
 import type { ScalingDecision, StateFile } from '../../status/src/schema.js';
 import type { DashboardFeed } from './dashboard-feed.js';
 import type { RejectionLog } from './rejection-log.js';
-import { AdminDisabledError, BadRequestError, ClientGoneError, UnauthorizedError } from './errors.js';
+import { AdminDisabledError, BadRequestError, UnauthorizedError } from './errors.js';
 import { ADMIN_PATH, parseTarget } from './request-target.js';
 
 /** What the admin API can do; each call throws typed errors (404 unknown container, 409 conflict). */
@@ -41,8 +43,8 @@ export interface AppDeps {
   rejections: Pick<RejectionLog, 'record'>;
   /** Seconds a client is told to wait after a 503. */
   retryAfterSeconds: number;
-  /** Log one line per request (method, path, status, duration, container). */
-  accessLog: boolean;
+  /** Told of every exchange once its connection is done with it, whichever path served it (the access log). */
+  onFinished?: (exchange: FinishedExchange) => void;
   /** Shutting down: every answer then closes its connection, so keep-alive clients leave instead of racing the close. */
   closing: () => boolean;
 }
@@ -52,31 +54,21 @@ const REQUEST_ID = /^[\w.:-]{1,128}$/;
 /** The dashboard: one self-contained page (its script draws the charts; no front-end build). */
 const DASHBOARD_PAGE = readFileSync(join(REPO_ROOT, 'orchestrator/dashboard/index.html'), 'utf8');
 
-/** The JSON error answer for `error`: status, headers and body. Unexpected errors say no more than "internal error". */
-function errorAnswer(error: unknown, requestId: string, retryAfterSeconds: number) {
-  const known = error instanceof AppError ? error : undefined;
-  const status = known?.status ?? 500;
-  const headers: Record<string, string> = { [REQUEST_ID_HEADER]: requestId };
-  if (status === 503) headers['retry-after'] = String(retryAfterSeconds);
-  const body = { error: known?.code ?? 'INTERNAL', message: known?.expose ? known.message : 'internal error', requestId };
-  return { status, headers, body, unexpected: !known?.expose };
+/** One exchange at the edge: the proxy's, plus its id, its path and when it arrived. */
+interface EdgeExchange extends Exchange {
+  requestId: string;
+  /** The path as the client sent it, without the query. */
+  path: string;
+  startedAt: number;
 }
 
-/** Log an error answer: unexpected ones in full, expected ones through the rate-limited rejection log. */
-function logAnswer(deps: AppDeps, answer: ReturnType<typeof errorAnswer>, error: unknown, path: string): void {
-  const { requestId } = answer.body;
-  if (answer.unexpected) deps.log.error({ err: error, requestId, path }, 'request failed');
-  else deps.rejections.record({ requestId, path, status: answer.status, error: answer.body.error });
-}
+/** The edge exchange of each request, for Koa's middleware (Koa builds its context from req and res only). */
+const exchanges = new WeakMap<IncomingMessage, EdgeExchange>();
 
-/** Answer `error` outside Koa. `close`: the connection cannot carry another request (unread body, doubtful framing). */
-function writeError(deps: AppDeps, res: ServerResponse, error: unknown, requestId: string, path: string, close: boolean): void {
-  const answer = errorAnswer(error, requestId, deps.retryAfterSeconds);
-  logAnswer(deps, answer, error, path);
-  if (close) answer.headers.connection = 'close';
-  const body = JSON.stringify(answer.body);
-  res.writeHead(answer.status, { ...answer.headers, 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body) }).end(body);
-}
+const pathOf = (url: string): string => {
+  const q = url.indexOf('?');
+  return q === -1 ? url : url.slice(0, q);
+};
 
 /**
  * What is wrong with the request's Host headers, if anything: HTTP/1.1 needs exactly one (RFC 9112
@@ -93,62 +85,71 @@ function hostProblem(req: IncomingMessage): string | undefined {
 
 /**
  * The orchestrator's request listener. `POST /new_request` spelled canonically, the hot path, goes
- * straight to the proxy (Koa's per-request context costs about a fifth of the throughput of an
- * empty-answer model); everything else, and every request when the access log is on, goes through
- * Koa, which reads the target once (see parseTarget) before anything routes on it.
+ * straight to the proxy whatever the config (Koa's per-request context costs about a fifth of the
+ * throughput of an empty-answer model); everything else goes through Koa, which reads the target
+ * once (see parseTarget) before anything routes on it. Both paths answer errors with the one error
+ * responder, and both tell `onFinished` of each exchange.
  */
 export function createRequestListener(deps: AppDeps): RequestListener {
   const bootId = Date.now().toString(36);
   let sequence = 0;
   const requestIdOf = (given: string | string[] | undefined): string =>
     typeof given === 'string' && REQUEST_ID.test(given) ? given : `${bootId}-${++sequence}`;
-  const koa = createApp(deps, requestIdOf).callback();
+  const respondError = createErrorResponder(deps);
+  const koa = createApp(deps, respondError).callback();
+  const { onFinished } = deps;
   return (req, res) => {
+    const url = req.url ?? '';
+    const exchange: EdgeExchange = { req, res, requestId: requestIdOf(req.headers[REQUEST_ID_HEADER]), path: pathOf(url) || '-', startedAt: performance.now() };
+    if (onFinished) res.once('close', () => onFinished(finishedOf(exchange)));
     if (deps.closing()) res.setHeader('connection', 'close');
     const problem = hostProblem(req);
     if (problem) {
-      writeError(deps, res, new BadRequestError(problem), requestIdOf(req.headers[REQUEST_ID_HEADER]), req.url ?? '-', true);
+      respondError(exchange, new BadRequestError(problem), true);
       return;
     }
-    const url = req.url ?? '';
-    const fast = !deps.accessLog && req.method === 'POST' && (url === '/new_request' || url.startsWith('/new_request?'));
-    if (fast) void forwardDirect(deps, req, res, requestIdOf(req.headers[REQUEST_ID_HEADER]), url.slice('/new_request'.length));
-    else void koa(req, res);
+    if (req.method === 'POST' && exchange.path === '/new_request') void forwardDirect(deps.proxy, respondError, exchange, url.slice('/new_request'.length));
+    else {
+      exchanges.set(req, exchange);
+      void koa(req, res);
+    }
   };
 }
 
-async function forwardDirect(deps: AppDeps, req: IncomingMessage, res: ServerResponse, requestId: string, search: string): Promise<void> {
+function finishedOf(exchange: EdgeExchange): FinishedExchange {
+  const { req, res } = exchange;
+  return {
+    requestId: exchange.requestId,
+    method: req.method ?? '-',
+    path: exchange.path,
+    // The server itself may have answered on the socket (408 for a body too slow, 400 for broken framing).
+    status: statusSentOn(req.socket) ?? res.statusCode,
+    ms: Math.round((performance.now() - exchange.startedAt) * 10) / 10,
+    container: exchange.servedBy,
+    completed: res.writableFinished,
+  };
+}
+
+async function forwardDirect(proxy: ProxyHandler, respondError: ErrorResponder, exchange: EdgeExchange, search: string): Promise<void> {
   try {
-    await deps.proxy.forward({ req, res }, 'POST', { predictQuery: search }, requestId);
+    await proxy.forward(exchange, 'POST', { predictQuery: search }, exchange.requestId);
   } catch (error) {
-    if (error instanceof ClientGoneError || res.headersSent || res.destroyed) {
-      if (!res.writableFinished) res.destroy();
-      return;
-    }
-    // Whatever is left of an unread body (a 413) must not be taken for the next request on this connection.
-    writeError(deps, res, error, requestId, '/new_request', !req.complete);
+    respondError(exchange, error);
   }
 }
 
 /** Forward inside Koa: the proxy writes the answer itself, so Koa must not. */
 async function forwardInKoa(ctx: Context, proxy: ProxyHandler, method: string, target: UpstreamTarget): Promise<void> {
-  const exchange: Exchange = { req: ctx.req, res: ctx.res };
-  try {
-    await proxy.forward(exchange, method, target, ctx.state.requestId as string);
-    ctx.respond = false;
-  } catch (error) {
-    if (error instanceof ClientGoneError || ctx.res.headersSent) ctx.respond = false;
-    throw error;
-  } finally {
-    ctx.state.servedBy = exchange.servedBy;
-  }
+  const exchange = ctx.state.exchange as EdgeExchange;
+  await proxy.forward(exchange, method, target, exchange.requestId);
+  ctx.respond = false;
 }
 
 /**
  * The Koa application: one error path; the target read once; then the orchestrator's routes, the
  * admin API behind its token, a refusal for containers' control routes, or forwarding of the rest.
  */
-export function createApp(deps: AppDeps, requestIdOf: (given: string | string[] | undefined) => string): Koa {
+function createApp(deps: AppDeps, respondError: ErrorResponder): Koa {
   const app = new Koa();
   // Koa reports here what escapes every middleware: the socket under a response still open failed
   // (a client that cut a dashboard stream). The stream's owner logs a client gone, rate-limited;
@@ -157,38 +158,15 @@ export function createApp(deps: AppDeps, requestIdOf: (given: string | string[] 
     if (!/^(ECONNRESET|EPIPE|ECONNABORTED)$/.test(error.code ?? '')) deps.log.error({ err: error, requestId: ctx?.state.requestId, path: ctx?.path }, 'request failed');
   });
 
-  if (deps.accessLog) {
-    app.use(async (ctx, next) => {
-      const started = performance.now();
-      ctx.res.once('close', () => {
-        deps.log.info(
-          {
-            requestId: ctx.state.requestId,
-            method: ctx.method,
-            path: ctx.path,
-            status: ctx.res.statusCode,
-            ms: Math.round((performance.now() - started) * 10) / 10,
-            container: ctx.state.servedBy,
-            completed: ctx.res.writableFinished,
-          },
-          'request',
-        );
-      });
-      await next();
-    });
-  }
-
   app.use(async (ctx, next) => {
-    ctx.state.requestId = requestIdOf(ctx.req.headers[REQUEST_ID_HEADER]);
+    const exchange = exchanges.get(ctx.req)!;
+    ctx.state.exchange = exchange;
+    ctx.state.requestId = exchange.requestId;
     try {
       await next();
     } catch (error) {
-      if (ctx.respond === false) return;
-      const answer = errorAnswer(error, ctx.state.requestId as string, deps.retryAfterSeconds);
-      ctx.status = answer.status;
-      ctx.set(answer.headers);
-      ctx.body = answer.body;
-      logAnswer(deps, answer, error, ctx.path);
+      ctx.respond = false;
+      respondError(exchange, error);
     }
   });
 

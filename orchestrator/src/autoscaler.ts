@@ -2,9 +2,9 @@ import { ControlLoop } from '../../common/src/control-loop.js';
 import type { Logger } from '../../common/src/logger.js';
 import type { ScalingDecision } from '../../status/src/schema.js';
 import type { ScaleRule } from './config.js';
-import type { ContainerManager } from './container-manager.js';
+import { StartCancelledError } from '../../runtime/src/errors.js';
 import type { Container, ContainerPool } from './container-pool.js';
-import { StartCancelledError } from './errors.js';
+import type { RuntimeOperations } from './runtime-operations.js';
 
 export type ScalingPolicy = 'none' | 'requests' | 'concurrency' | 'rules';
 
@@ -12,7 +12,7 @@ export interface AutoscalerOptions {
   policy: ScalingPolicy;
   min: number;
   max: number;
-  /** Fewest containers a worker that is up keeps: scale-in never takes one below it. (The most is the container manager's.) */
+  /** Fewest containers a worker that is up keeps: scale-in never takes one below it. (The most is placement's.) */
   minPerWorker: number;
   /** Containers added or removed per decision at most. */
   maxStep: number;
@@ -39,7 +39,8 @@ export interface AutoscalerOptions {
 
 export interface AutoscalerSources {
   pool: ContainerPool;
-  manager: Pick<ContainerManager, 'scaleOut' | 'drainAndRemove' | 'room' | 'isCancellableStart' | 'cancelStart'>;
+  /** Carries out the steps: the autoscaler only says what it wants. */
+  operations: Pick<RuntimeOperations, 'scaleOut' | 'drainAndRemove' | 'room' | 'isCancellableStart' | 'cancelStart' | 'onIdle'>;
   /** Requests forwarded since start (health, status and admin calls are not forwarded). */
   forwarded(): number;
   /** Requests waiting for a container. */
@@ -101,8 +102,6 @@ export class Autoscaler extends ControlLoop {
   #observed: Array<{ at: number; forwarded: number; queued: number; inFlight: number }> = [];
   /** What the passes work toward; none once it is reached with nothing still starting. */
   #target: Target | undefined;
-  /** Scale-outs and scale-ins under way: decisions do not wait for containers to start or drain. */
-  readonly #actions = new Set<Promise<void>>();
 
   constructor(sources: AutoscalerSources, options: AutoscalerOptions) {
     const periodMs = options.policy === 'requests' ? options.windowMs / Math.ceil(options.windowMs / options.intervalMs) : options.intervalMs;
@@ -168,15 +167,6 @@ export class Autoscaler extends ControlLoop {
     }
   }
 
-  /** Resolves when the scale-outs and scale-ins under way are done. */
-  async settled(): Promise<void> {
-    await Promise.all(this.#actions);
-  }
-
-  protected override async onStop(): Promise<void> {
-    await this.settled();
-  }
-
   /** The first matching scale-out rule, else the first matching scale-in rule; no match keeps the count. */
   #byRules(current: number, forwarded: number, now: number): { desired: number; reason: string } {
     const longest = Math.max(...this.options.rules.map((r) => r.windowMs));
@@ -222,7 +212,7 @@ export class Autoscaler extends ControlLoop {
     const wanted = Math.max(this.options.min, current + short);
     if (current < wanted) this.scaleTo(wanted, `below the minimum of ${this.options.min} (${this.options.minPerWorker} per worker)`, { ignoreCooldown: true });
     else if (current > this.options.max) this.scaleTo(this.options.max, `above the maximum of ${this.options.max}`, { ignoreCooldown: true });
-    await this.settled();
+    await this.#sources.operations.onIdle();
   }
 
   #countOn(workerId: string): number {
@@ -253,7 +243,8 @@ export class Autoscaler extends ControlLoop {
   }
 
   /**
-   * One step toward the target, started in the background (see settled()): at most maxStep
+   * One step toward the target, handed to the runtime operations (decisions do not wait for
+   * containers to start or drain; see RuntimeOperations.onIdle): at most maxStep
    * containers, after cooldowns; a scale-out no more than the workers have room for now (draining
    * containers hold their slots until removed), a scale-in only what #pickForScaleIn allows.
    * Starting containers count as present, so a scale-out never asks for them twice.
@@ -275,7 +266,7 @@ export class Autoscaler extends ControlLoop {
     if (wantedStep > 0) {
       if (!target.ignoreCooldown && now - this.#lastUp < this.options.scaleUpCooldownMs) why += '; held: scale-out cooldown';
       else {
-        const room = this.#sources.manager.room();
+        const room = this.#sources.operations.room();
         step = Math.min(wantedStep, room);
         if (room === 0) why += '; held: no worker has room (per-worker maximum or ports; draining containers keep theirs until removed)';
         else if (room < wantedStep) why += `; room for ${room} now`;
@@ -300,17 +291,18 @@ export class Autoscaler extends ControlLoop {
     if (action === 'none') return decision;
     if (action === 'scale-out') this.#lastUp = now;
     else this.#lastDown = now;
-    const work = action === 'scale-out' ? this.#scaleOut(step, why) : this.#scaleIn(toRemove, why);
-    this.#actions.add(work);
-    void work.finally(() => this.#actions.delete(work));
+    if (action === 'scale-out') this.#scaleOut(step, why);
+    else this.#scaleIn(toRemove, why);
     return decision;
   }
 
-  async #scaleOut(n: number, reason: string): Promise<void> {
-    const results = await Promise.allSettled(Array.from({ length: n }, () => this.#sources.manager.scaleOut(reason)));
-    for (const r of results) {
-      // A scale-in that cancels a start is the autoscaler changing its mind, not a failure.
-      if (r.status === 'rejected' && !(r.reason instanceof StartCancelledError)) this.log.error({ err: r.reason }, 'scale-out failed; the next pass tries again');
+  /** Ask for `n` new containers; each is placed at once and counts as starting from here on. */
+  #scaleOut(n: number, reason: string): void {
+    for (let i = 0; i < n; i++) {
+      this.#sources.operations.scaleOut(reason).catch((error: unknown) => {
+        // A scale-in that cancels a start is the autoscaler changing its mind, not a failure.
+        if (!(error instanceof StartCancelledError)) this.log.error({ err: error }, 'scale-out failed; the next pass tries again');
+      });
     }
   }
 
@@ -328,11 +320,11 @@ export class Autoscaler extends ControlLoop {
    *    rather than take from a less crowded worker.
    */
   #pickForScaleIn(n: number): Container[] {
-    const { pool, manager } = this.#sources;
+    const { pool, operations } = this.#sources;
     const left = new Map<string, number>();
     const onWorker = (c: Container): number => left.get(c.workerId) ?? this.#countOn(c.workerId);
     const rank = (c: Container): number => (serving(c) ? 1 : 0);
-    let remaining = [...pool.containers()].filter((c) => c.managed && counts(c) && (!c.busyWithRuntime || manager.isCancellableStart(c)));
+    let remaining = [...pool.containers()].filter((c) => c.managed && counts(c) && (!c.operation || operations.isCancellableStart(c)));
     let counted = this.current();
     let inRotation = [...pool.containers()].filter(serving).length;
     const chosen: Container[] = [];
@@ -354,14 +346,13 @@ export class Autoscaler extends ControlLoop {
   }
 
   /** Take `chosen` away: starting ones have their start cancelled, the others are drained and removed. */
-  async #scaleIn(chosen: Container[], reason: string): Promise<void> {
-    const { manager } = this.#sources;
+  #scaleIn(chosen: Container[], reason: string): void {
+    const { operations } = this.#sources;
     // Both drain synchronously, so none of them can take a request, or count, from here on.
-    const removals = chosen.map((c) =>
-      manager.isCancellableStart(c) ? manager.cancelStart(c, `scale-in: ${reason}`) : manager.drainAndRemove(c, `scale-in: ${reason}`),
-    );
-    const results = await Promise.allSettled(removals);
-    for (const r of results) if (r.status === 'rejected') this.log.error({ err: r.reason }, 'scale-in removal failed');
+    for (const c of chosen) {
+      const removal = operations.isCancellableStart(c) ? operations.cancelStart(c, `scale-in: ${reason}`) : operations.drainAndRemove(c, `scale-in: ${reason}`);
+      removal.catch((error: unknown) => this.log.error({ err: error, container: c.id }, 'scale-in removal failed'));
+    }
   }
 
   /** Keep a decision for the status; a hold repeated pass after pass is kept (and logged) once. */

@@ -46,6 +46,16 @@ export const orchestratorConfigSchema = z.object({
   upstreamTimeoutMs: intFrom(1).default(120_000),
   /** Longest to open a connection to a container. @default 2000 */
   connectTimeoutMs: intFrom(1).default(2_000),
+  /** An idle connection to a container is closed after this long, under the 5 s keep-alive timeout of common servers (Node's), so theirs never races a new request. @default 4000 */
+  upstreamIdleTimeoutMs: intFrom(1).default(4_000),
+  /** Idle keep-alive connections kept per container; one more freed is closed. The default is above containerConcurrency's maximum plus a probe's, so no reusable connection is closed. @default 1025 */
+  upstreamMaxIdlePerContainer: intFrom(1).default(1025),
+  /** A container's answer up to this size is read whole, so the container is free before its client reads; larger ones are streamed. @default 65536 */
+  upstreamBufferBytes: intFrom(1).default(64 * 1024),
+  /** Largest answer head (status line and headers) a container may send; past it, its answer fails as malformed. @default 65536 */
+  upstreamMaxHeadBytes: intFrom(1024).default(64 * 1024),
+  /** Longest chunk-size or trailer line in a chunked answer; past it, the answer fails as malformed. @default 8192 */
+  upstreamMaxLineBytes: intFrom(64).default(8 * 1024),
   /** Containers one request may be tried on before a 502. @default 3 */
   maxAttempts: intFrom(1, 20).default(3),
   /** Paths whose requests are safe to resend after a container failed mid-request; `/new_request` stands for every container's predict path. @default ['/new_request', '/run_model'] */
@@ -66,6 +76,23 @@ export const orchestratorConfigSchema = z.object({
   healthFall: intFrom(1, 100).default(3),
   /** Consecutive good probes that put it back. @default 2 */
   healthRise: intFrom(1, 100).default(2),
+  /**
+   * Health probes in flight at once, a pass's and the start waits' together; more wait their turn.
+   * Each holds a socket (a file descriptor) and a slice of the event loop the requests run on.
+   * 64 is about 6% of the usual soft limit of 1024 descriptors, and a burst of 64 answers costs a
+   * few ms of the event loop; a pass over 200 healthy containers still takes milliseconds, and in
+   * the worst case (every probe hangs) ceil(N / 64) x healthTimeoutMs: 4 x 2 s = 8 s for 200. @default 64
+   */
+  healthProbeConcurrency: intFrom(1, 10_000).default(64),
+  /**
+   * Runtime operations (start, replace, relocate, stop and remove, list) under way at once over
+   * the whole cluster; each worker also runs only its runtime's own number at once, in order. Each
+   * holds a Docker API or SSH session and, while it starts, a probe every 100 ms. 32 lets a full
+   * scale step (maxScaleStep 8), a lost worker's containers (maxContainersPerWorker 8) and the
+   * healer's replacements run at once, while a 50-worker cluster moving at once cannot open
+   * a hundred sessions from one process. @default 32
+   */
+  maxRuntimeOperations: intFrom(1, 10_000).default(32),
   /** A container real requests took out of rotation (failed, timed out, 5xx in a row) stays out at least this long, doubled each time in a row, whatever its probes say. @default 5000 */
   ejectionBaseMs: intFrom(0).default(5_000),
   /** Longest such ejection. @default 300000 */

@@ -4,7 +4,14 @@ import { DEFAULT_CONTRACT, type ContainerRecord, type ContainerState, type Worke
 /** Health as far as routing cares: only `healthy` containers get requests; `down` means its runtime does not run it. */
 export type Health = 'starting' | 'healthy' | 'unhealthy' | 'down';
 
-/** One model container and its live bookkeeping. Mutated only by the pool. */
+/** A runtime operation queued or running on a container (see RuntimeOperations): the control loops leave it alone meanwhile. */
+export type OperationKind = 'start' | 'replace' | 'relocate' | 'remove';
+
+/**
+ * One model container and its live bookkeeping, as everyone outside the pool sees it: read-only.
+ * Only the pool changes a container; others ask it for a transition (setHealth, drain,
+ * operationBegun, scheduleRestart, ...).
+ */
 export interface Container {
   readonly id: string;
   readonly workerId: string;
@@ -16,35 +23,47 @@ export interface Container {
   readonly predictPath: string;
   readonly healthPath: string;
   /** Changes when the container is replaced. */
-  runtimeId: string | null;
+  readonly runtimeId: string | null;
   readonly managed: boolean;
   readonly limit: number;
-  health: Health;
-  draining: boolean;
-  /** A replacement or removal is under way: the control loops leave it alone. */
-  busyWithRuntime: boolean;
+  readonly health: Health;
+  readonly draining: boolean;
+  /** The runtime operation queued or running on it, if any. */
+  readonly operation: OperationKind | null;
   /** Replacements tried after it failed, successful or not (Kubernetes' restartCount). */
-  restarts: number;
+  readonly restarts: number;
   /** Epoch ms before which it may not be replaced again (crash-loop back-off); 0 when not waiting. */
-  nextRestartAt: number;
+  readonly nextRestartAt: number;
   /** Latest health changes, oldest first (at most HISTORY_LENGTH). */
-  history: HealthChange[];
-  inFlight: number;
-  served: number;
+  readonly history: readonly HealthChange[];
+  readonly inFlight: number;
+  readonly served: number;
   /** Consecutive failures (probes or requests); reset by a success. */
-  failures: number;
+  readonly failures: number;
   /** Consecutive good probes; reset by a failure. */
-  successes: number;
+  readonly successes: number;
   /** Failed health probes since the orchestrator started. */
-  probeFailures: number;
-  lastError: string | null;
+  readonly probeFailures: number;
+  readonly lastError: string | null;
   /** When it last finished a request (ms, monotonic): the least recently used free container goes first. */
-  lastReleasedAt: number;
+  readonly lastReleasedAt: number;
   /** Times in a row real requests took it out of rotation, with no good answer since. */
-  ejections: number;
+  readonly ejections: number;
   /** Good probes do not readmit it before this (ms, monotonic): a container that fails requests but answers probes waits longer each time. */
-  readmitAt: number;
+  readonly readmitAt: number;
 }
+
+/** A worker as the pool keeps it: a live copy of its stored record (the status snapshot writes it back), read-only outside the pool. */
+export type Worker = Readonly<WorkerRecord>;
+
+/** The pool's own, writable side of a container. */
+type LiveContainer = { -readonly [K in keyof Container]: Container[K] } & { history: HealthChange[] };
+
+/** The pool's own, writable side of a worker. */
+type LiveWorker = { -readonly [K in keyof Worker]: Worker[K] };
+
+/** Only the pool writes: the objects it hands out are its own, typed read-only. */
+const live = (c: Container): LiveContainer => c as LiveContainer;
 
 /** One change of a container's shown state, and why. */
 export interface HealthChange {
@@ -89,14 +108,13 @@ const better = (c: Container, than: Container | undefined): boolean =>
  * container sits idle while someone waits.
  */
 export class ContainerPool {
-  readonly #containers = new Map<string, Container>();
-  readonly #workers = new Map<string, WorkerRecord>();
+  readonly #containers = new Map<string, LiveContainer>();
+  readonly #workers = new Map<string, LiveWorker>();
   #capacityListener: () => void = () => {};
   readonly #now: () => number;
   readonly #log: Logger | undefined;
   readonly #ejection: EjectionOptions;
-  /** Bumped on every change a status reader might care about. */
-  version = 0;
+  #version = 0;
 
   constructor(options: { now?: () => number; log?: Logger; ejection?: EjectionOptions } = {}) {
     this.#now = options.now ?? performance.now.bind(performance);
@@ -104,9 +122,19 @@ export class ContainerPool {
     this.#ejection = options.ejection ?? { baseMs: 0, maxMs: 0 };
   }
 
-  /** Register a worker and its containers from the inventory. New containers start as `starting`. */
+  /** Bumped on every change a status reader might care about. */
+  get version(): number {
+    return this.#version;
+  }
+
+  /** Something the status shows changed outside the pool (the autoscaler paused, say): the next status write includes it. */
+  touch(): void {
+    this.#version++;
+  }
+
+  /** Register workers and their containers from the inventory (copies: the records stay as read). New containers start as `starting`. */
   load(workers: readonly WorkerRecord[], containers: readonly ContainerRecord[], defaultLimit: number): void {
-    for (const w of workers) this.#workers.set(w.id, w);
+    for (const w of workers) this.#workers.set(w.id, { ...w });
     for (const r of containers) this.add(r, defaultLimit);
   }
 
@@ -115,7 +143,7 @@ export class ContainerPool {
     const known = this.#containers.get(r.id);
     if (known) return known;
     const contract = this.#workers.get(r.workerId)?.template.contract ?? DEFAULT_CONTRACT;
-    const c: Container = {
+    const c: LiveContainer = {
       id: r.id,
       workerId: r.workerId,
       host: r.host,
@@ -128,7 +156,7 @@ export class ContainerPool {
       limit: Math.max(r.limit, defaultLimit),
       health: r.state === 'down' ? 'down' : 'starting',
       draining: false,
-      busyWithRuntime: false,
+      operation: null,
       restarts: r.restarts,
       nextRestartAt: r.nextRestartAt ? Date.parse(r.nextRestartAt) : 0,
       history: [...r.history],
@@ -143,19 +171,53 @@ export class ContainerPool {
       readmitAt: 0,
     };
     this.#containers.set(r.id, c);
-    this.version++;
+    this.#version++;
     return c;
   }
 
-  /** Forget a container (removed from its runtime). Only an idle one may go. */
+  /**
+   * Forget a container (gone from its runtime, or never started). Requests still on it (past its
+   * drain deadline) release into a container the pool no longer lists: their slots go with it.
+   */
   remove(c: Container): void {
-    if (c.inFlight > 0) throw new Error(`container ${c.id} still serves ${c.inFlight} requests`);
+    if (this.#containers.get(c.id) !== c) return;
     this.#containers.delete(c.id);
-    this.version++;
+    this.#version++;
+  }
+
+  /** A runtime operation on `c` was queued: the control loops leave it alone until operationEnded. */
+  operationBegun(c: Container, kind: OperationKind): void {
+    live(c).operation = kind;
+  }
+
+  /** The runtime operation on `c` ended, whichever way. */
+  operationEnded(c: Container): void {
+    live(c).operation = null;
+  }
+
+  /** Its runtime now runs `c` as `runtimeId` (a new container, before it is healthy). */
+  setRuntimeId(c: Container, runtimeId: string): void {
+    live(c).runtimeId = runtimeId;
+    this.#version++;
+  }
+
+  /** A replacement of `c` begins now: one more restart, and none before `nextRestartAt` (epoch ms; the crash-loop back-off). */
+  scheduleRestart(c: Container, nextRestartAt: number): void {
+    const l = live(c);
+    l.restarts++;
+    l.nextRestartAt = nextRestartAt;
+    this.#version++;
+  }
+
+  /** What last went wrong with `c` (shown in the status). */
+  recordError(c: Container, error: string): void {
+    live(c).lastError = error;
+    this.#version++;
   }
 
   /** A new runtime container now holds this slot (same id, worker and port): it starts over as `starting`. */
-  replaced(c: Container, runtimeId: string): void {
+  replaced(container: Container, runtimeId: string): void {
+    const c = live(container);
     c.runtimeId = runtimeId;
     c.failures = 0;
     c.successes = 0;
@@ -166,17 +228,18 @@ export class ContainerPool {
 
   /** Change health (recording the change and why) and hand the container to a waiter if it became usable. */
   setHealth(c: Container, health: Health, reason: string): void {
-    this.#change(c, () => (c.health = health), reason);
+    this.#change(c, () => (live(c).health = health), reason);
     if (health === 'healthy') this.#capacityListener();
   }
 
   /** No new requests for `c`; the ones it serves finish. */
   drain(c: Container, reason: string): void {
-    this.#change(c, () => (c.draining = true), reason);
+    this.#change(c, () => (live(c).draining = true), reason);
   }
 
   /** Apply `change`, then record the shown state in the history with its reason. */
-  #change(c: Container, change: () => void, reason: string): void {
+  #change(container: Container, change: () => void, reason: string): void {
+    const c = live(container);
     const before = containerState(c);
     change();
     const after = containerState(c);
@@ -187,15 +250,16 @@ export class ContainerPool {
       // One log line per change, here where every change passes: probes, failed requests, replacements, drains.
       this.#log?.[after === 'unhealthy' || after === 'down' ? 'warn' : 'info']({ container: c.id, worker: c.workerId, from: before, to: after, reason }, `container ${after}`);
     }
-    this.version++;
+    this.#version++;
   }
 
   /** A worker went down or came back: recorded on it (the status shows it) and logged. */
-  setWorkerState(worker: WorkerRecord, state: WorkerRecord['state'], reason: string): void {
-    if (worker.state === state) return;
-    worker.state = state;
-    this.#log?.[state === 'down' ? 'warn' : 'info']({ worker: worker.id, state, reason }, `worker ${state}`);
-    this.version++;
+  setWorkerState(worker: Worker, state: Worker['state'], reason: string): void {
+    const w = this.#workers.get(worker.id);
+    if (!w || w.state === state) return;
+    w.state = state;
+    this.#log?.[state === 'down' ? 'warn' : 'info']({ worker: w.id, state, reason }, `worker ${state}`);
+    this.#version++;
   }
 
   /** Containers of one worker. */
@@ -203,7 +267,7 @@ export class ContainerPool {
     return [...this.#containers.values()].filter((c) => c.workerId === workerId);
   }
 
-  worker(id: string): WorkerRecord | undefined {
+  worker(id: string): Worker | undefined {
     return this.#workers.get(id);
   }
 
@@ -215,7 +279,8 @@ export class ContainerPool {
     return this.#containers.values();
   }
 
-  workers(): IterableIterator<WorkerRecord> {
+  /** The workers, with their stored records' fields (the status snapshot writes them as they are). */
+  workers(): IterableIterator<Worker> {
     return this.#workers.values();
   }
 
@@ -244,8 +309,8 @@ export class ContainerPool {
    * does not meet the same failure (every container of a machine gone at once).
    */
   tryAcquire(avoidWorkers?: ReadonlySet<string>): Container | undefined {
-    let best: Container | undefined;
-    let bestAvoided: Container | undefined;
+    let best: LiveContainer | undefined;
+    let bestAvoided: LiveContainer | undefined;
     let elsewhere = false;
     for (const c of this.#containers.values()) {
       const avoided = avoidWorkers?.has(c.workerId) ?? false;
@@ -258,7 +323,7 @@ export class ContainerPool {
     if (!best && !elsewhere) best = bestAvoided;
     if (best) {
       best.inFlight++;
-      this.version++;
+      this.#version++;
     }
     return best;
   }
@@ -269,14 +334,15 @@ export class ContainerPool {
   }
 
   /** End a request on a container: count it, and hand the slot to a waiter if any. */
-  release(c: Container, outcome: LeaseOutcome): void {
+  release(container: Container, outcome: LeaseOutcome): void {
     // Removed while this request was on it (past its drain deadline): its slots are gone with it.
-    if (this.#containers.get(c.id) !== c) return;
+    if (this.#containers.get(container.id) !== container) return;
+    const c = live(container);
     c.inFlight--;
     c.lastReleasedAt = this.#now();
     if (outcome === 'served') c.served++;
     else if (outcome !== 'unused') c.lastError = outcome.error;
-    this.version++;
+    this.#version++;
     this.#capacityListener();
   }
 
@@ -284,7 +350,8 @@ export class ContainerPool {
    * A request failed on this container before it answered: out of rotation at once
    * (passive detection); the health checker puts it back after `rise` good probes.
    */
-  markFailed(c: Container, error: string): void {
+  markFailed(container: Container, error: string): void {
+    const c = live(container);
     c.successes = 0;
     c.failures++;
     c.lastError = error;
@@ -295,7 +362,8 @@ export class ContainerPool {
    * Passive health from real traffic: a 5xx answer is a failure, but one may be the model's own
    * error, so it takes `fall` in a row to leave the rotation; any other answer resets the count.
    */
-  recordAnswer(c: Container, status: number, fall: number): void {
+  recordAnswer(container: Container, status: number, fall: number): void {
+    const c = live(container);
     if (status < 500) {
       c.failures = 0;
       c.ejections = 0;
@@ -308,7 +376,7 @@ export class ContainerPool {
   }
 
   /** Out of rotation because of real requests; good probes readmit it only after the ejection time. */
-  #eject(c: Container, reason: string): void {
+  #eject(c: LiveContainer, reason: string): void {
     c.ejections++;
     const holdMs = Math.min(this.#ejection.baseMs * 2 ** (c.ejections - 1), this.#ejection.maxMs);
     c.readmitAt = this.#now() + holdMs;
@@ -316,7 +384,8 @@ export class ContainerPool {
   }
 
   /** Record a probe result; `fall`/`rise` consecutive results change health. Returns the new health if it changed. */
-  recordProbe(c: Container, ok: boolean, error: string | null, thresholds: { rise: number; fall: number }): Health | null {
+  recordProbe(container: Container, ok: boolean, error: string | null, thresholds: { rise: number; fall: number }): Health | null {
+    const c = live(container);
     const before = c.health;
     let next = before;
     if (ok) {

@@ -56,13 +56,6 @@ export class InventoryError extends AppError {
   }
 }
 
-/** A new container did not start or never answered its health path. */
-export class ContainerStartError extends AppError {
-  constructor(id: string, detail: string, cause?: unknown) {
-    super('CONTAINER_START_FAILED', `container ${id} did not start: ${detail}`, { status: 502, expose: true, cause });
-  }
-}
-
 /** No worker has room (container cap or port range) for another container. */
 export class NoPlacementError extends AppError {
   constructor() {
@@ -70,10 +63,10 @@ export class NoPlacementError extends AppError {
   }
 }
 
-/** A scale-in cancelled a container's start: it was no longer wanted, and was stopped before it served. */
-export class StartCancelledError extends AppError {
-  constructor(id: string) {
-    super('START_CANCELLED', `the start of container ${id} was cancelled by a scale-in`);
+/** A worker's runtime did not say what runs on it within workerCheckTimeoutMs. */
+export class WorkerCheckTimeoutError extends AppError {
+  constructor(workerId: string, timeoutMs: number) {
+    super('WORKER_CHECK_TIMEOUT', `the runtime of worker ${workerId} did not answer within ${timeoutMs} ms`);
   }
 }
 

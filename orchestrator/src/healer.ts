@@ -1,7 +1,7 @@
 import { ControlLoop } from '../../common/src/control-loop.js';
 import type { Logger } from '../../common/src/logger.js';
-import type { ContainerManager } from './container-manager.js';
 import type { Container, ContainerPool } from './container-pool.js';
+import type { RuntimeOperations } from './runtime-operations.js';
 
 export interface HealerOptions {
   /** Pause between two passes, in ms. */
@@ -27,29 +27,28 @@ interface Streak {
  */
 export class Healer extends ControlLoop {
   readonly #pool: ContainerPool;
-  readonly #manager: Pick<ContainerManager, 'replace'>;
+  readonly #operations: Pick<RuntimeOperations, 'replace'>;
   readonly #options: HealerOptions;
   readonly #now: () => number;
   readonly #streaks = new Map<string, Streak>();
-  readonly #running = new Set<Promise<void>>();
 
   constructor(
-    deps: { pool: ContainerPool; manager: Pick<ContainerManager, 'replace'>; log: Logger; now?: () => number },
+    deps: { pool: ContainerPool; operations: Pick<RuntimeOperations, 'replace'>; log: Logger; now?: () => number },
     options: HealerOptions,
   ) {
     super('healer', options.intervalMs, deps.log);
     this.#pool = deps.pool;
-    this.#manager = deps.manager;
+    this.#operations = deps.operations;
     this.#options = options;
     this.#now = deps.now ?? Date.now;
   }
 
-  /** Start the replacements that are due; they run on in the background, one per container. */
+  /** Ask for the replacements that are due; the runtime operations carry them out in the background. */
   override async tick(): Promise<void> {
     const now = this.#now();
     for (const c of this.#pool.containers()) {
       // A down worker's containers are the worker monitor's to move: nothing can start there.
-      if (!c.managed || c.busyWithRuntime || c.draining || this.#pool.worker(c.workerId)?.state === 'down') continue;
+      if (!c.managed || c.operation || c.draining || this.#pool.worker(c.workerId)?.state === 'down') continue;
       const streak = this.#streaks.get(c.id);
       if (c.health === 'healthy') {
         if (streak) {
@@ -64,29 +63,15 @@ export class Healer extends ControlLoop {
     }
   }
 
-  /** Replacements under way, for tests and shutdown. */
-  async settled(): Promise<void> {
-    await Promise.all(this.#running);
-  }
-
-  protected override async onStop(): Promise<void> {
-    await this.settled();
-  }
-
   #replace(c: Container, now: number): void {
     const streak = this.#streaks.get(c.id) ?? { count: 0, healthySince: null };
     streak.count++;
     this.#streaks.set(c.id, streak);
-    c.restarts++;
     // The delay applies to the next replacement: the first one is immediate.
-    c.nextRestartAt = now + Math.min(this.#options.backoffInitialMs * 2 ** (streak.count - 1), this.#options.backoffMaxMs);
+    this.#pool.scheduleRestart(c, now + Math.min(this.#options.backoffInitialMs * 2 ** (streak.count - 1), this.#options.backoffMaxMs));
     this.log.warn({ container: c.id, health: c.health, lastError: c.lastError, streak: streak.count }, 'replacing container');
-    const run = this.#manager
-      .replace(c)
-      .catch((error: unknown) => {
-        this.log.error({ container: c.id, err: error, nextRestartAt: new Date(c.nextRestartAt).toISOString() }, 'replacement failed; backing off');
-      })
-      .finally(() => this.#running.delete(run));
-    this.#running.add(run);
+    this.#operations.replace(c).catch((error: unknown) => {
+      this.log.error({ container: c.id, err: error, nextRestartAt: new Date(c.nextRestartAt).toISOString() }, 'replacement failed; backing off');
+    });
   }
 }

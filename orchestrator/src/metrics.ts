@@ -1,34 +1,18 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { containerStates } from '../../status/src/schema.js';
-import { containerState, type ContainerPool } from './container-pool.js';
-import type { ProxyCounters } from './proxy-handler.js';
-import type { RequestQueue } from './request-queue.js';
-
-/** Where the scrape-time metrics come from: read when Prometheus scrapes, never on the request path. */
-export interface MetricsSources {
-  pool: ContainerPool;
-  queue: RequestQueue;
-  proxy: () => ProxyCounters;
-  autoscaler: () => { decisions: Readonly<Record<'scale-out' | 'scale-in' | 'none', number>>; desired: number };
-}
-
-/** What the proxy records per request: cheap calls on the hot path. */
-export interface RequestMetrics {
-  /** One finished request: its route, the status its client got (499: the client left), and the container that answered. */
-  request(route: string, status: number, container: string | undefined): void;
-  queueWait(ms: number): void;
-  upstream(ms: number): void;
-}
+import type { ClusterView, PoolReading } from './cluster-view.js';
+import { containerState } from './container-pool.js';
+import type { RequestRecorder } from './request-stats.js';
 
 // Seconds, from a fast model's few ms to the default two-minute upstream timeout.
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
 
 /**
  * The orchestrator's Prometheus metrics in a registry of its own. Request counts and latencies
- * are recorded as requests finish; everything else (containers, queue, autoscaler, lifetime
- * counts the pool and queue keep anyway) is read at scrape time.
+ * are recorded as requests finish (it is the request stats' recorder); everything else
+ * (containers, queue, autoscaler, lifetime counts) is read from the cluster view at scrape time.
  */
-export class OrchestratorMetrics implements RequestMetrics {
+export class OrchestratorMetrics implements RequestRecorder {
   readonly registry = new Registry();
   readonly #requests: Counter<'route' | 'status' | 'container'>;
   /** Label children by key: a lookup instead of prom-client's label hashing on every request. */
@@ -36,7 +20,7 @@ export class OrchestratorMetrics implements RequestMetrics {
   readonly #queueWait: Histogram;
   readonly #upstream: Histogram;
 
-  constructor(sources: MetricsSources) {
+  constructor(view: Pick<ClusterView, 'pool' | 'queue' | 'stats' | 'scaling'>) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
     this.#requests = new Counter({
@@ -53,12 +37,13 @@ export class OrchestratorMetrics implements RequestMetrics {
     });
     this.#upstream = new Histogram({
       name: 'orchestrator_upstream_latency_seconds',
-      help: 'Time from sending a request to a container to having its answer (its head, for answers streamed past 64 kB).',
+      help: 'Time from sending a request to a container to having its answer (its head, for answers streamed past upstreamBufferBytes).',
       buckets: LATENCY_BUCKETS,
       registers,
     });
 
-    const { pool, queue } = sources;
+    const { pool, queue } = view;
+    const counters = view.stats.counters;
     new Gauge({
       name: 'orchestrator_queue_length',
       help: 'Requests waiting for a free container.',
@@ -75,16 +60,16 @@ export class OrchestratorMetrics implements RequestMetrics {
         this.set(queue.oldestWaitMs() / 1000);
       },
     });
-    lifetimeCounter('orchestrator_queue_rejected_total', 'Requests refused because the queue was full (503 QUEUE_FULL).', () => sources.proxy().rejected, registers);
-    lifetimeCounter('orchestrator_queue_timeouts_total', 'Requests that waited longer than queueTimeoutMs (504 QUEUE_TIMEOUT).', () => sources.proxy().timedOut, registers);
-    lifetimeCounter('orchestrator_queue_cancelled_total', 'Requests whose client left before a container answered (while sending the body or waiting).', () => sources.proxy().cancelled, registers);
+    lifetimeCounter('orchestrator_queue_rejected_total', 'Requests refused because the queue was full (503 QUEUE_FULL).', () => counters.rejected, registers);
+    lifetimeCounter('orchestrator_queue_timeouts_total', 'Requests that waited longer than queueTimeoutMs (504 QUEUE_TIMEOUT).', () => counters.timedOut, registers);
+    lifetimeCounter('orchestrator_queue_cancelled_total', 'Requests whose client left before a container answered (while sending the body or waiting).', () => counters.cancelled, registers);
     lifetimeCounter(
       'orchestrator_requests_refused_total',
       'Requests answered with an error before they could wait for a container (413, 408, 400, 503 SHUTTING_DOWN or NO_CONTAINERS).',
-      () => sources.proxy().refused,
+      () => counters.refused,
       registers,
     );
-    lifetimeCounter('orchestrator_redispatches_total', 'Requests sent again to another container after theirs failed.', () => sources.proxy().redispatched, registers);
+    lifetimeCounter('orchestrator_redispatches_total', 'Requests sent again to another container after theirs failed.', () => counters.redispatched, registers);
 
     new Gauge({
       name: 'orchestrator_containers',
@@ -134,7 +119,7 @@ export class OrchestratorMetrics implements RequestMetrics {
       registers,
       collect() {
         this.reset();
-        for (const [action, n] of Object.entries(sources.autoscaler().decisions)) this.inc({ action }, n);
+        for (const [action, n] of Object.entries(view.scaling().decisions)) this.inc({ action }, n);
       },
     });
     new Gauge({
@@ -142,7 +127,7 @@ export class OrchestratorMetrics implements RequestMetrics {
       help: 'Containers the latest scaling decision asked for.',
       registers,
       collect() {
-        this.set(sources.autoscaler().desired);
+        this.set(view.scaling().desired);
       },
     });
     new Gauge({
@@ -193,7 +178,7 @@ function lifetimeCounter(name: string, help: string, read: () => number, registe
 }
 
 /** A per-container counter mirroring a count each container keeps; removed containers leave the exposition. */
-function perContainerCounter(name: string, help: string, pool: ContainerPool, read: (c: { probeFailures: number; restarts: number }) => number, registers: Registry[]): void {
+function perContainerCounter(name: string, help: string, pool: PoolReading, read: (c: { probeFailures: number; restarts: number }) => number, registers: Registry[]): void {
   new Counter({
     name,
     help,

@@ -2,16 +2,17 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../../common/src/logger.js';
+import { pollWithin } from '../../common/src/poll-until.js';
 import { createDriver } from '../../runtime/src/create-driver.js';
 import { LABELS, type ContainerInfo, type RuntimeDriver } from '../../runtime/src/driver.js';
 import type { StateFile, WorkerRecord } from '../../status/src/schema.js';
 import { StateStore } from '../../status/src/state-store.js';
+import { accessLog } from './access-log.js';
 import { createRequestListener } from './app.js';
 import { answerClientError, answerOnSocket, CONNECT_REFUSED } from './client-errors.js';
 import { Autoscaler } from './autoscaler.js';
-import { ContainerManager } from './container-manager.js';
+import { RuntimeOperations } from './runtime-operations.js';
 import type { OrchestratorConfig } from './config.js';
 import { ContainerPool, type Container } from './container-pool.js';
 import { ConflictError, InventoryError } from './errors.js';
@@ -21,20 +22,27 @@ import { Healer } from './healer.js';
 import { HealthChecker } from './health-checker.js';
 import { WorkerMonitor } from './worker-monitor.js';
 import { DashboardFeed } from './dashboard-feed.js';
+import { ClusterView } from './cluster-view.js';
 import { OrchestratorMetrics } from './metrics.js';
 import { ProxyHandler } from './proxy-handler.js';
 import { RejectionLog } from './rejection-log.js';
 import { RequestQueue } from './request-queue.js';
-import { snapshot, StatusPublisher, type StatusSources } from './status-publisher.js';
-import { UpstreamClient } from './upstream-client.js';
+import { RequestStats } from './request-stats.js';
+import { StatusPublisher } from './status-publisher.js';
+import { UpstreamClient, upstreamOptionsFrom } from './upstream/upstream-client.js';
 
 /** The orchestrator composed once: pool, queue, forwarding, control loops and the HTTP edge. */
 export class Orchestrator {
   readonly pool: ContainerPool;
   readonly queue: RequestQueue;
   readonly proxy: ProxyHandler;
+  /** What the request path counts; observers read it through `view`. */
+  readonly stats = new RequestStats();
+  /** The cluster as metrics, status file, dashboard and /health see it. */
+  readonly view: ClusterView;
   readonly health: HealthChecker;
-  readonly manager: ContainerManager;
+  /** Every start, replace, relocate, drain and remove, bounded per worker and over the cluster. */
+  readonly operations: RuntimeOperations;
   readonly healer: Healer;
   readonly workers: WorkerMonitor;
   readonly autoscaler: Autoscaler;
@@ -45,7 +53,6 @@ export class Orchestrator {
   readonly #log: Logger;
   readonly #upstream: UpstreamClient;
   readonly #rejections: RejectionLog;
-  readonly #sources: StatusSources;
   readonly #server: Server;
   readonly #startedAt = new Date().toISOString();
   readonly #loopDelay = monitorEventLoopDelay({ resolution: 10 });
@@ -65,21 +72,37 @@ export class Orchestrator {
     this.pool = new ContainerPool({ log, ejection: { baseMs: config.ejectionBaseMs, maxMs: config.ejectionMaxMs } });
     this.pool.load(inventory.workers, inventory.containers, config.containerConcurrency);
     this.queue = new RequestQueue(this.pool, { maxQueue: config.maxQueue, queueTimeoutMs: config.queueTimeoutMs });
-    this.#upstream = new UpstreamClient({ timeoutMs: config.upstreamTimeoutMs, connectTimeoutMs: config.connectTimeoutMs });
-    this.metrics = new OrchestratorMetrics({
+    this.#upstream = new UpstreamClient(upstreamOptionsFrom(config));
+    this.view = new ClusterView({
+      cluster: inventory.cluster,
       pool: this.pool,
       queue: this.queue,
-      proxy: () => this.proxy.counters,
+      maxQueue: config.maxQueue,
+      stats: this.stats,
+      orchestrator: () => ({ pid: process.pid, url: this.#url, startedAt: this.#startedAt, running: this.#closing === undefined }),
       autoscaler: () => ({
+        policy: this.autoscaler.options.policy,
+        paused: this.autoscaler.paused,
+        min: this.autoscaler.options.min,
+        max: this.autoscaler.options.max,
+        decisions: [...this.autoscaler.decisions],
+      }),
+      scaling: () => ({
         decisions: this.autoscaler.decisionCounts,
         desired: this.autoscaler.decisions.at(-1)?.desired ?? this.pool.size,
       }),
+      load: () => ({
+        eventLoopDelayMs: { p99: this.#loopDelay.percentile(99) / 1e6, max: this.#loopDelay.max / 1e6 },
+        rssBytes: process.memoryUsage.rss(),
+      }),
     });
+    this.metrics = new OrchestratorMetrics(this.view);
+    this.stats.recorder = this.metrics;
     this.proxy = new ProxyHandler({
       pool: this.pool,
       queue: this.queue,
       upstream: this.#upstream,
-      metrics: this.metrics,
+      stats: this.stats,
       log,
       options: {
         maxBodyBytes: config.maxBodyBytes,
@@ -91,12 +114,13 @@ export class Orchestrator {
     });
     this.health = new HealthChecker(
       { pool: this.pool, upstream: this.#upstream, log },
-      { intervalMs: config.healthIntervalMs, timeoutMs: config.healthTimeoutMs, fall: config.healthFall, rise: config.healthRise },
+      { intervalMs: config.healthIntervalMs, timeoutMs: config.healthTimeoutMs, fall: config.healthFall, rise: config.healthRise, concurrency: config.healthProbeConcurrency },
     );
-    this.manager = new ContainerManager(
+    this.operations = new RuntimeOperations(
       {
         pool: this.pool,
         driverFor,
+        list,
         probe: async (c) => (await this.health.check(c)).ok,
         forget: (id) => this.#upstream.forget(id),
         log,
@@ -108,10 +132,11 @@ export class Orchestrator {
         stopTimeoutMs: config.stopTimeoutMs,
         drainTimeoutMs: config.drainTimeoutMs,
         maxPerWorker: config.maxContainersPerWorker,
+        maxOperations: config.maxRuntimeOperations,
       },
     );
     this.healer = new Healer(
-      { pool: this.pool, manager: this.manager, log },
+      { pool: this.pool, operations: this.operations, log },
       {
         intervalMs: config.healthIntervalMs,
         backoffInitialMs: config.restartBackoffMs,
@@ -120,16 +145,16 @@ export class Orchestrator {
       },
     );
     this.workers = new WorkerMonitor(
-      { pool: this.pool, manager: this.manager, list, log },
+      { pool: this.pool, operations: this.operations, log },
       { intervalMs: config.healthIntervalMs, timeoutMs: config.workerCheckTimeoutMs, fall: config.healthFall, rise: config.healthRise },
     );
     this.autoscaler = new Autoscaler(
       {
         pool: this.pool,
-        manager: this.manager,
-        forwarded: () => this.proxy.counters.accepted,
+        operations: this.operations,
+        forwarded: () => this.stats.counters.accepted,
         queued: () => this.queue.length,
-        p90LatencyMs: (windowMs) => this.proxy.latencies.percentile(90, windowMs),
+        p90LatencyMs: (windowMs) => this.stats.latencies.percentile(90, windowMs),
         log,
       },
       {
@@ -148,69 +173,33 @@ export class Orchestrator {
         scaleDownCooldownMs: config.scaleDownCooldownMs,
       },
     );
-    this.#sources = {
-      cluster: inventory.cluster,
-      pool: this.pool,
-      queue: this.queue,
-      maxQueue: config.maxQueue,
-      counters: () => this.proxy.counters,
-      orchestrator: () => ({ pid: process.pid, url: this.#url, startedAt: this.#startedAt, running: this.#closing === undefined }),
-      autoscaler: () => ({
-        policy: this.autoscaler.options.policy,
-        paused: this.autoscaler.paused,
-        min: this.autoscaler.options.min,
-        max: this.autoscaler.options.max,
-        decisions: [...this.autoscaler.decisions],
-      }),
-    };
-    this.publisher = new StatusPublisher({ store, sources: this.#sources, log }, { intervalMs: config.statusWriteIntervalMs });
+    this.publisher = new StatusPublisher({ store, view: this.view, log }, { intervalMs: config.statusWriteIntervalMs });
     this.dashboard = new DashboardFeed(
-      {
-        sources: {
-          status: () => snapshot(this.#sources),
-          completed: () => this.proxy.counters.completed,
-          latencies: (ps, windowMs) => this.proxy.latencies.percentiles(ps, windowMs),
-        },
-        log,
-      },
+      { sources: this.view, log },
       { intervalMs: 1_000, maxViewers: config.maxDashboardViewers },
     );
     this.#rejections = new RejectionLog(log);
     const listener = createRequestListener({
       proxy: this.proxy,
-      status: () => snapshot(this.#sources),
+      status: () => this.view.status(),
       metrics: () => this.metrics.render(),
       dashboard: this.dashboard,
-      health: () => {
-        const capacity = this.pool.capacity();
-        return {
-          ok: capacity > 0 && this.#closing === undefined,
-          detail: {
-            capacity,
-            containers: this.pool.size,
-            queued: this.queue.length,
-            shuttingDown: this.#closing !== undefined,
-            // How responsive this process is, since it started: what a benchmark or a probe wants to see.
-            eventLoopDelayMs: { p99: this.#loopDelay.percentile(99) / 1e6, max: this.#loopDelay.max / 1e6 },
-            rssBytes: process.memoryUsage.rss(),
-          },
-        };
-      },
+      health: () => this.view.health(),
       admin: {
         token: config.adminToken,
         scaleTo: (n) => this.autoscaler.scaleTo(n, 'admin request', { ignoreCooldown: true }),
         drain: (id) => this.pool.drain(this.#adminTarget(id, { removing: false }), 'admin request'),
-        remove: (id) => this.manager.drainAndRemove(this.#adminTarget(id, { removing: true }), 'admin request'),
+        remove: (id) => this.operations.drainAndRemove(this.#adminTarget(id, { removing: true }), 'admin request'),
         setPaused: (paused) => {
           this.autoscaler.paused = paused;
-          this.pool.version++;
+          this.pool.touch();
           log.info({ paused }, paused ? 'autoscaler paused' : 'autoscaler resumed');
         },
       },
       log,
       rejections: this.#rejections,
       retryAfterSeconds: 1,
-      accessLog: config.accessLog,
+      onFinished: config.accessLog ? accessLog(log) : undefined,
       closing: () => this.#closing !== undefined,
     });
     this.#server = createServer(
@@ -242,7 +231,7 @@ export class Orchestrator {
     const c = this.pool.get(id);
     if (!c) throw new NotFoundError(`no container ${id}`);
     if (options.removing && !c.managed) throw new ConflictError(`container ${id} is not managed by the orchestrator (managed: false); whoever runs it owns it`);
-    if (c.busyWithRuntime) throw new ConflictError(`container ${id} is already being replaced or removed`);
+    if (c.operation) throw new ConflictError(`container ${id} is already being replaced or removed`);
     return c;
   }
 
@@ -315,9 +304,8 @@ export class Orchestrator {
     this.#closing ??= (async () => {
       this.queue.close();
       const serverClosed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
-      const deadline = performance.now() + this.#config.shutdownTimeoutMs;
-      while (this.proxy.active > 0 && performance.now() < deadline) await sleep(20);
-      if (this.proxy.active > 0) this.#log.warn({ unfinished: this.proxy.active }, 'shutdown deadline reached with requests unfinished');
+      await pollWithin(async () => (this.stats.active === 0 ? true : undefined), { timeoutMs: this.#config.shutdownTimeoutMs, intervalMs: 20 });
+      if (this.stats.active > 0) this.#log.warn({ unfinished: this.stats.active }, 'shutdown deadline reached with requests unfinished');
       // Live dashboards get their stream ended; every connection closes before the last status write, so its counters count every answer given.
       await this.dashboard.stop();
       this.#server.closeAllConnections();
@@ -325,6 +313,8 @@ export class Orchestrator {
       await this.autoscaler.stop();
       await this.healer.stop();
       await this.workers.stop();
+      // What the loops asked for ends (each bounded by its start, drain or stop timeout) while probes and connections still work.
+      await this.operations.onIdle();
       await this.health.stop();
       await this.publisher.stop();
       await this.#upstream.close();

@@ -6,10 +6,9 @@ import { PayloadTooLargeError } from '../../common/src/http-errors.js';
 import { AppError } from '../../common/src/errors.js';
 import { ClientGoneError, ContainerUnavailableError, QueueFullError, QueueTimeoutError, UpstreamTimeoutError } from './errors.js';
 import { statusSentOn } from './client-errors.js';
-import type { RequestMetrics } from './metrics.js';
-import { LatencyWindow } from './latency-window.js';
 import type { ClientWatch, RequestQueue } from './request-queue.js';
-import { endToEndHeaders, UpstreamFailure, type UpstreamClient, type UpstreamResponse } from './upstream-client.js';
+import type { RequestStats } from './request-stats.js';
+import { endToEndHeaders, UpstreamFailure, type UpstreamClient, type UpstreamResponse } from './upstream/upstream-client.js';
 
 export interface ProxyOptions {
   maxBodyBytes: number;
@@ -21,35 +20,14 @@ export interface ProxyOptions {
   healthFall: number;
 }
 
-/**
- * Lifetime counts of forwarded requests. Every accepted request ends in exactly one outcome, so
- * `accepted` = completed + failed + rejected + timedOut + cancelled + refused + `active`.
- */
-export interface ProxyCounters {
-  accepted: number;
-  /** A container answered (whatever the client then did with the answer). */
-  completed: number;
-  /** Every attempt failed: 502 CONTAINER_UNAVAILABLE or 504 UPSTREAM_TIMEOUT. */
-  failed: number;
-  /** The queue was full: 503 QUEUE_FULL. */
-  rejected: number;
-  /** No container was free within queueTimeoutMs: 504 QUEUE_TIMEOUT. */
-  timedOut: number;
-  /** The client left before a container answered (while sending its body or waiting): nothing sent. */
-  cancelled: number;
-  /** Answered with an error before it could wait for a container: a body too large, too slow or malformed, shutting down, no containers. */
-  refused: number;
-  /** Requests sent again to another container after theirs failed (not an outcome). */
-  redispatched: number;
-}
-
 export interface ProxyDeps {
   pool: ContainerPool;
   queue: RequestQueue;
   upstream: UpstreamClient;
   log: Logger;
   options: ProxyOptions;
-  metrics?: RequestMetrics;
+  /** Where every request is counted. */
+  stats: RequestStats;
 }
 
 /**
@@ -82,11 +60,6 @@ export const CLIENT_GONE_STATUS = 499;
  * and streams the answer back. A container stays leased until it has answered, whatever the client does.
  */
 export class ProxyHandler {
-  readonly counters: ProxyCounters = { accepted: 0, completed: 0, failed: 0, rejected: 0, timedOut: 0, cancelled: 0, refused: 0, redispatched: 0 };
-  /** End-to-end latency (queue wait included) of answered requests. */
-  readonly latencies = new LatencyWindow();
-  /** Requests accepted and not yet finished (graceful shutdown waits for zero). */
-  active = 0;
   readonly #deps: ProxyDeps;
 
   constructor(deps: ProxyDeps) {
@@ -99,10 +72,11 @@ export class ProxyHandler {
    * ClientGoneError when the client left.
    */
   async forward(ctx: Exchange, method: string, target: UpstreamTarget, requestId: string): Promise<void> {
-    const { pool, queue, upstream, options, metrics } = this.#deps;
-    this.counters.accepted++;
+    const { pool, queue, upstream, options, stats } = this.#deps;
+    const { counters } = stats;
+    counters.accepted++;
     const startedAt = performance.now();
-    this.active++;
+    stats.active++;
     let status = 0;
     try {
       const body = await readBody(ctx.req, options.maxBodyBytes);
@@ -126,7 +100,7 @@ export class ProxyHandler {
         }, failedOn);
         if (attempt === 1) {
           waitMs = sentAt - queuedAt;
-          metrics?.queueWait(waitMs);
+          stats.recorder?.queueWait(waitMs);
         }
         let response: UpstreamResponse;
         try {
@@ -142,17 +116,17 @@ export class ProxyHandler {
           if (!failure.neverSent && !idempotent(options.idempotentPaths, target, container)) break;
           // A request whose client has left is not worth another container's time.
           if (clientLeft(ctx.res)) throw new ClientGoneError(failure);
-          if (attempt < options.maxAttempts) this.counters.redispatched++;
+          if (attempt < options.maxAttempts) counters.redispatched++;
           continue;
         }
-        this.counters.completed++;
-        metrics?.upstream(performance.now() - sentAt);
+        counters.completed++;
+        stats.recorder?.upstream(performance.now() - sentAt);
         status = response.statusCode;
         pool.recordAnswer(container, response.statusCode, options.healthFall);
         await this.#respond(ctx, response, container, { waitMs, requestId, attempts: attempt });
         // The container answered: whatever happens to the client now, it was not turned away.
         if (clientLeft(ctx.res)) status = CLIENT_GONE_STATUS;
-        this.latencies.record(performance.now() - startedAt);
+        stats.latencies.record(performance.now() - startedAt);
         return;
       }
       throw lastFailure?.timedOut
@@ -162,14 +136,14 @@ export class ProxyHandler {
       status = this.#countOutcome(ctx, error);
       throw error;
     } finally {
-      this.active--;
-      metrics?.request(ctx.req.url?.startsWith('/new_request') ? '/new_request' : 'passthrough', status, ctx.servedBy);
+      stats.active--;
+      stats.recorder?.request(ctx.req.url?.startsWith('/new_request') ? '/new_request' : 'passthrough', status, ctx.servedBy);
     }
   }
 
   /** Count how a request that did not get a container's answer ended; returns the status its client got (499: none). */
   #countOutcome(ctx: Exchange, error: unknown): number {
-    const c = this.counters;
+    const c = this.#deps.stats.counters;
     if (error instanceof UpstreamTimeoutError || error instanceof ContainerUnavailableError) c.failed++;
     else if (error instanceof QueueFullError) c.rejected++;
     else if (error instanceof QueueTimeoutError) c.timedOut++;

@@ -1,14 +1,13 @@
 import { ControlLoop } from '../../common/src/control-loop.js';
 import type { Logger } from '../../common/src/logger.js';
 import type { ContainerInfo } from '../../runtime/src/driver.js';
-import type { WorkerRecord } from '../../status/src/schema.js';
-import type { ContainerManager } from './container-manager.js';
-import type { ContainerPool } from './container-pool.js';
+import type { ContainerPool, Worker } from './container-pool.js';
+import type { RuntimeOperations } from './runtime-operations.js';
 
 export interface WorkerMonitorOptions {
   /** Pause between two passes, in ms. */
   intervalMs: number;
-  /** Longest a worker's runtime may take to list its containers. */
+  /** Longest a worker's runtime may take to list its containers, once asked. */
   timeoutMs: number;
   /** Failed checks in a row that mark a worker down. */
   fall: number;
@@ -18,9 +17,8 @@ export interface WorkerMonitorOptions {
 
 export interface WorkerMonitorDeps {
   pool: ContainerPool;
-  manager: Pick<ContainerManager, 'relocate' | 'removeOrphans'>;
-  /** The worker's containers as its runtime lists them; throws when the runtime cannot be reached. */
-  list(worker: WorkerRecord): Promise<ContainerInfo[]>;
+  /** Lists, relocations and orphan removals all go through the runtime operations' queues. */
+  operations: Pick<RuntimeOperations, 'list' | 'relocate' | 'removeOrphans'>;
   log: Logger;
 }
 
@@ -44,13 +42,14 @@ export class WorkerMonitor extends ControlLoop {
     this.#options = options;
   }
 
+  /** One pass over every worker; the runtime operations bound how many runtimes are asked at once. */
   override async tick(): Promise<void> {
     await Promise.all([...this.#deps.pool.workers()].map((worker) => this.#check(worker)));
   }
 
-  async #check(worker: WorkerRecord): Promise<void> {
+  async #check(worker: Worker): Promise<void> {
     const { pool } = this.#deps;
-    const serving = pool.onWorker(worker.id).some((c) => c.health === 'healthy' || c.health === 'starting' || c.busyWithRuntime);
+    const serving = pool.onWorker(worker.id).some((c) => c.health === 'healthy' || c.health === 'starting' || c.operation);
     if (worker.state === 'up' && serving) {
       this.#streaks.delete(worker.id);
       return;
@@ -59,7 +58,7 @@ export class WorkerMonitor extends ControlLoop {
     this.#streaks.set(worker.id, streak);
     let listed: ContainerInfo[];
     try {
-      listed = await withTimeout(this.#deps.list(worker), this.#options.timeoutMs, `no answer within ${this.#options.timeoutMs} ms`);
+      listed = await this.#deps.operations.list(worker, this.#options.timeoutMs);
     } catch (error) {
       streak.successes = 0;
       streak.failures++;
@@ -72,31 +71,22 @@ export class WorkerMonitor extends ControlLoop {
     streak.failures = 0;
     streak.successes++;
     if (worker.state === 'down' && streak.successes >= this.#options.rise) {
-      await this.#deps.manager.removeOrphans(worker, listed);
+      await this.#deps.operations.removeOrphans(worker, listed);
       pool.setWorkerState(worker, 'up', `its runtime answered ${streak.successes} checks in a row`);
     }
   }
 
-  #markDown(worker: WorkerRecord, reason: string): void {
+  #markDown(worker: Worker, reason: string): void {
     const { pool } = this.#deps;
     pool.setWorkerState(worker, 'down', reason);
-    for (const c of pool.onWorker(worker.id)) if (!c.busyWithRuntime) pool.setHealth(c, 'down', `worker ${worker.id} is down`);
+    for (const c of pool.onWorker(worker.id)) if (!c.operation) pool.setHealth(c, 'down', `worker ${worker.id} is down`);
   }
 
   /** Start each managed container of a down worker elsewhere; what finds no room is tried again next pass. */
-  async #relocate(worker: WorkerRecord): Promise<void> {
-    const movable = this.#deps.pool.onWorker(worker.id).filter((c) => c.managed && !c.busyWithRuntime);
-    const results = await Promise.allSettled(movable.map((c) => this.#deps.manager.relocate(c, `moved from worker ${worker.id}, which is down`)));
+  async #relocate(worker: Worker): Promise<void> {
+    const movable = this.#deps.pool.onWorker(worker.id).filter((c) => c.managed && !c.operation);
+    const results = await Promise.allSettled(movable.map((c) => this.#deps.operations.relocate(c, `moved from worker ${worker.id}, which is down`)));
     const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (failed.length > 0) this.log.warn({ worker: worker.id, unmoved: failed.length, err: failed[0]!.reason }, 'cannot move every container of a down worker yet');
   }
-}
-
-/** `promise`, or a rejection after `ms`. */
-function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(message)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }

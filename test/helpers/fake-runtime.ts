@@ -1,7 +1,7 @@
 import { createLogger } from '../../common/src/logger.js';
-import { ContainerManager } from '../../orchestrator/src/container-manager.js';
-import { ContainerPool, type Container } from '../../orchestrator/src/container-pool.js';
-import type { ContainerInfo, ContainerSpec, RuntimeDriver } from '../../runtime/src/driver.js';
+import { ContainerPool, type Container, type Worker } from '../../orchestrator/src/container-pool.js';
+import { RuntimeOperations } from '../../orchestrator/src/runtime-operations.js';
+import { LABELS, type ContainerInfo, type ContainerSpec, type RuntimeDriver } from '../../runtime/src/driver.js';
 import { containerRecordSchema, workerRecordSchema, type WorkerRecord } from '../../status/src/schema.js';
 
 /** An in-memory runtime: records every call; `failStarts` makes the next starts throw. */
@@ -49,16 +49,28 @@ export class FakeDriver implements RuntimeDriver {
 export interface FakeCluster {
   pool: ContainerPool;
   driver: FakeDriver;
-  manager: ContainerManager;
+  operations: RuntimeOperations;
   /** Ports whose /health answers 200 (a new container answers once its port is here). */
   healthy: Set<number>;
   add(workerId: string, port: number): Container;
 }
 
 /** `workers` workers w1..wN with ports 5000.. (stride 100), no containers yet, a fake driver and probe. */
-export function fakeCluster(workers: number, options: { maxPerWorker?: number; startTimeoutMs?: number; drainTimeoutMs?: number } = {}): FakeCluster {
+export function fakeCluster(
+  workers: number,
+  options: {
+    maxPerWorker?: number;
+    startTimeoutMs?: number;
+    drainTimeoutMs?: number;
+    maxOperations?: number;
+    /** The runtime of every worker. @default a new FakeDriver */
+    driver?: FakeDriver;
+    /** What a worker's runtime lists. @default the fake driver's containers labelled with the worker */
+    list?: (worker: Worker) => Promise<ContainerInfo[]>;
+  } = {},
+): FakeCluster {
   const pool = new ContainerPool();
-  const driver = new FakeDriver();
+  const driver = options.driver ?? new FakeDriver();
   const healthy = new Set<number>();
   const records: WorkerRecord[] = Array.from({ length: workers }, (_, i) =>
     workerRecordSchema.parse({
@@ -71,14 +83,29 @@ export function fakeCluster(workers: number, options: { maxPerWorker?: number; s
     }),
   );
   pool.load(records, [], 1);
-  const manager = new ContainerManager(
-    { pool, driverFor: () => driver, probe: async (c) => healthy.has(c.port), forget: async () => {}, log: createLogger('test', 'silent') },
-    { cluster: 'test', containerConcurrency: 1, startTimeoutMs: options.startTimeoutMs ?? 1_000, stopTimeoutMs: 0, drainTimeoutMs: options.drainTimeoutMs ?? 1_000, maxPerWorker: options.maxPerWorker ?? 8 },
+  const operations = new RuntimeOperations(
+    {
+      pool,
+      driverFor: () => driver,
+      list: options.list ?? (async (worker) => (await driver.list()).filter((info) => info.labels[LABELS.worker] === worker.id)),
+      probe: async (c) => healthy.has(c.port),
+      forget: async () => {},
+      log: createLogger('test', 'silent'),
+    },
+    {
+      cluster: 'test',
+      containerConcurrency: 1,
+      startTimeoutMs: options.startTimeoutMs ?? 1_000,
+      stopTimeoutMs: 0,
+      drainTimeoutMs: options.drainTimeoutMs ?? 1_000,
+      maxPerWorker: options.maxPerWorker ?? 8,
+      maxOperations: options.maxOperations ?? 32,
+    },
   );
   return {
     pool,
     driver,
-    manager,
+    operations,
     healthy,
     add(workerId, port) {
       healthy.add(port);

@@ -25,7 +25,7 @@ function scaler(cluster: FakeCluster, options: Partial<AutoscalerOptions> = {}) 
   const load = { forwarded: 0, queued: 0, p90: null as number | null };
   let now = 0;
   const autoscaler = new Autoscaler(
-    { pool: cluster.pool, manager: cluster.manager, forwarded: () => load.forwarded, queued: () => load.queued, p90LatencyMs: () => load.p90, log, now: () => now },
+    { pool: cluster.pool, operations: cluster.operations, forwarded: () => load.forwarded, queued: () => load.queued, p90LatencyMs: () => load.p90, log, now: () => now },
     { ...base, ...options },
   );
   // New containers answer /health as soon as they start.
@@ -34,9 +34,9 @@ function scaler(cluster: FakeCluster, options: Partial<AutoscalerOptions> = {}) 
 }
 
 /** One decision, and the scaling it started carried out. */
-async function decide(autoscaler: Autoscaler): Promise<void> {
+async function decide(autoscaler: Autoscaler, cluster: FakeCluster): Promise<void> {
   await autoscaler.tick();
-  await autoscaler.settled();
+  await cluster.operations.onIdle();
 }
 
 const ports = (cluster: FakeCluster): string[] => [...cluster.pool.containers()].map((c) => c.id).sort();
@@ -49,10 +49,10 @@ describe('Autoscaler, requests policy (the seeds\' rule)', () => {
     load.forwarded = 45;
     // Passes every intervalMs; the one at the window's end decides.
     advance(base.windowMs - base.intervalMs);
-    await decide(autoscaler);
+    await decide(autoscaler, cluster);
     expect(cluster.pool.size).toBe(1);
     advance(base.intervalMs);
-    await decide(autoscaler);
+    await decide(autoscaler, cluster);
     expect(cluster.pool.size).toBe(3);
   });
 
@@ -63,7 +63,7 @@ describe('Autoscaler, requests policy (the seeds\' rule)', () => {
 
     load.forwarded = 45;
     advance(base.windowMs);
-    await decide(autoscaler);
+    await decide(autoscaler, cluster);
     // The first goes to w2 (fewest); then both have one, and the tie goes to the first worker.
     expect(ports(cluster)).toEqual(['w1-5000', 'w1-5001', 'w2-5100']);
     expect(autoscaler.decisions.at(-1)).toMatchObject({ action: 'scale-out', current: 1, desired: 3, reason: expect.stringContaining('45 requests') });
@@ -71,7 +71,7 @@ describe('Autoscaler, requests policy (the seeds\' rule)', () => {
     // The next window saw 20 more: 2 containers. The idle one on the fuller worker goes, highest port first.
     load.forwarded = 65;
     advance(base.windowMs);
-    await decide(autoscaler);
+    await decide(autoscaler, cluster);
     expect(ports(cluster)).toEqual(['w1-5000', 'w2-5100']);
     expect(autoscaler.decisions.at(-1)).toMatchObject({ action: 'scale-in', current: 3, desired: 2 });
   });
@@ -85,15 +85,15 @@ describe('Autoscaler, requests policy (the seeds\' rule)', () => {
     expect(cluster.pool.tryAcquire()).toBe(b);
 
     advance(base.windowMs);
-    await decide(autoscaler);
+    await decide(autoscaler, cluster);
     expect(ports(cluster)).toEqual(['w1-5000', 'w1-5001']);
     expect(autoscaler.decisions.at(-1)).toMatchObject({ action: 'none', current: 2, desired: 2, reason: expect.stringMatching(/held: none can go now/) });
     // Within the same window: the next pass takes the step the first could not.
     cluster.pool.release(b, 'served');
-    await decide(autoscaler);
+    await decide(autoscaler, cluster);
     expect(ports(cluster)).toEqual(['w1-5000']);
     cluster.pool.release(a, 'served');
-    await decide(autoscaler);
+    await decide(autoscaler, cluster);
     expect(ports(cluster)).toEqual(['w1-5000']);
   });
 
@@ -103,11 +103,11 @@ describe('Autoscaler, requests policy (the seeds\' rule)', () => {
     const { autoscaler, load, advance } = scaler(cluster, { max: 4, maxStep: 2 });
     load.forwarded = 1_000;
     advance(base.windowMs);
-    await decide(autoscaler);
+    await decide(autoscaler, cluster);
     expect(cluster.pool.size).toBe(3);
     expect(autoscaler.decisions.at(-1)!.reason).toMatch(/bounded to \[1, 4\]; at most 2 per decision; later passes go on to 4/);
     advance(base.windowMs);
-    await decide(autoscaler);
+    await decide(autoscaler, cluster);
     expect(cluster.pool.size).toBe(1 + 2 - 2);
   });
 
@@ -118,7 +118,7 @@ describe('Autoscaler, requests policy (the seeds\' rule)', () => {
     autoscaler.paused = true;
     load.forwarded = 100;
     advance(base.windowMs);
-    await decide(autoscaler);
+    await decide(autoscaler, cluster);
     expect(cluster.pool.size).toBe(1);
   });
 });
@@ -130,7 +130,7 @@ describe('Autoscaler, concurrency policy (Knative style)', () => {
     const { autoscaler, load } = scaler(cluster, { policy: 'concurrency' });
     cluster.pool.tryAcquire();
     load.queued = 4;
-    await decide(autoscaler);
+    await decide(autoscaler, cluster);
     expect(cluster.pool.size).toBe(5);
     expect(a.health).toBe('healthy');
   });
@@ -147,7 +147,7 @@ describe('Autoscaler, concurrency policy (Knative style)', () => {
     await autoscaler.tick();
     expect(cluster.pool.size).toBe(3);
     for (const port of [5001, 5100]) cluster.healthy.add(port);
-    await autoscaler.settled();
+    await cluster.operations.onIdle();
     expect([...cluster.pool.containers()].every((c) => c.health === 'healthy')).toBe(true);
   });
 
@@ -156,18 +156,18 @@ describe('Autoscaler, concurrency policy (Knative style)', () => {
     cluster.add('w1', 5000);
     const { autoscaler, load, advance } = scaler(cluster, { policy: 'concurrency', stabilizationMs: 30_000 });
     load.queued = 3;
-    await decide(autoscaler);
+    await decide(autoscaler, cluster);
     expect(cluster.pool.size).toBe(3);
 
     // The load stops: nothing is removed for 30 s, then the count drops to what the window wants.
     load.queued = 0;
     for (let t = 0; t < 28_000; t += 2_000) {
       advance(2_000);
-      await decide(autoscaler);
+      await decide(autoscaler, cluster);
       expect(cluster.pool.size).toBe(3);
     }
     advance(4_000);
-    await decide(autoscaler);
+    await decide(autoscaler, cluster);
     expect(cluster.pool.size).toBe(1);
     expect(autoscaler.decisions.filter((d) => d.action !== 'none').map((d) => d.action)).toEqual(['scale-out', 'scale-in']);
   });
@@ -179,14 +179,14 @@ describe('Autoscaler, concurrency policy (Knative style)', () => {
     cluster.add('w1', 5002);
     const { autoscaler, advance } = scaler(cluster, { policy: 'concurrency', stabilizationMs: 0, maxStep: 1, scaleDownCooldownMs: 10_000 });
     advance(1);
-    await decide(autoscaler);
+    await decide(autoscaler, cluster);
     expect(cluster.pool.size).toBe(2);
     advance(2_000);
-    await decide(autoscaler);
+    await decide(autoscaler, cluster);
     expect(cluster.pool.size).toBe(2);
     expect(autoscaler.decisions.at(-1)!.reason).toMatch(/held: scale-in cooldown/);
     advance(10_000);
-    await decide(autoscaler);
+    await decide(autoscaler, cluster);
     expect(cluster.pool.size).toBe(1);
   });
 });
@@ -203,7 +203,7 @@ describe('Autoscaler, user-defined rules', () => {
     cluster.add('w1', 5000);
     const { autoscaler, load } = scaler(cluster, { policy: 'rules', rules });
     load.p90 = 812.5;
-    await decide(autoscaler);
+    await decide(autoscaler, cluster);
     expect(cluster.pool.size).toBe(3);
     expect(autoscaler.decisions.at(-1)!.reason).toBe('rules: rule 1: p90LatencyMs 812.5 > 500 over 10 s, scale-out by 2');
   });
@@ -214,7 +214,7 @@ describe('Autoscaler, user-defined rules', () => {
     const { autoscaler, load, advance } = scaler(cluster, { policy: 'rules', rules: [rules[1]!] });
     const tickWith = async (queued: number): Promise<void> => {
       load.queued = queued;
-      await decide(autoscaler);
+      await decide(autoscaler, cluster);
       advance(2_000);
     };
     for (const queued of [0, 0, 0, 9]) await tickWith(queued);
@@ -232,12 +232,12 @@ describe('Autoscaler, user-defined rules', () => {
     // Until the observations cover 10 s, the request count is unknown and nothing happens.
     for (const forwarded of [100, 101, 101, 102, 102]) {
       load.forwarded = forwarded;
-      await decide(autoscaler);
+      await decide(autoscaler, cluster);
       advance(2_000);
     }
     expect(cluster.pool.size).toBe(2);
     load.forwarded = 103;
-    await decide(autoscaler);
+    await decide(autoscaler, cluster);
     expect(cluster.pool.size).toBe(1);
     expect(autoscaler.decisions.at(-1)!.reason).toBe('rules: rule 3: requests 3 < 5 over 10 s, scale-in by 1');
   });
@@ -266,7 +266,7 @@ describe('placement and bounds', () => {
     expect(ports(cluster)).toEqual(['w1-5000', 'w1-5001', 'w1-5002', 'w2-5100']);
     // A quiet window wants 1 container, but each worker keeps one.
     autoscaler.scaleTo(1, 'test');
-    await autoscaler.settled();
+    await cluster.operations.onIdle();
     expect(ports(cluster)).toEqual(['w1-5000', 'w2-5100']);
   });
 
@@ -300,10 +300,10 @@ describe('scale-in', () => {
     }
     const { autoscaler } = scaler(cluster, { policy: 'none', max: 16 });
     autoscaler.scaleTo(8, 'test');
-    await autoscaler.settled();
+    await cluster.operations.onIdle();
     expect(spread(cluster)).toEqual({ w1: 4, w2: 4 });
     autoscaler.scaleTo(4, 'test');
-    await autoscaler.settled();
+    await cluster.operations.onIdle();
     expect(spread(cluster)).toEqual({ w1: 2, w2: 2 });
     // Highest ports first on each worker.
     expect(ports(cluster)).toEqual(['w1-5000', 'w1-5001', 'w2-5100', 'w2-5101']);
@@ -318,10 +318,10 @@ describe('scale-in', () => {
     expect(busy).toEqual(onW1);
 
     expect(autoscaler.scaleTo(4, 'test')).toMatchObject({ action: 'none', current: 5 });
-    await decide(autoscaler);
+    await decide(autoscaler, cluster);
     expect(spread(cluster)).toEqual({ w1: 3, w2: 2 });
     cluster.pool.release(busy[2]!, 'served');
-    await decide(autoscaler);
+    await decide(autoscaler, cluster);
     expect(spread(cluster)).toEqual({ w1: 2, w2: 2 });
   });
 
@@ -339,11 +339,12 @@ describe('scale-in', () => {
     const decision = autoscaler.scaleTo(2, 'test');
     expect(decision).toMatchObject({ action: 'scale-in', current: 8, desired: 2 });
     expect(inRotation(cluster)).toBe(2);
-    await autoscaler.settled();
+    await cluster.operations.onIdle();
     expect(ports(cluster)).toEqual(['w1-5000', 'w2-5100']);
     expect(inRotation(cluster)).toBe(2);
-    // What was started is stopped and removed from its runtime.
-    expect(cluster.driver.started).toHaveLength(6);
+    // One start at a time per worker (the fake runtime's concurrency): the two running were
+    // stopped and removed from their runtime, the four still queued were dropped before they ran.
+    expect(cluster.driver.started).toHaveLength(2);
     expect(cluster.driver.running.size).toBe(0);
   });
 
@@ -353,17 +354,17 @@ describe('scale-in', () => {
     const replaced = cluster.add('w1', 5001);
     // Out of rotation, its replacement under way (the healer's).
     cluster.pool.setHealth(replaced, 'unhealthy', 'test');
-    replaced.busyWithRuntime = true;
+    cluster.pool.operationBegun(replaced, 'replace');
     const { autoscaler } = scaler(cluster, { policy: 'none' });
 
     expect(autoscaler.scaleTo(1, 'test')).toMatchObject({ action: 'none', current: 2 });
-    await decide(autoscaler);
+    await decide(autoscaler, cluster);
     expect(ports(cluster)).toEqual(['w1-5000', 'w1-5001']);
     expect(inRotation(cluster)).toBe(1);
 
-    replaced.busyWithRuntime = false;
+    cluster.pool.operationEnded(replaced);
     cluster.pool.setHealth(replaced, 'healthy', 'test');
-    await decide(autoscaler);
+    await decide(autoscaler, cluster);
     expect(ports(cluster)).toEqual(['w1-5000']);
     expect(inRotation(cluster)).toBe(1);
   });
@@ -378,14 +379,14 @@ describe('a scale request that cannot act now is carried out by later passes', (
     const leases = [1, 2, 3, 4].map(() => cluster.pool.tryAcquire()!);
 
     expect(autoscaler.scaleTo(2, 'admin request')).toMatchObject({ action: 'none', current: 4, desired: 4 });
-    await decide(autoscaler);
+    await decide(autoscaler, cluster);
     expect(cluster.pool.size).toBe(4);
     for (const c of leases) cluster.pool.release(c, 'served');
-    await decide(autoscaler);
+    await decide(autoscaler, cluster);
     expect(spread(cluster)).toEqual({ w1: 1, w2: 1 });
     expect(autoscaler.decisions.at(-1)).toMatchObject({ action: 'scale-in', current: 4, desired: 2, reason: expect.stringContaining('admin request') });
     // Reached: later passes leave the cluster alone.
-    await decide(autoscaler);
+    await decide(autoscaler, cluster);
     expect(autoscaler.decisions.at(-1)!.action).toBe('scale-in');
   });
 
@@ -394,8 +395,8 @@ describe('a scale request that cannot act now is carried out by later passes', (
     cluster.add('w1', 5000);
     const { autoscaler } = scaler(cluster, { policy: 'none', max: 16, maxStep: 8 });
     expect(autoscaler.scaleTo(12, 'admin request')).toMatchObject({ action: 'scale-out', current: 1, desired: 9 });
-    await autoscaler.settled();
-    await decide(autoscaler);
+    await cluster.operations.onIdle();
+    await decide(autoscaler, cluster);
     expect(spread(cluster)).toEqual({ w1: 6, w2: 6 });
   });
 
@@ -406,14 +407,15 @@ describe('a scale request that cannot act now is carried out by later passes', (
     const { autoscaler } = scaler(cluster, { policy: 'none' });
     // `a` drains with a request on it: it holds its slot (and port) until that request ends.
     expect(cluster.pool.tryAcquire()).toBe(a);
-    const removal = cluster.manager.drainAndRemove(a, 'test');
+    const removal = cluster.operations.drainAndRemove(a, 'test');
 
     expect(autoscaler.scaleTo(2, 'admin request')).toMatchObject({ action: 'none', current: 1, desired: 1, reason: expect.stringMatching(/held: no worker has room/) });
-    await decide(autoscaler);
+    // A pass alone: the drain under way ends only once its request does.
+    await autoscaler.tick();
     expect(cluster.driver.started).toHaveLength(0);
     cluster.pool.release(a, 'served');
     await removal;
-    await decide(autoscaler);
+    await decide(autoscaler, cluster);
     expect(ports(cluster)).toEqual(['w1-5000', 'w1-5001']);
     expect(cluster.pool.get('w1-5000')).not.toBe(a);
   });
@@ -427,16 +429,16 @@ describe('a scale request that cannot act now is carried out by later passes', (
 
     // The policy wants 1, but all three are busy.
     let leases = leaseAll();
-    await decide(autoscaler);
+    await decide(autoscaler, cluster);
     autoscaler.paused = true;
     releaseAll(leases);
-    await decide(autoscaler);
+    await decide(autoscaler, cluster);
     expect(cluster.pool.size).toBe(3);
 
     leases = leaseAll();
     autoscaler.scaleTo(1, 'admin request');
     releaseAll(leases);
-    await decide(autoscaler);
+    await decide(autoscaler, cluster);
     expect(cluster.pool.size).toBe(1);
   });
 });

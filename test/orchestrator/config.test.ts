@@ -24,6 +24,27 @@ describe('loadOrchestratorConfig', () => {
     expect(loadOrchestratorConfig({ env: {} }).adminToken).toBeUndefined();
   });
 
+  it("gives the upstream client today's limits by default, each settable", () => {
+    expect(loadOrchestratorConfig({ env: {} })).toMatchObject({
+      connectTimeoutMs: 2_000,
+      upstreamIdleTimeoutMs: 4_000,
+      upstreamMaxIdlePerContainer: 1025,
+      upstreamBufferBytes: 65_536,
+      upstreamMaxHeadBytes: 65_536,
+      upstreamMaxLineBytes: 8_192,
+    });
+    expect(
+      loadOrchestratorConfig({
+        env: { ORCH_UPSTREAM_IDLE_TIMEOUT_MS: '1000', ORCH_UPSTREAM_MAX_IDLE_PER_CONTAINER: '2', ORCH_UPSTREAM_BUFFER_BYTES: '1024', ORCH_UPSTREAM_MAX_HEAD_BYTES: '2048', ORCH_UPSTREAM_MAX_LINE_BYTES: '128' },
+      }),
+    ).toMatchObject({ upstreamIdleTimeoutMs: 1_000, upstreamMaxIdlePerContainer: 2, upstreamBufferBytes: 1_024, upstreamMaxHeadBytes: 2_048, upstreamMaxLineBytes: 128 });
+  });
+
+  it('bounds health probes at 64 and runtime operations at 32 by default, each settable', () => {
+    expect(loadOrchestratorConfig({ env: {} })).toMatchObject({ healthProbeConcurrency: 64, maxRuntimeOperations: 32 });
+    expect(loadOrchestratorConfig({ env: { ORCH_HEALTH_PROBE_CONCURRENCY: '8', ORCH_MAX_RUNTIME_OPERATIONS: '4' } })).toMatchObject({ healthProbeConcurrency: 8, maxRuntimeOperations: 4 });
+  });
+
   it('reads scale rules as JSON from ORCH_SCALE_RULES, defaulting `by` to 1', () => {
     const config = loadOrchestratorConfig({
       env: {
@@ -43,6 +64,10 @@ describe('loadOrchestratorConfig', () => {
     ['an admin token shorter than 16 characters', { ORCH_ADMIN_TOKEN: 'short' }, '"adminToken"'],
     ['a head timeout longer than the whole-request timeout', { ORCH_CLIENT_HEADERS_TIMEOUT_MS: '5000', ORCH_CLIENT_REQUEST_TIMEOUT_MS: '1000' }, '"clientHeadersTimeoutMs"'],
     ['a head limit under 1 KiB', { ORCH_MAX_HEADER_BYTES: '100' }, '"maxHeaderBytes"'],
+    ['an upstream head limit under 1 KiB', { ORCH_UPSTREAM_MAX_HEAD_BYTES: '100' }, '"upstreamMaxHeadBytes"'],
+    ['no idle connection per container', { ORCH_UPSTREAM_MAX_IDLE_PER_CONTAINER: '0' }, '"upstreamMaxIdlePerContainer"'],
+    ['no runtime operation at once', { ORCH_MAX_RUNTIME_OPERATIONS: '0' }, '"maxRuntimeOperations"'],
+    ['no health probe at once', { ORCH_HEALTH_PROBE_CONCURRENCY: '0' }, '"healthProbeConcurrency"'],
   ])('rejects %s naming the key', (_what, env, key) => {
     const error = configError(env);
     expect(error.code).toBe('CONFIG_INVALID');

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ContainerPool } from '../../orchestrator/src/container-pool.js';
-import { containerRecordSchema } from '../../status/src/schema.js';
+import { containerRecordSchema, workerRecordSchema } from '../../status/src/schema.js';
 
 const thresholds = { rise: 2, fall: 3 };
 
@@ -100,5 +100,56 @@ describe('a request sent again after a failure', () => {
     const pool = twoWorkers();
     for (const id of ['b1', 'b2']) pool.markFailed(pool.get(id)!, 'gone');
     expect(pool.tryAcquire(new Set(['w1']))?.workerId).toBe('w1');
+  });
+});
+
+describe('the pool owns container state', () => {
+  it('hands out read-only containers and workers; the type checker refuses a write from outside', () => {
+    const pool = new ContainerPool();
+    const c = pool.add(containerRecordSchema.parse({ id: 'c', workerId: 'w1', host: '127.0.0.1', port: 5000 }), 1);
+    const writeFromOutside = (): void => {
+      // @ts-expect-error only the pool changes a container
+      c.health = 'down';
+      // @ts-expect-error the operation is a transition (operationBegun), not a flag to set
+      c.operation = 'replace';
+      // @ts-expect-error the version is bumped by the pool (touch())
+      pool.version++;
+    };
+    expect(writeFromOutside).toBeTypeOf('function');
+  });
+
+  it('changes a container only through named transitions, each bumping the version the status writer watches', () => {
+    const pool = new ContainerPool();
+    const c = pool.add(containerRecordSchema.parse({ id: 'c', workerId: 'w1', host: '127.0.0.1', port: 5000 }), 1);
+    let version = pool.version;
+    const bumped = (): boolean => {
+      const changed = pool.version > version;
+      version = pool.version;
+      return changed;
+    };
+    pool.operationBegun(c, 'replace');
+    expect(c.operation).toBe('replace');
+    pool.operationEnded(c);
+    expect(c.operation).toBeNull();
+    pool.scheduleRestart(c, 42_000);
+    expect(c).toMatchObject({ restarts: 1, nextRestartAt: 42_000 });
+    expect(bumped()).toBe(true);
+    pool.recordError(c, 'exited');
+    expect(c.lastError).toBe('exited');
+    expect(bumped()).toBe(true);
+    pool.setRuntimeId(c, 'rt-9');
+    expect(c.runtimeId).toBe('rt-9');
+    expect(bumped()).toBe(true);
+    pool.touch();
+    expect(bumped()).toBe(true);
+  });
+
+  it('keeps live workers apart from the records it loaded', () => {
+    const pool = new ContainerPool();
+    const record = workerRecordSchema.parse({ id: 'w1', provider: 'local', host: '127.0.0.1', runtime: { driver: 'process' }, template: { env: {} } });
+    pool.load([record], [], 1);
+    pool.setWorkerState(pool.worker('w1')!, 'down', 'test');
+    expect(pool.worker('w1')!.state).toBe('down');
+    expect(record.state).toBe('up');
   });
 });

@@ -25,7 +25,7 @@ describe('a container dying under load', () => {
     expect(settled.filter((r) => r.status !== 200)).toEqual([]);
     const container = rig.running.orchestrator.pool.get('b')!;
     expect(container.health).toBe('unhealthy');
-    expect(rig.running.orchestrator.proxy.counters.redispatched).toBeGreaterThanOrEqual(1);
+    expect(rig.running.orchestrator.stats.counters.redispatched).toBeGreaterThanOrEqual(1);
     for (const b of rig.backends) expect(b.stats.maxInFlight).toBe(1);
   });
 
@@ -51,7 +51,7 @@ describe('a container dying under load', () => {
     rig.backends = [breaker, alive];
     rig.running = await startOrchestrator(rig.backends, { healthIntervalMs: 60_000 });
     // Take `alive` out of the way so the request surely lands on `breaker`.
-    rig.running.orchestrator.pool.get('alive')!.draining = true;
+    rig.running.orchestrator.pool.drain(rig.running.orchestrator.pool.get('alive')!, 'test');
     const generic = await post(rig.running.url, '/generic');
     expect(generic.status).toBe(502);
     expect(JSON.parse(generic.body)).toMatchObject({ error: 'CONTAINER_UNAVAILABLE' });

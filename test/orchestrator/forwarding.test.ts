@@ -1,11 +1,8 @@
 import http, { type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http';
-import { Writable } from 'node:stream';
 import { request } from 'undici';
-import { createLogger } from '../../common/src/logger.js';
 import { describe, expect, it } from 'vitest';
 import { startBackend } from '../helpers/backend.js';
 import { startOrchestrator, useRig } from '../helpers/orchestrator-fixture.js';
-import { waitFor } from '../helpers/wait-for.js';
 
 const rig = useRig();
 
@@ -106,22 +103,6 @@ describe('the orchestrator’s own routes and errors', () => {
     expect(response.headers['content-type']).toMatch(/application\/json/);
     expect(await response.body.json()).toMatchObject({ error, message: expect.any(String) });
     expect(backend.stats.arrivals).toEqual([]);
-  });
-
-  it('writes one access-log line per request when accessLog is on', async () => {
-    const lines: Array<Record<string, unknown>> = [];
-    const sink = new Writable({
-      write(chunk: Buffer, _encoding, done) {
-        lines.push(JSON.parse(chunk.toString()) as Record<string, unknown>);
-        done();
-      },
-    });
-    rig.backends = [await startBackend('logged')];
-    rig.running = await startOrchestrator(rig.backends, { accessLog: true }, createLogger('orchestrator', 'info', sink));
-    const response = await request(`${rig.running.url}/new_request`, { method: 'POST', headers: { 'x-request-id': 'log-1' }, body: '{"text":"x"}' });
-    await response.body.dump();
-    await waitFor(() => lines.some((l) => l.msg === 'request'));
-    expect(lines.find((l) => l.msg === 'request')).toMatchObject({ requestId: 'log-1', method: 'POST', path: '/new_request', status: 200, container: 'logged', completed: true });
   });
 
   it('answers GET /health with its capacity, memory and event-loop delay', async () => {

@@ -8,7 +8,7 @@ const options = { intervalMs: 1_000, backoffInitialMs: 1_000, backoffMaxMs: 300_
 
 function healerFor(cluster: ReturnType<typeof fakeCluster>) {
   let now = 1_000_000;
-  const healer = new Healer({ pool: cluster.pool, manager: cluster.manager, log, now: () => now }, options);
+  const healer = new Healer({ pool: cluster.pool, operations: cluster.operations, log, now: () => now }, options);
   return { healer, advance: (ms: number) => (now += ms), now: () => now };
 }
 
@@ -20,7 +20,7 @@ describe('Healer', () => {
     cluster.pool.setHealth(c, 'unhealthy', 'crashed');
 
     await healer.tick();
-    await healer.settled();
+    await cluster.operations.onIdle();
 
     expect(cluster.driver.started).toEqual([expect.objectContaining({ name: 'w1-5000', port: 5000, env: { WORK_MS: '0' } })]);
     expect(c).toMatchObject({ health: 'healthy', restarts: 1, runtimeId: 'rt-1' });
@@ -32,11 +32,11 @@ describe('Healer', () => {
     const cluster = fakeCluster(1);
     cluster.add('w1', 5000);
     const draining = cluster.add('w1', 5001);
-    draining.draining = true;
+    cluster.pool.drain(draining, 'test');
     cluster.pool.setHealth(draining, 'unhealthy', 'x');
     const { healer } = healerFor(cluster);
     await healer.tick();
-    await healer.settled();
+    await cluster.operations.onIdle();
     expect(cluster.driver.started).toEqual([]);
   });
 
@@ -47,7 +47,7 @@ describe('Healer', () => {
     const crash = async (): Promise<void> => {
       cluster.pool.setHealth(c, 'unhealthy', 'crashed');
       await healer.tick();
-      await healer.settled();
+      await cluster.operations.onIdle();
     };
 
     await crash();
@@ -60,14 +60,14 @@ describe('Healer', () => {
     expect(c.restarts).toBe(1);
     advance(1_000);
     await healer.tick();
-    await healer.settled();
+    await cluster.operations.onIdle();
     expect(c.restarts).toBe(2);
     expect(c.nextRestartAt - now()).toBe(2_000);
 
     cluster.pool.setHealth(c, 'unhealthy', 'crashed');
     advance(2_000);
     await healer.tick();
-    await healer.settled();
+    await cluster.operations.onIdle();
     expect(c.nextRestartAt - now()).toBe(4_000);
 
     // Healthy for 10 minutes: the next crash is replaced at once again.
@@ -87,7 +87,7 @@ describe('Healer', () => {
       cluster.pool.setHealth(c, 'unhealthy', 'crashed');
       advance(300_000);
       await healer.tick();
-      await healer.settled();
+      await cluster.operations.onIdle();
     }
     expect(c.nextRestartAt - now()).toBe(300_000);
   });
@@ -99,13 +99,13 @@ describe('Healer', () => {
     cluster.driver.failStarts = 1;
     cluster.pool.setHealth(c, 'unhealthy', 'crashed');
     await healer.tick();
-    await healer.settled();
+    await cluster.operations.onIdle();
     expect(c.health).toBe('down');
     expect(c.lastError).toMatch(/cannot start w1-5000/);
 
     advance(1_000);
     await healer.tick();
-    await healer.settled();
+    await cluster.operations.onIdle();
     expect(c.health).toBe('healthy');
     expect(c.restarts).toBe(2);
   });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { BadResponseError, ResponseParser, type ResponseHead } from '../../orchestrator/src/http1-response-parser.js';
+import { BadResponseError, ResponseParser, type ResponseHead } from '../../orchestrator/src/upstream/http1-response-parser.js';
 
 interface Parsed {
   heads: ResponseHead[];
@@ -16,7 +16,7 @@ function parse(wire: string, { step = wire.length, method = 'POST', close = fals
       body: (chunk) => (out.body += chunk.toString('latin1')),
       complete: () => out.completed++,
     },
-    { maxHeadBytes: 1024 },
+    { maxHeadBytes: 1024, maxLineBytes: 8192 },
   );
   parser.expect(method);
   const bytes = Buffer.from(wire, 'latin1');
@@ -75,7 +75,7 @@ describe('HTTP/1.1 response parser', () => {
 
   it('reads answers one after the other on one connection', () => {
     const out: string[] = [];
-    const parser = new ResponseParser({ head: () => {}, body: (c) => out.push(c.toString()), complete: () => out.push('|') }, { maxHeadBytes: 1024 });
+    const parser = new ResponseParser({ head: () => {}, body: (c) => out.push(c.toString()), complete: () => out.push('|') }, { maxHeadBytes: 1024, maxLineBytes: 8192 });
     parser.expect('POST');
     parser.push(Buffer.from('HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na'));
     expect(parser.active).toBe(false);

@@ -6,11 +6,13 @@ import { parseExposition } from '../../common/src/prometheus-text.js';
 import { createLogger } from '../../common/src/logger.js';
 import { ProxyHandler } from '../../orchestrator/src/proxy-handler.js';
 import { RequestQueue } from '../../orchestrator/src/request-queue.js';
-import { UpstreamClient } from '../../orchestrator/src/upstream-client.js';
+import { RequestStats } from '../../orchestrator/src/request-stats.js';
+import { UpstreamClient } from '../../orchestrator/src/upstream/upstream-client.js';
 import { startBackend, type Backend } from '../helpers/backend.js';
 import { fakeCluster } from '../helpers/fake-runtime.js';
 import { startOrchestrator, useRig } from '../helpers/orchestrator-fixture.js';
 import { raw, statusOf } from '../helpers/raw-http.js';
+import { upstreamOptions } from '../helpers/upstream.js';
 import { waitFor } from '../helpers/wait-for.js';
 
 const rig = useRig();
@@ -40,7 +42,7 @@ describe('outcomes', () => {
       clientRequestTimeoutMs: 600,
     });
     const { orchestrator } = rig.running;
-    const counters = orchestrator.proxy.counters;
+    const counters = orchestrator.stats.counters;
 
     // Completed: one on the hot path, one through Koa (a non-canonical spelling of the same route).
     for (const path of ['/new_request', '/NEW_REQUEST']) {
@@ -78,7 +80,7 @@ describe('outcomes', () => {
     expect((await waiting).status).toBe(504);
     only.answerNext();
     expect((await held).status).toBe(200);
-    await waitFor(() => orchestrator.proxy.active === 0);
+    await waitFor(() => orchestrator.stats.active === 0);
 
     expect(counters).toMatchObject({ completed: 3, failed: 0, rejected: 1, timedOut: 1, cancelled: 1, refused: 5 });
     const { accepted, completed, failed, rejected, timedOut, cancelled, refused } = counters;
@@ -107,9 +109,9 @@ describe('outcomes', () => {
     abort.abort();
     expect(await leaving).toBe('left');
     // The upstream timeout passes: before, the request was sent again to `other` for nobody.
-    await waitFor(() => rig.running!.orchestrator.proxy.active === 0, 5_000);
+    await waitFor(() => rig.running!.orchestrator.stats.active === 0, 5_000);
     expect(other.stats.served).toBe(0);
-    expect(rig.running.orchestrator.proxy.counters).toMatchObject({ redispatched: 0, cancelled: 1, completed: 0 });
+    expect(rig.running.orchestrator.stats.counters).toMatchObject({ redispatched: 0, cancelled: 1, completed: 0 });
   });
 });
 
@@ -118,11 +120,12 @@ describe('a container removed past its drain deadline', () => {
     const backend = await startBackend('slow', { manual: true });
     const cluster = fakeCluster(1, { drainTimeoutMs: 100 });
     const container = cluster.add('w1', backend.port);
-    const upstream = new UpstreamClient({ timeoutMs: 10_000, connectTimeoutMs: 1_000 });
+    const upstream = new UpstreamClient(upstreamOptions({ timeoutMs: 10_000, connectTimeoutMs: 1_000 }));
     const proxy = new ProxyHandler({
       pool: cluster.pool,
       queue: new RequestQueue(cluster.pool, { maxQueue: 10, queueTimeoutMs: 5_000 }),
       upstream,
+      stats: new RequestStats(),
       log: createLogger('test', 'silent'),
       options: { maxBodyBytes: 1_024, maxAttempts: 1, idempotentPaths: [], upstreamTimeoutMs: 10_000, healthFall: 3 },
     });
@@ -133,7 +136,7 @@ describe('a container removed past its drain deadline', () => {
     try {
       const answer = fetch(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`, { method: 'POST', body: '{}' });
       await waitFor(() => backend.held === 1);
-      await cluster.manager.drainAndRemove(container, 'test');
+      await cluster.operations.drainAndRemove(container, 'test');
       expect(cluster.pool.get(container.id)).toBeUndefined();
       backend.answerNext();
       const response = await answer;

@@ -96,7 +96,7 @@ describe('request queue, proven from the containers', () => {
     only.answerNext();
     expect((await first).status).toBe(200);
     expect(only.stats.arrivals).toEqual(['1']);
-    expect(rig.running.orchestrator.proxy.counters.timedOut).toBe(1);
+    expect(rig.running.orchestrator.stats.counters.timedOut).toBe(1);
   });
 
   it('drops a queued request whose client disconnected; it never reaches a container', async () => {
@@ -119,7 +119,7 @@ describe('request queue, proven from the containers', () => {
     expect((await first).status).toBe(200);
     expect((await third).status).toBe(200);
     expect(only.stats.arrivals).toEqual(['1', '3']);
-    expect(rig.running.orchestrator.proxy.counters.cancelled).toBe(1);
+    expect(rig.running.orchestrator.stats.counters.cancelled).toBe(1);
   });
 
   it('keeps a container busy until it answered, even when its client left', async () => {

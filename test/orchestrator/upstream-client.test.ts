@@ -3,8 +3,8 @@ import { createServer, Socket, type Server } from 'node:net';
 import { Readable } from 'node:stream';
 import { text } from 'node:stream/consumers';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import type { Container } from '../../orchestrator/src/container-pool.js';
-import { UpstreamClient, UpstreamFailure, type UpstreamResponse } from '../../orchestrator/src/upstream-client.js';
+import { UpstreamClient, UpstreamFailure, type UpstreamAddress, type UpstreamResponse } from '../../orchestrator/src/upstream/upstream-client.js';
+import { upstreamOptions } from '../helpers/upstream.js';
 import { waitFor } from '../helpers/wait-for.js';
 
 /** A scripted container: a raw TCP server that answers each request head with whatever the test says. */
@@ -36,10 +36,10 @@ class ScriptedContainer {
     });
   }
 
-  async listen(): Promise<Container> {
+  async listen(): Promise<UpstreamAddress> {
     await new Promise<void>((resolve) => this.#server.listen(0, '127.0.0.1', resolve));
     const { port } = this.#server.address() as { port: number };
-    return { id: `c${port}`, host: '127.0.0.1', port, origin: `http://127.0.0.1:${port}`, limit: 1 } as Container;
+    return { id: `c${port}`, host: '127.0.0.1', port };
   }
 
   async close(): Promise<void> {
@@ -71,7 +71,7 @@ afterEach(async () => {
   [client, containers] = [undefined, []];
 });
 
-async function scripted(answer: (request: string, socket: Socket) => void): Promise<{ server: ScriptedContainer; container: Container }> {
+async function scripted(answer: (request: string, socket: Socket) => void): Promise<{ server: ScriptedContainer; container: UpstreamAddress }> {
   const server = new ScriptedContainer(answer);
   containers.push(server);
   return { server, container: await server.listen() };
@@ -89,7 +89,7 @@ const failureOf = (promise: Promise<unknown>): Promise<UpstreamFailure> =>
 describe('upstream client', () => {
   it('writes the request head and body as given, and reuses one connection for calls in sequence', async () => {
     const { server, container } = await scripted((_, socket) => socket.write(OK));
-    client = new UpstreamClient({ timeoutMs: 2_000, connectTimeoutMs: 1_000 });
+    client = new UpstreamClient(upstreamOptions({ timeoutMs: 2_000, connectTimeoutMs: 1_000 }));
     for (let i = 0; i < 3; i++) {
       const answer = await client.send(container, post);
       expect(answer.statusCode).toBe(200);
@@ -104,7 +104,7 @@ describe('upstream client', () => {
 
   it('writes the request before send returns when a connection is open (a freed container gets its next request at once)', async () => {
     const { server, container } = await scripted((_, socket) => socket.write(OK));
-    client = new UpstreamClient({ timeoutMs: 2_000, connectTimeoutMs: 1_000 });
+    client = new UpstreamClient(upstreamOptions({ timeoutMs: 2_000, connectTimeoutMs: 1_000 }));
     await client.send(container, post);
     const write = vi.spyOn(Socket.prototype, 'write');
     try {
@@ -117,6 +117,24 @@ describe('upstream client', () => {
     expect(server.connections).toBe(1);
   });
 
+  it('keeps at most maxIdlePerAddress idle connections per address, closing the rest as they are freed', async () => {
+    const waiting: Socket[] = [];
+    let together = 2;
+    const { server, container } = await scripted((_, socket) => {
+      // The first two calls are in flight on their own connections before either is answered.
+      waiting.push(socket);
+      if (waiting.length === together) for (const s of waiting.splice(0)) s.write(OK);
+    });
+    client = new UpstreamClient(upstreamOptions({ maxIdlePerAddress: 1 }));
+    await Promise.all([client.send(container, post), client.send(container, post)]);
+    expect(server.connections).toBe(2);
+    await waitFor(() => server.sockets.size === 1);
+    // The one kept is reused.
+    together = 1;
+    await client.send(container, post);
+    expect(server.connections).toBe(2);
+  });
+
   it('opens a new connection after an answer that closes it, and after the container closed an idle one', async () => {
     let closeNext = true;
     const { server, container } = await scripted((_, socket) => {
@@ -124,7 +142,7 @@ describe('upstream client', () => {
       if (closeNext) socket.end();
     });
     const opened = clientSockets();
-    client = new UpstreamClient({ timeoutMs: 2_000, connectTimeoutMs: 1_000 });
+    client = new UpstreamClient(upstreamOptions({ timeoutMs: 2_000, connectTimeoutMs: 1_000 }));
     expect((await client.send(container, post)).statusCode).toBe(200);
     closeNext = false;
     expect((await client.send(container, post)).statusCode).toBe(200);
@@ -142,7 +160,7 @@ describe('upstream client', () => {
       if (request.includes('/close')) socket.end('HTTP/1.0 200 OK\r\n\r\nuntil the close');
       else socket.write(`HTTP/1.1 200 OK\r\nContent-Length: ${big.length}\r\n\r\n${big}`);
     });
-    client = new UpstreamClient({ timeoutMs: 2_000, connectTimeoutMs: 1_000, bufferBytes: 1024 });
+    client = new UpstreamClient(upstreamOptions({ timeoutMs: 2_000, connectTimeoutMs: 1_000, bufferBytes: 1024 }));
     const answer: UpstreamResponse = await client.send(container, post);
     expect(answer.body).toBeInstanceOf(Readable);
     expect(await text(answer.body as Readable)).toBe(big);
@@ -152,7 +170,7 @@ describe('upstream client', () => {
 
   it('tells a refused connection (never sent) from a container that closed mid-answer (sent)', async () => {
     const { container } = await scripted((_, socket) => socket.end('HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc'));
-    client = new UpstreamClient({ timeoutMs: 2_000, connectTimeoutMs: 1_000 });
+    client = new UpstreamClient(upstreamOptions({ timeoutMs: 2_000, connectTimeoutMs: 1_000 }));
     const cut = await failureOf(client.send(container, post));
     expect(cut).toMatchObject({ code: 'UPSTREAM_CLOSED', neverSent: false, timedOut: false });
 
@@ -166,7 +184,7 @@ describe('upstream client', () => {
     const { container } = await scripted((request, socket) => {
       if (request.includes('/broken')) socket.write('HTTP/1.1 200 OK\r\nContent-Length: nope\r\n\r\n');
     });
-    client = new UpstreamClient({ timeoutMs: 200, connectTimeoutMs: 1_000 });
+    client = new UpstreamClient(upstreamOptions({ timeoutMs: 200, connectTimeoutMs: 1_000 }));
     const hung = await failureOf(client.send(container, post));
     expect(hung).toMatchObject({ code: 'UPSTREAM_TIMEOUT', timedOut: true, neverSent: false });
     const broken = await failureOf(client.send(container, { ...post, path: '/broken' }));
@@ -176,7 +194,7 @@ describe('upstream client', () => {
 
   it('aborts a call on its signal (health probes)', async () => {
     const { container } = await scripted(() => {});
-    client = new UpstreamClient({ timeoutMs: 5_000, connectTimeoutMs: 1_000 });
+    client = new UpstreamClient(upstreamOptions({ timeoutMs: 5_000, connectTimeoutMs: 1_000 }));
     const aborted = await failureOf(client.send(container, { method: 'GET', path: '/health', headers: {}, body: undefined, signal: AbortSignal.timeout(100) }));
     expect(aborted.code).toBe('UPSTREAM_ABORTED');
     expect((aborted.cause as Error).name).toBe('TimeoutError');
@@ -185,7 +203,7 @@ describe('upstream client', () => {
   it('refuses a header value that would split the request head, without writing anything', async () => {
     const { server, container } = await scripted((_, socket) => socket.write(OK));
     const opened = clientSockets();
-    client = new UpstreamClient({ timeoutMs: 2_000, connectTimeoutMs: 1_000 });
+    client = new UpstreamClient(upstreamOptions({ timeoutMs: 2_000, connectTimeoutMs: 1_000 }));
     await expect(client.send(container, { ...post, headers: { 'x-evil': 'a\r\nx-injected: 1' } })).rejects.toThrow(/line break/);
     // Not one byte left the client (written or queued for the connect), so none can reach the container.
     expect(opened.map((s) => s.bytesWritten)).toEqual(opened.map(() => 0));

@@ -3,7 +3,8 @@ import { createLogger } from '../../common/src/logger.js';
 import { Healer } from '../../orchestrator/src/healer.js';
 import { WorkerMonitor } from '../../orchestrator/src/worker-monitor.js';
 import { LABELS } from '../../runtime/src/driver.js';
-import type { WorkerRecord } from '../../status/src/schema.js';
+import type { Worker } from '../../orchestrator/src/container-pool.js';
+import { place } from '../../orchestrator/src/placement.js';
 import { fakeCluster } from '../helpers/fake-runtime.js';
 
 const log = createLogger('test', 'silent');
@@ -11,26 +12,20 @@ const thresholds = { fall: 3, rise: 2 };
 
 /** Workers w1 (one container on 5000) and w2 (two, on 5100 and 5101), a monitor, and w2's reachability. */
 function twoWorkers() {
-  const cluster = fakeCluster(2);
+  const unreachable = new Set<string>();
+  const listed: string[] = [];
+  const cluster = fakeCluster(2, {
+    list: async (worker: Worker) => {
+      listed.push(worker.id);
+      if (unreachable.has(worker.id)) throw new Error('connect ECONNREFUSED');
+      return (await cluster.driver.list()).filter((info) => info.labels[LABELS.worker] === worker.id);
+    },
+  });
   cluster.add('w1', 5000);
   const onW2 = [cluster.add('w2', 5100), cluster.add('w2', 5101)];
   // New containers on w1 answer /health.
   for (const port of [5001, 5002, 5003]) cluster.healthy.add(port);
-  const unreachable = new Set<string>();
-  const listed: string[] = [];
-  const monitor = new WorkerMonitor(
-    {
-      pool: cluster.pool,
-      manager: cluster.manager,
-      log,
-      list: async (worker: WorkerRecord) => {
-        listed.push(worker.id);
-        if (unreachable.has(worker.id)) throw new Error('connect ECONNREFUSED');
-        return (await cluster.driver.list()).filter((info) => info.labels[LABELS.worker] === worker.id);
-      },
-    },
-    { intervalMs: 1_000, timeoutMs: 1_000, ...thresholds },
-  );
+  const monitor = new WorkerMonitor({ pool: cluster.pool, operations: cluster.operations, log }, { intervalMs: 1_000, timeoutMs: 1_000, ...thresholds });
   const ticks = async (n: number) => {
     for (let i = 0; i < n; i++) await monitor.tick();
   };
@@ -79,9 +74,9 @@ describe('WorkerMonitor', () => {
     expect(w2.state).toBe('down');
     expect(onW2.map((c) => c.health)).toEqual(['down', 'down']);
 
-    const healer = new Healer({ pool: cluster.pool, manager: cluster.manager, log }, { intervalMs: 1_000, backoffInitialMs: 1_000, backoffMaxMs: 1_000, backoffResetMs: 1_000 });
+    const healer = new Healer({ pool: cluster.pool, operations: cluster.operations, log }, { intervalMs: 1_000, backoffInitialMs: 1_000, backoffMaxMs: 1_000, backoffResetMs: 1_000 });
     await healer.tick();
-    await healer.settled();
+    await cluster.operations.onIdle();
     expect(cluster.driver.started).toEqual([]);
     expect(onW2.map((c) => c.restarts)).toEqual([0, 0]);
   });
@@ -102,6 +97,6 @@ describe('WorkerMonitor', () => {
     expect(w2.state).toBe('up');
     expect(cluster.driver.removed).toEqual([stale.runtimeId]);
     // Up again and empty, it takes the next container placed.
-    expect(cluster.manager.place()?.worker.id).toBe('w2');
+    expect(place(cluster.pool, 8)?.worker.id).toBe('w2');
   });
 });

@@ -1,5 +1,5 @@
 import { connect, type Socket } from 'node:net';
-import { BadResponseError, ResponseParser, type ResponseHead } from './http1-response-parser.js';
+import { BadResponseError, ResponseParser, type ParserLimits, type ResponseHead } from './http1-response-parser.js';
 
 /** One request to a container, as the proxy and the health checker send it. */
 export interface UpstreamRequest {
@@ -39,13 +39,13 @@ export interface CallSink {
   fail(error: UpstreamFailure): void;
 }
 
-export interface ConnectionOptions {
+export interface ConnectionOptions extends ParserLimits {
   /** Longest silence while a call is under way (waiting for the head, or between body chunks), in ms. */
   timeoutMs: number;
+  /** Longest wait for the connection to open, in ms. */
   connectTimeoutMs: number;
-  /** An idle connection is closed after this long, before the container's own keep-alive timeout can race a new request. */
+  /** An idle connection is closed after this long (ms), before the container's own keep-alive timeout can race a new request. */
   idleTimeoutMs: number;
-  maxHeadBytes: number;
 }
 
 export interface ConnectionEvents {
@@ -94,7 +94,7 @@ export class UpstreamConnection {
         body: (chunk) => this.#sink?.body(chunk),
         complete: () => this.#complete(),
       },
-      { maxHeadBytes: options.maxHeadBytes },
+      options,
     );
     this.#socket = connect({ host, port, noDelay: true });
     this.#connectTimer = setTimeout(() => this.#fail(new UpstreamFailure(new Error(`no connection within ${options.connectTimeoutMs} ms`), 'UPSTREAM_CONNECT_TIMEOUT')), options.connectTimeoutMs);

@@ -1,6 +1,6 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { Readable } from 'node:stream';
-import type { Container } from './container-pool.js';
+import type { OrchestratorConfig } from '../config.js';
 import type { ResponseHeaders } from './http1-response-parser.js';
 import { UpstreamConnection, UpstreamFailure, type CallSink, type ConnectionOptions, type UpstreamRequest } from './upstream-connection.js';
 
@@ -13,19 +13,31 @@ export interface UpstreamResponse {
   body: Buffer | Readable;
 }
 
-export interface UpstreamClientOptions {
-  /** Longest wait for response headers, and between body chunks, in ms. */
-  timeoutMs: number;
-  /** Longest wait to open a connection, in ms. */
-  connectTimeoutMs: number;
-  /** Answers up to this size are read whole before `send` resolves; larger ones are streamed. */
-  bufferBytes?: number;
+/** Where a call goes: any object with an id (connections are kept per id), a host and a port; a pool's container is one. */
+export interface UpstreamAddress {
+  readonly id: string;
+  readonly host: string;
+  readonly port: number;
 }
 
-/** Idle connections are closed after 4 s, under the 5 s keep-alive timeout of common servers (Node's, gunicorn's is lower and says so by closing). */
-const IDLE_TIMEOUT_MS = 4_000;
-const MAX_HEAD_BYTES = 64 * 1024;
-const DEFAULT_BUFFER_BYTES = 64 * 1024;
+/** The client's limits; the orchestrator takes each from its config (see config.ts for the defaults and why). */
+export interface UpstreamClientOptions extends ConnectionOptions {
+  /** Answers up to this size, in bytes, are read whole before `send` resolves; larger ones are streamed. */
+  bufferBytes: number;
+  /** Idle keep-alive connections kept per address; one more freed is closed. */
+  maxIdlePerAddress: number;
+}
+
+/** The client's options from the orchestrator's config. */
+export const upstreamOptionsFrom = (config: OrchestratorConfig): UpstreamClientOptions => ({
+  timeoutMs: config.upstreamTimeoutMs,
+  connectTimeoutMs: config.connectTimeoutMs,
+  idleTimeoutMs: config.upstreamIdleTimeoutMs,
+  maxIdlePerAddress: config.upstreamMaxIdlePerContainer,
+  bufferBytes: config.upstreamBufferBytes,
+  maxHeadBytes: config.upstreamMaxHeadBytes,
+  maxLineBytes: config.upstreamMaxLineBytes,
+});
 
 interface Connections {
   idle: UpstreamConnection[];
@@ -33,32 +45,30 @@ interface Connections {
 }
 
 /**
- * Keep-alive connections per container, so the hot path never opens one it can reuse. A container
- * serves one request at a time, so it holds one connection per request slot plus one for probes.
+ * Keep-alive connections per address, so the hot path never opens one it can reuse. A container
+ * serves one request per slot, so it holds one connection per request slot plus one for probes.
  */
 export class UpstreamClient {
-  readonly #byContainer = new Map<string, Connections>();
-  readonly #options: ConnectionOptions;
-  readonly #bufferBytes: number;
+  readonly #byAddress = new Map<string, Connections>();
+  readonly #options: UpstreamClientOptions;
 
   constructor(options: UpstreamClientOptions) {
-    this.#options = { timeoutMs: options.timeoutMs, connectTimeoutMs: options.connectTimeoutMs, idleTimeoutMs: IDLE_TIMEOUT_MS, maxHeadBytes: MAX_HEAD_BYTES };
-    this.#bufferBytes = options.bufferBytes ?? DEFAULT_BUFFER_BYTES;
+    this.#options = { ...options };
   }
 
   /**
    * Send one request. The request is written before this returns when a connection is open, so
    * the caller can rely on the order of its calls. Rejects with UpstreamFailure.
    */
-  send(container: Container, request: UpstreamRequest): Promise<UpstreamResponse> {
+  send(address: UpstreamAddress, request: UpstreamRequest): Promise<UpstreamResponse> {
     return new Promise((resolve, reject) => {
       const { signal } = request;
       if (signal?.aborted) {
         reject(new UpstreamFailure(signal.reason, 'UPSTREAM_ABORTED'));
         return;
       }
-      const connection = this.#connectionTo(container);
-      const bufferBytes = this.#bufferBytes;
+      const connection = this.#connectionTo(address);
+      const bufferBytes = this.#options.bufferBytes;
       let statusCode = 0;
       let headers: ResponseHeaders = {};
       let chunks: Buffer[] = [];
@@ -120,18 +130,22 @@ export class UpstreamClient {
     });
   }
 
-  #connectionTo(container: Container): UpstreamConnection {
-    let connections = this.#byContainer.get(container.id);
+  #connectionTo(address: UpstreamAddress): UpstreamConnection {
+    let connections = this.#byAddress.get(address.id);
     if (!connections) {
       connections = { idle: [], all: new Set() };
-      this.#byContainer.set(container.id, connections);
+      this.#byAddress.set(address.id, connections);
     }
     // Most recently used first: the others then idle out, so a container keeps only the connections it needs.
     const reused = connections.idle.pop();
     if (reused) return reused;
     const owner = connections;
-    const connection = new UpstreamConnection(container.host, container.port, this.#options, {
-      idle: (c) => owner.idle.push(c),
+    const { maxIdlePerAddress } = this.#options;
+    const connection = new UpstreamConnection(address.host, address.port, this.#options, {
+      idle: (c) => {
+        if (owner.idle.length < maxIdlePerAddress) owner.idle.push(c);
+        else c.destroy(new UpstreamFailure(new Error(`more than ${maxIdlePerAddress} idle connections`), 'UPSTREAM_IDLE'));
+      },
       closed: (c) => {
         owner.all.delete(c);
         const i = owner.idle.indexOf(c);
@@ -142,15 +156,15 @@ export class UpstreamClient {
     return connection;
   }
 
-  /** Drop a container's connections (it was removed or replaced); calls under way on them fail. */
-  async forget(containerId: string): Promise<void> {
-    const connections = this.#byContainer.get(containerId);
-    this.#byContainer.delete(containerId);
+  /** Drop an address's connections (its container was removed or replaced); calls under way on them fail. */
+  async forget(id: string): Promise<void> {
+    const connections = this.#byAddress.get(id);
+    this.#byAddress.delete(id);
     for (const c of [...(connections?.all ?? [])]) c.destroy(new UpstreamFailure(new Error('the container was removed'), 'UPSTREAM_CLOSED'));
   }
 
   async close(): Promise<void> {
-    for (const id of [...this.#byContainer.keys()]) await this.forget(id);
+    for (const id of [...this.#byAddress.keys()]) await this.forget(id);
   }
 }
 

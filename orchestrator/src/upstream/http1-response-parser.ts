@@ -32,8 +32,13 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 // Field values may hold visible characters, spaces and tabs, never other control characters.
 const BAD_VALUE = /[\0-\x08\x0a-\x1f\x7f]/;
 const CHUNK_SIZE = /^([0-9a-fA-F]{1,15})[ \t]*(?:;.*)?$/;
-/** Longest chunk-size or trailer line accepted. */
-const MAX_LINE_BYTES = 8 * 1024;
+/** The parser's limits, in bytes. */
+export interface ParserLimits {
+  /** Largest answer head (status line and fields). */
+  maxHeadBytes: number;
+  /** Longest chunk-size or trailer line. */
+  maxLineBytes: number;
+}
 
 type Stage = 'head' | 'length' | 'chunk-size' | 'chunk-data' | 'chunk-end' | 'trailers' | 'close' | 'done';
 
@@ -45,6 +50,7 @@ type Stage = 'head' | 'length' | 'chunk-size' | 'chunk-data' | 'chunk-end' | 'tr
 export class ResponseParser {
   readonly #handlers: ResponseHandlers;
   readonly #maxHeadBytes: number;
+  readonly #maxLineBytes: number;
   #stage: Stage = 'done';
   #noBody = false;
   /** Bytes of an incomplete head or line, waiting for the rest. */
@@ -52,9 +58,10 @@ export class ResponseParser {
   /** Body bytes still expected (Content-Length or the current chunk). */
   #remaining = 0;
 
-  constructor(handlers: ResponseHandlers, options: { maxHeadBytes: number }) {
+  constructor(handlers: ResponseHandlers, limits: ParserLimits) {
     this.#handlers = handlers;
-    this.#maxHeadBytes = options.maxHeadBytes;
+    this.#maxHeadBytes = limits.maxHeadBytes;
+    this.#maxLineBytes = limits.maxLineBytes;
   }
 
   /** Expect the answer to a request with this method (a HEAD answer has no body). */
@@ -183,11 +190,11 @@ export class ResponseParser {
     const from = this.#carry ? 0 : at;
     const end = buffer.indexOf(CRLF, from);
     if (end === -1) {
-      if (buffer.length - from > MAX_LINE_BYTES) throw new BadResponseError(`chunked framing line over ${MAX_LINE_BYTES} bytes`);
+      if (buffer.length - from > this.#maxLineBytes) throw new BadResponseError(`chunked framing line over ${this.#maxLineBytes} bytes`);
       this.#carry = Buffer.from(buffer.subarray(from));
       return data.length;
     }
-    if (end - from > MAX_LINE_BYTES) throw new BadResponseError(`chunked framing line over ${MAX_LINE_BYTES} bytes`);
+    if (end - from > this.#maxLineBytes) throw new BadResponseError(`chunked framing line over ${this.#maxLineBytes} bytes`);
     const consumed = this.#carry ? end + 2 - this.#carry.length + at : end + 2;
     this.#carry = null;
     onLine(buffer.toString('latin1', from, end));

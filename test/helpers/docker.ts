@@ -1,11 +1,11 @@
 import { execFile } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { request } from 'undici';
 import { DockerDriver } from '../../runtime/src/docker-driver.js';
 import { LABELS, type ContainerSpec } from '../../runtime/src/driver.js';
 import { REPO_ROOT, run, type CliResult } from './cli.js';
+import { pollUntil } from '../../common/src/poll-until.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -60,17 +60,16 @@ export async function removeLabelled(driver: DockerDriver, labels: Record<string
 }
 
 /** GET /health until it answers (the app needs a moment after the container started). */
-export async function health(port: number, timeoutMs = 10_000): Promise<{ status: number; body: unknown }> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
+export function health(port: number, timeoutMs = 10_000): Promise<{ status: number; body: unknown }> {
+  return poll(
+    async () => {
       const res = await request(`http://127.0.0.1:${port}/health`, { reset: true, headersTimeout: 1_000, bodyTimeout: 1_000 });
       return { status: res.statusCode, body: await res.body.json() };
-    } catch (error) {
-      if (Date.now() > deadline) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  }
+    },
+    `/health on port ${port}`,
+    timeoutMs,
+    50,
+  );
 }
 
 /** Run a command that must succeed; the error carries its stderr. */
@@ -110,19 +109,19 @@ export async function removeDockerObjects(containers: string[], images: string[]
 }
 
 /** Poll `check` until it returns a value other than undefined; fail after `timeoutMs` naming `what`. */
-export async function poll<T>(check: () => Promise<T | undefined>, what: string, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
+export function poll<T>(check: () => Promise<T | undefined>, what: string, timeoutMs = 30_000, intervalMs = 200): Promise<T> {
   let lastError: unknown;
-  for (;;) {
-    try {
-      const value = await check();
-      if (value !== undefined) return value;
-    } catch (error) {
-      lastError = error;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`, { cause: lastError });
-    await sleep(200);
-  }
+  return pollUntil(
+    async () => {
+      try {
+        return await check();
+      } catch (error) {
+        lastError = error;
+        return undefined;
+      }
+    },
+    { timeoutMs, intervalMs, onTimeout: () => new Error(`timed out after ${timeoutMs} ms waiting for ${what}`, { cause: lastError }) },
+  );
 }
 
 /** GET `url` as JSON once it answers 200. */

@@ -7,6 +7,7 @@ import { EC2Client } from '@aws-sdk/client-ec2';
 import { freeBasePort } from '../../common/src/free-ports.js';
 import { cleanEnv } from './orchestrator-process.js';
 import { pidAlive } from './processes.js';
+import { pollWithin } from '../../common/src/poll-until.js';
 
 /** Canonical's AWS account, which publishes the Ubuntu images. */
 export const CANONICAL = '099720109477';
@@ -135,17 +136,18 @@ function stopper(child: ChildProcess, dir: string): () => Promise<void> {
 }
 
 async function answering(child: ChildProcess, endpoint: string): Promise<boolean> {
-  const deadline = Date.now() + 30_000;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null || child.signalCode !== null) return false;
-    const up = await fetch(`${endpoint}/moto-api/`).then(
-      (res) => res.ok,
-      () => false,
-    );
-    if (up) return true;
-    await sleep(100);
-  }
-  return false;
+  const up = await pollWithin(
+    async () => {
+      if (child.exitCode !== null || child.signalCode !== null) return false;
+      const answers = await fetch(`${endpoint}/moto-api/`).then(
+        (res) => res.ok,
+        () => false,
+      );
+      return answers ? true : undefined;
+    },
+    { timeoutMs: 30_000, intervalMs: 100 },
+  );
+  return up ?? false;
 }
 
 /**

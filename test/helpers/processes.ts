@@ -1,7 +1,7 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { pollWithin } from '../../common/src/poll-until.js';
 
 /** The stand-in worker (same /health contract as worker/src/main.ts), run by plain node. */
 export const FAKE_WORKER_COMMAND = [process.execPath, fileURLToPath(new URL('../provisioning/fixtures/fake-worker.mjs', import.meta.url))];
@@ -25,12 +25,7 @@ export function pidAlive(pid: number): boolean {
 
 /** Waits until none of these pids is alive; false after `timeoutMs`. */
 export async function pidsGone(pids: number[], timeoutMs = 3_000): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (pids.some(pidAlive)) {
-    if (Date.now() >= deadline) return false;
-    await sleep(50);
-  }
-  return true;
+  return (await pollWithin(async () => (pids.some(pidAlive) ? undefined : true), { timeoutMs, intervalMs: 50 })) ?? false;
 }
 
 /** Last-resort cleanup: SIGKILL the process groups of these pids, ignoring the ones already gone. */

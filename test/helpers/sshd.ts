@@ -7,6 +7,7 @@ import { promisify } from 'node:util';
 import { REPO_ROOT } from './cli.js';
 import { pidAlive } from './processes.js';
 import { freeBasePort } from '../../common/src/free-ports.js';
+import { pollWithin } from '../../common/src/poll-until.js';
 
 const execFileAsync = promisify(execFile);
 const SSHD = '/usr/sbin/sshd';
@@ -99,13 +100,14 @@ function handle(child: ChildProcess, port: number, log: () => string): Sshd {
 
 /** Waits for sshd to say it listens (it binds before that line); false when it exited first or took over 10 s. */
 async function listening(child: ChildProcess, log: () => string, address: string): Promise<boolean> {
-  const deadline = Date.now() + 10_000;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null || child.signalCode !== null) return false;
-    if (log().includes(`Server listening on ${address}`)) return true;
-    await sleep(20);
-  }
-  return false;
+  const seen = await pollWithin(
+    async () => {
+      if (child.exitCode !== null || child.signalCode !== null) return false;
+      return log().includes(`Server listening on ${address}`) ? true : undefined;
+    },
+    { timeoutMs: 10_000, intervalMs: 20 },
+  );
+  return seen ?? false;
 }
 
 /** A known_hosts line for the sshd: `[127.0.0.1]:port type key`. */

@@ -6,6 +6,8 @@ export interface BackendStats {
   id: string;
   port: number;
   served: number;
+  /** Health probes answered. */
+  probes: number;
   /** Highest number of requests it held at once (in service plus waiting): a proxy keeping `maxconn 1` never exceeds 1. */
   maxConcurrency: number;
   /** Mean time from starting a request to answering it, in ms. */
@@ -19,26 +21,31 @@ interface Pending {
 }
 
 /**
- * An emulated single-threaded model container: serves one request at a time, in arrival order,
- * each taking `serviceMs` on a timer (not burning CPU), and counts the concurrency it sees.
+ * An emulated model container: serves `slots` requests at a time (a single-threaded model: 1), the
+ * rest in arrival order, each taking `serviceMs` on a timer (not burning CPU), and counts the
+ * concurrency it sees.
  */
 export class EmulatedBackend {
   readonly id: string;
   serviceMs: number;
+  readonly #slots: number;
   #server: Server | undefined;
   #queue: Pending[] = [];
-  #busy = false;
+  #busy = 0;
   #held = 0;
   #served = 0;
+  #probes = 0;
   #maxConcurrency = 0;
   #serviceTotalMs = 0;
   #answeredAt = 0;
   #gapTotalMs = 0;
   #gaps = 0;
 
-  constructor(id: string, serviceMs: number) {
+  /** `slots`: requests served at once. @default 1 */
+  constructor(id: string, serviceMs: number, slots = 1) {
     this.id = id;
     this.serviceMs = serviceMs;
+    this.#slots = slots;
   }
 
   async listen(): Promise<number> {
@@ -57,6 +64,7 @@ export class EmulatedBackend {
       id: this.id,
       port: this.port,
       served: this.#served,
+      probes: this.#probes,
       maxConcurrency: this.#maxConcurrency,
       meanServiceMs: this.#served === 0 ? 0 : this.#serviceTotalMs / this.#served,
       meanGapMs: this.#gaps === 0 ? 0 : this.#gapTotalMs / this.#gaps,
@@ -66,6 +74,7 @@ export class EmulatedBackend {
   reset(serviceMs: number): void {
     this.serviceMs = serviceMs;
     this.#served = 0;
+    this.#probes = 0;
     this.#maxConcurrency = 0;
     this.#serviceTotalMs = 0;
     this.#answeredAt = 0;
@@ -80,6 +89,7 @@ export class EmulatedBackend {
 
   #onRequest(req: IncomingMessage, res: ServerResponse): void {
     if (req.url === '/health') {
+      this.#probes++;
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ status: 'ok', container: this.id }));
       return;
     }
@@ -98,10 +108,10 @@ export class EmulatedBackend {
   }
 
   #next(): void {
-    if (this.#busy) return;
+    if (this.#busy === this.#slots) return;
     const pending = this.#queue.shift();
     if (!pending) return;
-    this.#busy = true;
+    this.#busy++;
     const started = performance.now();
     const answer = (): void => {
       pending.res.writeHead(200, { 'content-type': 'application/json' }).end(`{"container":"${this.id}"}`);
@@ -109,7 +119,7 @@ export class EmulatedBackend {
       this.#serviceTotalMs += this.#answeredAt - started;
       this.#served++;
       this.#held--;
-      this.#busy = false;
+      this.#busy--;
       this.#next();
     };
     if (this.serviceMs > 0) setTimeout(answer, this.serviceMs);

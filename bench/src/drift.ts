@@ -1,4 +1,4 @@
-import { spreadOf } from './report.js';
+import { spreadOf } from './spread.js';
 
 /** Largest least-squares slope, per minute, that still counts as flat: this share of the median. */
 export const FLAT_SLOPE_PER_MIN = 0.01;

@@ -1,15 +1,19 @@
-import { execFileSync, fork } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
-import { runCli } from '../../common/src/cli.js';
+import { runFlagsCli } from '../../common/src/cli.js';
+import { UsageError } from '../../common/src/errors.js';
 import { runLoad, type LoadResult } from '../../load/src/run-load.js';
-import type { BackendStats } from './backend-farm.js';
+import { BackendFarm } from './backend-farm-process.js';
 import { benchModel, MODEL_IMAGE, type Stoppable } from './model-bench.js';
 import { buildModelImage } from './model-image.js';
 import { formatReport, type BenchResult, type Measurement, type ScenarioResult } from './report.js';
+import { benchScale } from './scale.js';
+import { countStatusWrites } from './status-writes.js';
 import { peakRss, startHaproxy, startOrchestrator, type Target } from './targets.js';
+import { ensureWrk } from './wrk.js';
 
 const BACKENDS = 8;
 const ROUNDS = 3;
@@ -29,36 +33,8 @@ const SCENARIOS: Scenario[] = [
   { name: 'S = 0, C = 64', serviceMs: 0, concurrency: 64, requests: 20_000 },
 ];
 
-/** The emulated backends, in a child process of their own. */
-class Farm {
-  readonly #child = fork(new URL('./backend-farm-main.ts', import.meta.url), [String(BACKENDS)], { execArgv: ['--import', 'tsx'], stdio: 'inherit' });
-  ports: number[] = [];
-
-  async start(): Promise<void> {
-    this.ports = (await this.#reply<{ ports: number[] }>()).ports;
-  }
-
-  async reset(serviceMs: number): Promise<void> {
-    this.#child.send({ type: 'reset', serviceMs });
-    await this.#reply();
-  }
-
-  async stats(): Promise<BackendStats[]> {
-    this.#child.send({ type: 'stats' });
-    return (await this.#reply<{ stats: BackendStats[] }>()).stats;
-  }
-
-  stop(): void {
-    if (this.#child.connected) this.#child.disconnect();
-  }
-
-  #reply<T>(): Promise<T> {
-    return new Promise((resolve) => this.#child.once('message', (m) => resolve(m as T)));
-  }
-}
-
 /** One load run against one target, checked from the backends' side. */
-async function measure(farm: Farm, target: Target, scenario: Scenario, requests = scenario.requests): Promise<Measurement> {
+async function measure(farm: BackendFarm, target: Target, scenario: Scenario, requests = scenario.requests): Promise<Measurement> {
   await farm.reset(scenario.serviceMs);
   const result: LoadResult = await runLoad({
     url: target.url,
@@ -92,7 +68,7 @@ async function measure(farm: Farm, target: Target, scenario: Scenario, requests 
 }
 
 /** A B A B ... for ROUNDS rounds, after one unmeasured warm-up each. */
-async function alternate(farm: Farm, targets: Target[], scenario: Scenario): Promise<ScenarioResult> {
+async function alternate(farm: BackendFarm, targets: Target[], scenario: Scenario): Promise<ScenarioResult> {
   for (const target of targets) await measure(farm, target, scenario, Math.min(scenario.requests, 400));
   const runs: Measurement[] = [];
   for (let round = 0; round < ROUNDS; round++) {
@@ -106,32 +82,15 @@ async function alternate(farm: Farm, targets: Target[], scenario: Scenario): Pro
 }
 
 /** 10,000 requests at once on a fresh orchestrator: all answered? its peak memory, event-loop delay, and status writes. */
-async function burst(farm: Farm, dir: string): Promise<BenchResult['burst']> {
+async function burst(farm: BackendFarm, dir: string): Promise<BenchResult['burst']> {
   const target = await startOrchestrator(dir, farm.ports, 'orchestrator (burst)');
   try {
     await farm.reset(20);
-    // Each write has a new updatedAt: reading the file every 10 ms sees every write up to 100 per second.
-    const seen = new Set<string>();
-    let watching = true;
-    const watcher = (async () => {
-      while (watching) {
-        const text = await readFile(target.statePath!, 'utf8').catch(() => '');
-        const updatedAt = (() => {
-          try {
-            return (JSON.parse(text) as { updatedAt?: string }).updatedAt;
-          } catch {
-            return undefined;
-          }
-        })();
-        if (updatedAt) seen.add(updatedAt);
-        await new Promise((resolve) => setTimeout(resolve, 10));
-      }
-    })();
+    const writes = countStatusWrites(target.statePath!);
     const started = performance.now();
     const result = await runLoad({ url: target.url, requests: 10_000, threads: THREADS, concurrency: 10_000, method: 'POST', body: '{"text":"burst"}', timeoutMs: 120_000 });
     const seconds = (performance.now() - started) / 1000;
-    watching = false;
-    await watcher;
+    writes.close();
     const health = (await (await request(target.url.replace('/new_request', '/health'))).body.json()) as { eventLoopDelayMs: { p99: number; max: number } };
     const stats = await farm.stats();
     return {
@@ -142,7 +101,7 @@ async function burst(farm: Farm, dir: string): Promise<BenchResult['burst']> {
       peakRssBytes: await peakRss(target.pid),
       eventLoopDelayP99Ms: health.eventLoopDelayMs.p99,
       eventLoopDelayMaxMs: health.eventLoopDelayMs.max,
-      statusWritesPerSecond: seen.size / seconds,
+      statusWritesPerSecond: writes.count / seconds,
       maxBackendConcurrency: Math.max(...stats.map((s) => s.maxConcurrency)),
     };
   } finally {
@@ -150,20 +109,64 @@ async function burst(farm: Farm, dir: string): Promise<BenchResult['burst']> {
   }
 }
 
-runCli(async () => {
-  if (process.argv.length > 2) throw new Error('npm run bench takes no arguments');
+const HELP = `Usage: npm run bench [-- --only scale]
+
+Runs every scenario and writes docs/BENCHMARKS.md, docs/benchmarks.json and the charts (about 12 minutes).
+  --only scale   run the scale scenario alone (under 2 minutes) and put its results into the
+                 docs/benchmarks.json written last, then write the docs from it
+`;
+
+/** Every scenario: the proxies on one 8-backend farm, then the scale scenario and the model image. */
+async function everything(dir: string, track: (running: Stoppable) => void): Promise<BenchResult> {
   execFileSync('bash', ['scripts/haproxy.sh'], { stdio: 'inherit' });
-  // The orchestrator is measured as `npm start` runs it: compiled.
-  execFileSync('npm', ['run', '--silent', 'build'], { stdio: 'inherit' });
   // Built before anything is measured: a machine that cannot build it fails in seconds, not after the scenarios.
   execFileSync('bash', ['scripts/docker-engine.sh'], { stdio: 'inherit' });
   const modelImage = buildModelImage(MODEL_IMAGE);
+  const farm = new BackendFarm(BACKENDS);
+  track(farm);
+  await farm.start();
+  const orchestrator = await startOrchestrator(dir, farm.ports);
+  track(orchestrator);
+  const haproxy = await startHaproxy(dir, farm.ports);
+  track(haproxy);
+  const haproxyAgain = await startHaproxy(dir, farm.ports, 'haproxy (A/A)');
+  track(haproxyAgain);
+
+  const scenarios: ScenarioResult[] = [];
+  for (const scenario of SCENARIOS) scenarios.push(await alternate(farm, [orchestrator, haproxy], scenario));
+  const noise = await alternate(farm, [haproxy, haproxyAgain], SCENARIOS[2]!);
+  // The reference: one backend called directly, one request at a time.
+  const direct: Target = { name: 'direct', url: `http://127.0.0.1:${farm.ports[0]}/run_model`, pid: 0, stop: async () => {} };
+  const reference = await measure(farm, direct, { name: 'direct', serviceMs: 20, concurrency: 1, requests: 200 });
+  const burstResult = await burst(farm, dir);
+  // The scale scenario and the model image have the cores to themselves.
+  for (const running of [haproxyAgain, haproxy, orchestrator, farm]) await running.stop();
+  const scale = await benchScale({ dir, track });
+  const model = await benchModel({ dir, image: modelImage, rounds: ROUNDS, threads: THREADS, track });
+  return {
+    date: new Date().toISOString(),
+    machine: { cores: cpus().length, cpu: cpus()[0]?.model ?? 'unknown', node: process.version, haproxy: execFileSync('haproxy', ['-v']).toString().split('\n')[0]!.trim() },
+    backends: BACKENDS,
+    rounds: ROUNDS,
+    scenarios,
+    noise,
+    reference,
+    burst: burstResult,
+    model,
+    scale,
+  };
+}
+
+runFlagsCli(HELP, { only: { type: 'string' } }, async ({ only }) => {
+  if (only !== undefined && only !== 'scale') throw new UsageError(`--only takes "scale", not "${only}"`);
+  ensureWrk();
+  // The orchestrator is measured as \`npm start\` runs it: compiled.
+  execFileSync('npm', ['run', '--silent', 'build'], { stdio: 'inherit' });
   const dir = await mkdtemp(join(tmpdir(), 'bench-'));
-  const farm = new Farm();
-  const targets: Stoppable[] = [];
+  const running: Stoppable[] = [];
+  const track = (r: Stoppable): void => void running.push(r);
   const cleanup = async (): Promise<void> => {
-    for (const target of targets.splice(0)) await target.stop();
-    farm.stop();
+    for (const r of running.splice(0).reverse()) await r.stop();
     await rm(dir, { recursive: true, force: true });
   };
   // Interrupted, it still stops every process it started.
@@ -171,34 +174,9 @@ runCli(async () => {
     process.once(signal, () => void cleanup().finally(() => process.exit(130)));
   }
   try {
-    await farm.start();
-    const orchestrator = await startOrchestrator(dir, farm.ports);
-    targets.push(orchestrator);
-    const haproxy = await startHaproxy(dir, farm.ports);
-    targets.push(haproxy);
-    const haproxyAgain = await startHaproxy(dir, farm.ports, 'haproxy (A/A)');
-    targets.push(haproxyAgain);
-
-    const scenarios: ScenarioResult[] = [];
-    for (const scenario of SCENARIOS) scenarios.push(await alternate(farm, [orchestrator, haproxy], scenario));
-    const noise = await alternate(farm, [haproxy, haproxyAgain], SCENARIOS[2]!);
-    // The reference: one backend called directly, one request at a time.
-    const direct: Target = { name: 'direct', url: `http://127.0.0.1:${farm.ports[0]}/run_model`, pid: 0, stop: async () => {} };
-    const reference = await measure(farm, direct, { name: 'direct', serviceMs: 20, concurrency: 1, requests: 200 });
-    const burstResult = await burst(farm, dir);
-    const model = await benchModel({ dir, image: modelImage, rounds: ROUNDS, threads: THREADS, track: (running) => targets.push(running) });
-
-    const result: BenchResult = {
-      date: new Date().toISOString(),
-      machine: { cores: cpus().length, cpu: cpus()[0]?.model ?? 'unknown', node: process.version, haproxy: execFileSync('haproxy', ['-v']).toString().split('\n')[0]!.trim() },
-      backends: BACKENDS,
-      rounds: ROUNDS,
-      scenarios,
-      noise,
-      reference,
-      burst: burstResult,
-      model,
-    };
+    const result: BenchResult = only
+      ? { ...(JSON.parse(await readFile('docs/benchmarks.json', 'utf8')) as BenchResult), scale: await benchScale({ dir, track }) }
+      : await everything(dir, track);
     await mkdir('docs', { recursive: true });
     const { markdown, svg, modelSvg } = formatReport(result);
     await writeFile('docs/benchmarks.json', `${JSON.stringify(result, null, 2)}\n`);

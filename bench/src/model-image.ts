@@ -1,7 +1,7 @@
 import { execFile, execFileSync } from 'node:child_process';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { request } from 'undici';
+import { pollWithin } from '../../common/src/poll-until.js';
 
 const run = promisify(execFile);
 
@@ -87,21 +87,24 @@ export function startModelContainer(image: string, name: string, port: number): 
   };
   const healthy = (async () => {
     await started;
-    const deadline = Date.now() + 60_000;
-    for (;;) {
-      const ok = await request(`${origin}/healthz`).then(
-        async (r) => {
-          await r.body.dump();
-          return r.statusCode === 200;
-        },
-        () => false,
-      );
-      if (ok) return;
-      const { stdout: running } = await run('docker', ['inspect', '-f', '{{.State.Running}}', name]);
-      if (running.trim() !== 'true') throw new Error(`model container ${name} exited before answering ${origin}/healthz: ${await logTail(name)}`);
-      if (Date.now() > deadline) throw new Error(`model container ${name} did not answer ${origin}/healthz within 60 s: ${await logTail(name)}`);
-      await sleep(200);
-    }
+    const answered = await pollWithin(
+      async () => {
+        const ok = await request(`${origin}/healthz`).then(
+          async (r) => {
+            await r.body.dump();
+            return r.statusCode === 200;
+          },
+          () => false,
+        );
+        if (ok) return true;
+        const { stdout: running } = await run('docker', ['inspect', '-f', '{{.State.Running}}', name]);
+        if (running.trim() !== 'true') throw new Error(`model container ${name} exited before answering ${origin}/healthz: ${await logTail(name)}`);
+        return undefined;
+      },
+      { timeoutMs: 60_000, intervalMs: 200 },
+    );
+    // The log tail is read only once the wait is over, so it shows why.
+    if (!answered) throw new Error(`model container ${name} did not answer ${origin}/healthz within 60 s: ${await logTail(name)}`);
   })();
   return { container, healthy };
 }

@@ -1,3 +1,5 @@
+import { execFileSync } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
 import { request } from 'undici';
 import { parseExposition } from '../../common/src/prometheus-text.js';
 
@@ -37,4 +39,24 @@ export async function sampleProcess(baseUrl: string, t: number): Promise<Process
     queueLength: value('orchestrator_queue_length'),
     containersInRotation: value('orchestrator_containers', { state: 'free' }) + value('orchestrator_containers', { state: 'busy' }),
   };
+}
+
+/** Clock ticks per second of /proc's CPU times (USER_HZ). */
+const TICKS_PER_SECOND = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim());
+
+/** CPU time `pid` has used so far, user plus system, in ms (Linux, /proc; 1000 / USER_HZ ms resolution). */
+export async function cpuTimeMs(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / TICKS_PER_SECOND;
+}
+
+/** CPU time the whole machine has spent busy (not idle or waiting for I/O) so far, summed over cores, in ms. */
+export async function machineBusyMs(): Promise<number> {
+  const [cpu] = (await readFile('/proc/stat', 'utf8')).split('\n');
+  // cpu user nice system idle iowait irq softirq steal (then guest times, already counted in user and nice)
+  const ticks = cpu!.trim().split(/\s+/).slice(1, 9).map(Number);
+  const busy = ticks.reduce((a, b) => a + b, 0) - ticks[3]! - ticks[4]!;
+  return (busy * 1000) / TICKS_PER_SECOND;
 }

@@ -1,4 +1,7 @@
 import { barChart } from '../../common/src/svg-chart.js';
+import { scaleChecks, scaleSection, type Check, type ScaleResult } from './scale-report.js';
+import { spreadOf, spreadText } from './spread.js';
+
 /** One load run against one target. */
 export interface Measurement {
   target: string;
@@ -68,34 +71,15 @@ export interface BenchResult {
     maxBackendConcurrency: number;
   };
   model: ModelResult;
-}
-
-interface Spread {
-  min: number;
-  median: number;
-  max: number;
-}
-
-export function spreadOf(values: number[]): Spread {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  const median = sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-  return { min: sorted[0]!, median, max: sorted.at(-1)! };
+  scale: ScaleResult;
 }
 
 const runsOf = (s: ScenarioResult, target: string): Measurement[] => s.runs.filter((r) => r.target === target);
 const fmt = (n: number, digits = 0): string => n.toFixed(digits);
-const triple = (s: Spread, digits = 0): string => `${fmt(s.min, digits)} / **${fmt(s.median, digits)}** / ${fmt(s.max, digits)}`;
 
 /** Median of a metric for one target in one scenario. */
 function median(s: ScenarioResult, target: string, pick: (m: Measurement) => number): number {
   return spreadOf(runsOf(s, target).map(pick)).median;
-}
-
-interface Check {
-  target: string;
-  value: string;
-  met: boolean;
 }
 
 function checks(r: BenchResult): Check[] {
@@ -117,6 +101,7 @@ function checks(r: BenchResult): Check[] {
     { target: '10,000 queued requests: peak RSS < 300 MB', value: `${fmt(rssMb, 0)} MB`, met: rssMb < 300 },
     { target: '10,000 queued requests: event-loop delay p99 < 50 ms', value: `${fmt(b.eventLoopDelayP99Ms, 1)} ms (max ${fmt(b.eventLoopDelayMaxMs, 0)} ms)`, met: b.eventLoopDelayP99Ms < 50 },
     { target: 'Status store: ≤ 10 writes per second at any load', value: `${fmt(b.statusWritesPerSecond, 1)} per second`, met: b.statusWritesPerSecond <= 10 },
+    ...scaleChecks(r.scale),
   ];
 }
 
@@ -144,7 +129,7 @@ function scenarioTable(s: ScenarioResult): string[] {
     const runs = runsOf(s, target);
     const limit = runs[0]!.limitRps === null ? '–' : `${fmt(median(s, target, (m) => (m.throughputRps / m.limitRps!) * 100), 1)}%`;
     lines.push(
-      `| ${target} | ${triple(spreadOf(runs.map((m) => m.throughputRps)))} | ${limit} | ${fmt(median(s, target, (m) => m.latencyMs.p50), 1)} | ` +
+      `| ${target} | ${spreadText(spreadOf(runs.map((m) => m.throughputRps)))} | ${limit} | ${fmt(median(s, target, (m) => m.latencyMs.p50), 1)} | ` +
         `${fmt(median(s, target, (m) => m.latencyMs.p90), 1)} | ${fmt(median(s, target, (m) => m.latencyMs.p99), 1)} | ${fmt(median(s, target, (m) => m.meanGapMs), 2)} | ` +
         `${Math.min(...runs.map((m) => m.spread.min))}–${Math.max(...runs.map((m) => m.spread.max))} | ${Math.max(...runs.map((m) => m.maxBackendConcurrency))} |`,
     );
@@ -203,7 +188,7 @@ function modelSection(r: BenchResult): string[] {
     for (const target of MODEL_TARGETS) {
       const pick = (f: (x: ModelMeasurement) => number): string => fmt(modelMedian(m, c, target, f), 2);
       lines.push(
-        `| ${c} | ${target} | ${m.requests[String(c)]} | ${triple(spreadOf(modelRuns(m, c, target).map((x) => x.throughputRps)))} | ` +
+        `| ${c} | ${target} | ${m.requests[String(c)]} | ${spreadText(spreadOf(modelRuns(m, c, target).map((x) => x.throughputRps)))} | ` +
           `${pick((x) => x.latencyMs.p50)} | ${pick((x) => x.latencyMs.p90)} | ${pick((x) => x.latencyMs.p99)} |`,
       );
     }
@@ -295,6 +280,7 @@ export function formatReport(r: BenchResult): { markdown: string; svg: string; m
       `event-loop delay p99 ${fmt(r.burst.eventLoopDelayP99Ms, 1)} ms, max ${fmt(r.burst.eventLoopDelayMaxMs, 0)} ms; ` +
       `status file written ${fmt(r.burst.statusWritesPerSecond, 1)} times per second; highest backend concurrency ${r.burst.maxBackendConcurrency}.`,
     '',
+    ...scaleSection(r.scale, r.machine.cores),
     ...modelSection(r),
     'Raw results: [benchmarks.json](benchmarks.json).',
     '',

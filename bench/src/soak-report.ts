@@ -2,7 +2,7 @@ import { lineChart } from '../../common/src/svg-chart.js';
 import type { Counters } from '../../status/src/schema.js';
 import { FLAT_CHANGE, FLAT_SLOPE_PER_MIN, type Drift, type DriftWindows } from './drift.js';
 import type { ProcessSample } from './process-metrics.js';
-import { spreadOf } from './report.js';
+import { spreadOf } from './spread.js';
 import type { SteadyLoadResult } from './steady-load.js';
 
 /** One SIGKILL of a container process. */

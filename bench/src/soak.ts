@@ -21,6 +21,7 @@ import { sampleProcess, type ProcessSample } from './process-metrics.js';
 import { formatSoakReport, notModelAnswers, SERIES, type Kill, type SoakResult } from './soak-report.js';
 import { runSteadyLoad } from './steady-load.js';
 import { startCompiledOrchestrator, type Target } from './targets.js';
+import { pollWithin } from '../../common/src/poll-until.js';
 
 const HELP = `Usage: npm run bench:soak -- [options]
 
@@ -97,14 +98,14 @@ async function killOne(baseUrl: string, atS: number): Promise<Kill | null> {
   const pid = Number(victim.runtimeId);
   process.kill(pid, 'SIGKILL');
   const killedAt = performance.now();
-  while (performance.now() - killedAt < REPLACEMENT_WAIT_MS) {
-    const slot = (await liveStatus(baseUrl)).containers.find((c) => c.id === victim.id);
-    if (slot && slot.runtimeId !== victim.runtimeId && inRotation(slot.state)) {
-      return { atS, container: victim.id, pid, backInRotationAfterMs: Math.round(performance.now() - killedAt) };
-    }
-    await sleep(100);
-  }
-  return { atS, container: victim.id, pid, backInRotationAfterMs: null };
+  const backAfterMs = await pollWithin(
+    async () => {
+      const slot = (await liveStatus(baseUrl)).containers.find((c) => c.id === victim.id);
+      return slot && slot.runtimeId !== victim.runtimeId && inRotation(slot.state) ? Math.round(performance.now() - killedAt) : undefined;
+    },
+    { timeoutMs: REPLACEMENT_WAIT_MS, intervalMs: 100 },
+  );
+  return { atS, container: victim.id, pid, backInRotationAfterMs: backAfterMs ?? null };
 }
 
 /** What one soak run set up, so that cleanup undoes exactly that, once, whenever it is called. */

@@ -6,6 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
 import { unmanagedInventory } from '../../provisioning/src/inventory.js';
 import { DEFAULT_CONTRACT, type ModelContract } from '../../status/src/schema.js';
+import { pollUntil } from '../../common/src/poll-until.js';
 
 /** A proxy under test: where to POST, and its process. */
 export interface Target {
@@ -29,20 +30,20 @@ export async function freePort(): Promise<number> {
 
 /** Poll `url` until it answers 200. */
 async function until200(url: string, child: ChildProcess, what: string): Promise<void> {
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`${what} exited with ${child.exitCode} before answering`);
-    const ok = await request(url).then(
-      async (r) => {
-        await r.body.dump();
-        return r.statusCode === 200;
-      },
-      () => false,
-    );
-    if (ok) return;
-    if (Date.now() > deadline) throw new Error(`${what} did not answer ${url} within 30 s`);
-    await sleep(100);
-  }
+  await pollUntil(
+    async () => {
+      if (child.exitCode !== null) throw new Error(`${what} exited with ${child.exitCode} before answering`);
+      const ok = await request(url).then(
+        async (r) => {
+          await r.body.dump();
+          return r.statusCode === 200;
+        },
+        () => false,
+      );
+      return ok ? true : undefined;
+    },
+    { timeoutMs: 30_000, intervalMs: 100, onTimeout: () => new Error(`${what} did not answer ${url} within 30 s`) },
+  );
 }
 
 function stopper(child: ChildProcess): () => Promise<void> {

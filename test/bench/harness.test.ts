@@ -1,8 +1,10 @@
 import { request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
 import { EmulatedBackend } from '../../bench/src/backend-farm.js';
-import { formatReport, spreadOf, type BenchResult, type Measurement, type ModelMeasurement } from '../../bench/src/report.js';
+import { formatReport, type BenchResult, type Measurement, type ModelMeasurement } from '../../bench/src/report.js';
+import { spreadOf } from '../../bench/src/spread.js';
 import { haproxyConfig } from '../../bench/src/targets.js';
+import { scaleResult } from './scale-fixture.js';
 
 let backend: EmulatedBackend | undefined;
 afterEach(async () => {
@@ -44,7 +46,19 @@ describe('EmulatedBackend', () => {
     const port = await backend.listen();
     const health = await request(`http://127.0.0.1:${port}/health`);
     expect(await health.body.json()).toEqual({ status: 'ok', container: 'b7' });
-    expect(backend.stats().served).toBe(0);
+    expect(backend.stats()).toMatchObject({ served: 0, probes: 1 });
+  });
+
+  it('serves `slots` requests at once, the rest in arrival order', async () => {
+    backend = new EmulatedBackend('direct', 200, 2);
+    const port = await backend.listen();
+    const started = performance.now();
+    await Promise.all([post(port), post(port), post(port), post(port)]);
+    // Four requests of 200 ms, two at a time: two rounds (400 ms), not one (200) and not four (800).
+    const elapsed = performance.now() - started;
+    expect(elapsed).toBeGreaterThanOrEqual(395);
+    expect(elapsed).toBeLessThan(700);
+    expect(backend.stats()).toMatchObject({ served: 4, maxConcurrency: 4 });
   });
 });
 
@@ -125,6 +139,7 @@ describe('the report', () => {
         modelRun('haproxy', 16, 320, 45),
       ],
     },
+    scale: scaleResult(),
   };
 
   it('judges each target from the medians and says which are not met', () => {
@@ -137,6 +152,14 @@ describe('the report', () => {
     // The direct reference answers at p50 20.3 ms for a 20 ms service time; both proxies answer at 20.5 ms.
     expect(markdown).toContain('already adds 0.30 ms to the p50');
     expect(markdown).toContain('direct p50: orchestrator 0.20 ms, HAProxy 0.20 ms.');
+  });
+
+  it('lists the scale scenario among the targets, and its section before the model image', () => {
+    const { markdown } = formatReport(result);
+    expect(markdown).toContain('| 200 containers on 50 workers, S = 20 ms: throughput ≥ 97% of the physical limit | 98.0% of 10,000 req/s (98.0% of 10,000); HAProxy: 99.0%; no proxy: 15,000 req/s | yes |');
+    expect(markdown).toContain('| 200 containers: health probes and status writes within their bound |');
+    expect(markdown.indexOf('## Scale: 200 containers on 50 workers, S = 20 ms')).toBeGreaterThan(markdown.indexOf('### Burst'));
+    expect(markdown.indexOf('## Scale: 200 containers on 50 workers, S = 20 ms')).toBeLessThan(markdown.indexOf('## A real Python model'));
   });
 
   it('charts the median throughput of both proxies per scenario', () => {

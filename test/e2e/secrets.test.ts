@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { CreateKeyPairCommand, DescribeInstanceAttributeCommand, DescribeInstancesCommand, type EC2Client } from '@aws-sdk/client-ec2';
 import { request } from 'undici';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { TAGS } from '../../provisioning/src/aws/ec2-provider.js';
+import { TAGS } from '../../provisioning/src/aws/ec2-context.js';
 import { unmanagedInventory } from '../../provisioning/src/inventory.js';
 import { LABELS, MODEL_HOST_ENV } from '../../runtime/src/driver.js';
 import type { ContainerRecord } from '../../status/src/schema.js';

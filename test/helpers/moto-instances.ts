@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DescribeInstancesCommand, type EC2Client, type Instance } from '@aws-sdk/client-ec2';
-import { TAGS } from '../../provisioning/src/aws/ec2-provider.js';
+import { TAGS } from '../../provisioning/src/aws/ec2-context.js';
 import { startBackend, type Backend } from './backend.js';
 import { emulatorAddressOnLoopback } from './network-guard.js';
 

@@ -11,7 +11,7 @@ import nock from 'nock';
 import { request } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../common/src/logger.js';
-import { TAGS } from '../../provisioning/src/aws/ec2-provider.js';
+import { TAGS } from '../../provisioning/src/aws/ec2-context.js';
 import { provisionCluster, teardownCluster } from '../../provisioning/src/commands.js';
 import type { ProvisionConfig } from '../../provisioning/src/config.js';
 import { createProvider } from '../../provisioning/src/create-provider.js';

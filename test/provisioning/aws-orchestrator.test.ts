@@ -13,7 +13,8 @@ import {
 } from '@aws-sdk/client-ec2';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../common/src/logger.js';
-import { TAGS, type Ec2Provider } from '../../provisioning/src/aws/ec2-provider.js';
+import { TAGS } from '../../provisioning/src/aws/ec2-context.js';
+import type { Ec2Provider } from '../../provisioning/src/aws/ec2-provider.js';
 import { REMOTE_ROOT, remotePaths } from '../../provisioning/src/aws/orchestrator-instance.js';
 import { provisionCluster, teardownCluster } from '../../provisioning/src/commands.js';
 import { loadProvisionConfig, type ProvisionConfig } from '../../provisioning/src/config.js';

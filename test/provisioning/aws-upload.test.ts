@@ -8,7 +8,7 @@ import { request } from 'undici';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { freeBasePort } from '../../common/src/free-ports.js';
 import { createLogger } from '../../common/src/logger.js';
-import { TAGS } from '../../provisioning/src/aws/ec2-provider.js';
+import { TAGS } from '../../provisioning/src/aws/ec2-context.js';
 import { provisionCluster } from '../../provisioning/src/commands.js';
 import { Compose } from '../../provisioning/src/compose.js';
 import { loadProvisionConfig, type ProvisionConfig } from '../../provisioning/src/config.js';

@@ -15,7 +15,8 @@ import {
 } from '@aws-sdk/client-ec2';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { createLogger } from '../../common/src/logger.js';
-import { Ec2Provider, TAGS } from '../../provisioning/src/aws/ec2-provider.js';
+import { TAGS } from '../../provisioning/src/aws/ec2-context.js';
+import { Ec2Provider } from '../../provisioning/src/aws/ec2-provider.js';
 import { provisionCluster, teardownCluster } from '../../provisioning/src/commands.js';
 import { loadProvisionConfig, type ProvisionConfig } from '../../provisioning/src/config.js';
 import { createProvider } from '../../provisioning/src/create-provider.js';

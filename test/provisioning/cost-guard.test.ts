@@ -3,7 +3,7 @@ import { access } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DescribeInstancesCommand, DescribeKeyPairsCommand, DescribeSecurityGroupsCommand, type EC2Client } from '@aws-sdk/client-ec2';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { TAGS } from '../../provisioning/src/aws/ec2-provider.js';
+import { TAGS } from '../../provisioning/src/aws/ec2-context.js';
 import { emptyState } from '../../status/src/schema.js';
 import { StateStore } from '../../status/src/state-store.js';
 import { NETWORK_GUARD, REPO_ROOT, runEntry, type CliResult } from '../helpers/cli.js';

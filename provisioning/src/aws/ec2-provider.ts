@@ -19,8 +19,6 @@ import { planCluster, type Ec2Plan } from './plan.js';
 import { ensureSecurityGroup, workerGroupName, workerRules } from './security-group.js';
 import { teardownCluster } from './teardown.js';
 
-export { TAGS } from './ec2-context.js';
-
 export interface Ec2ProviderDeps {
   client: EC2Client;
   logger: Logger;

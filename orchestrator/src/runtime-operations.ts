@@ -1,7 +1,7 @@
 import PQueue from 'p-queue';
 import { pollWithin } from '../../common/src/poll-until.js';
 import type { Logger } from '../../common/src/logger.js';
-import { containerLabels, containerName, type ContainerInfo, type RuntimeDriver } from '../../runtime/src/driver.js';
+import { containerLabels, containerName, stopAndRemove, type ContainerInfo, type RuntimeDriver } from '../../runtime/src/driver.js';
 import { StartCancelledError } from '../../runtime/src/errors.js';
 import { startHealthy } from '../../runtime/src/start-healthy.js';
 import { containerRecordSchema } from '../../status/src/schema.js';
@@ -297,10 +297,8 @@ export class RuntimeOperations {
     return worker;
   }
 
-  async #stopAndRemove(worker: Worker, runtimeId: string): Promise<void> {
-    const driver = this.#deps.driverFor(worker);
-    await driver.stop(runtimeId, { timeoutMs: this.#options.stopTimeoutMs });
-    await driver.remove(runtimeId);
+  #stopAndRemove(worker: Worker, runtimeId: string): Promise<void> {
+    return stopAndRemove(this.#deps.driverFor(worker), runtimeId, { timeoutMs: this.#options.stopTimeoutMs });
   }
 }
 

@@ -1,5 +1,5 @@
 import { containerLabels, type RuntimeDriver } from '../../runtime/src/driver.js';
-import { ContainerStartError } from '../../runtime/src/errors.js';
+import { ContainerStartError, StartCancelledError } from '../../runtime/src/errors.js';
 import { startHealthy } from '../../runtime/src/start-healthy.js';
 import type { ProvisionConfig } from './config.js';
 import { AbortedError, ContainerExitedError, HealthTimeoutError } from './errors.js';
@@ -52,7 +52,7 @@ export function driverLauncher(driver: RuntimeDriver, config: ProvisionConfig, o
         if (outcome.status === 'fulfilled') onStarted(containers[i]!.name, outcome.value.runtimeId);
       });
       if (signal?.aborted) throw new AbortedError();
-      const failure = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected' && (o.reason as { code?: string }).code !== 'START_CANCELLED');
+      const failure = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected' && !(o.reason instanceof StartCancelledError));
       if (failure) throw launchError(failure.reason, containers, outcomes, config, options);
     },
   };
@@ -82,7 +82,7 @@ function launchError(
       const pending = containers
         .map((container, i) => ({ container, outcome: outcomes[i]! }))
         .filter(({ outcome }) => outcome.status === 'rejected')
-        .map(({ container, outcome }) => `${container.name}: ${(outcome as PromiseRejectedResult).reason.code === 'START_CANCELLED' ? 'cancelled, another was not healthy in time' : `not healthy within ${config.healthTimeoutMs} ms`}`);
+        .map(({ container, outcome }) => `${container.name}: ${(outcome as PromiseRejectedResult).reason instanceof StartCancelledError ? 'cancelled, another was not healthy in time' : `not healthy within ${config.healthTimeoutMs} ms`}`);
       return new HealthTimeoutError(config.healthTimeoutMs, pending);
     }
     default:

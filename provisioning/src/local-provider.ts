@@ -1,5 +1,5 @@
 import type { Logger } from '../../common/src/logger.js';
-import { containerName, LABELS, type ContainerInfo, type RuntimeDriver } from '../../runtime/src/driver.js';
+import { containerName, LABELS, stopAndRemove, type ContainerInfo, type RuntimeDriver } from '../../runtime/src/driver.js';
 import type { RuntimeTarget } from '../../runtime/src/runtime-target.js';
 import type { ProvisionConfig } from './config.js';
 import { containerRecord, containerTemplate, desiredLayout, workerRecord, type DesiredContainer, type Inventory } from './inventory.js';
@@ -154,8 +154,7 @@ export class LocalProvider implements Provider {
   }
 
   async #stopAndRemove(info: Pick<ContainerInfo, 'runtimeId' | 'name'>): Promise<void> {
-    await this.#driver.stop(info.runtimeId);
-    await this.#driver.remove(info.runtimeId);
+    await stopAndRemove(this.#driver, info.runtimeId);
     this.#log.info({ container: info.name, runtimeId: info.runtimeId }, 'container stopped');
   }
 

@@ -1,4 +1,5 @@
 import PQueue from 'p-queue';
+import { StartCancelledError } from '../../runtime/src/errors.js';
 
 /** A container to start, and the worker whose queue it waits in. */
 export interface QueuedStart {
@@ -61,7 +62,7 @@ function report(workerId: string, queue: PQueue, say: (line: string) => void): v
   const load = (finished: 0 | 1): string => `${queue.pending - finished} starting, ${queue.size} waiting`;
   queue.on('active', () => say(`${workerId}: starting ${queue.runningTasks.at(-1)?.id} (${load(0)})`));
   queue.on('completed', (started: { name?: string } | undefined) => say(`${workerId}: ${started?.name ?? 'a container'} healthy (${load(1)})`));
-  queue.on('error', (error: { code?: string; message?: string }) => {
-    if (error?.code !== 'START_CANCELLED') say(`${workerId}: ${error?.message ?? String(error)} (${load(1)})`);
+  queue.on('error', (error: unknown) => {
+    if (!(error instanceof StartCancelledError)) say(`${workerId}: ${error instanceof Error ? error.message : String(error)} (${load(1)})`);
   });
 }

@@ -145,3 +145,9 @@ export interface RuntimeDriver {
   /** Every container carrying all of these labels. */
   list(labels: Record<string, string>): Promise<ContainerInfo[]>;
 }
+
+/** Stop a container (forcing it after `timeoutMs`, see RuntimeDriver.stop), then remove it: how every caller takes one away. */
+export async function stopAndRemove(driver: RuntimeDriver, runtimeId: string, options?: { timeoutMs?: number }): Promise<void> {
+  await driver.stop(runtimeId, options);
+  await driver.remove(runtimeId);
+}

@@ -1,5 +1,5 @@
 import { pollUntil } from '../../common/src/poll-until.js';
-import type { ContainerInfo, ContainerSpec, RuntimeDriver } from './driver.js';
+import { stopAndRemove, type ContainerInfo, type ContainerSpec, type RuntimeDriver } from './driver.js';
 import { ContainerStartError, StartCancelledError } from './errors.js';
 
 export interface StartHealthyOptions {
@@ -47,8 +47,7 @@ export async function startHealthy(driver: RuntimeDriver, spec: ContainerSpec, o
     return info;
   } catch (error) {
     // Exited, late or no longer wanted: either way it has served nothing, and nothing of it stays.
-    await driver.stop(info.runtimeId, { timeoutMs: options.stopTimeoutMs });
-    await driver.remove(info.runtimeId);
+    await stopAndRemove(driver, info.runtimeId, { timeoutMs: options.stopTimeoutMs });
     if (signal?.aborted) throw new StartCancelledError(spec.name);
     throw error;
   }

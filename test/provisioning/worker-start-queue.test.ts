@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { provisionCluster, teardownCluster } from '../../provisioning/src/commands.js';
 import { createProvider } from '../../provisioning/src/create-provider.js';
 import { startPerWorker } from '../../provisioning/src/worker-start-queue.js';
+import { StartCancelledError } from '../../runtime/src/errors.js';
 import { useTempCluster } from '../helpers/cluster.js';
 import { FAKE_WORKER_COMMAND } from '../helpers/processes.js';
 
@@ -13,7 +14,7 @@ function manualStarts() {
   const finish = new Map<string, { resolve: (name: { name: string }) => void; reject: (error: unknown) => void }>();
   const start = (container: { name: string }, signal: AbortSignal) =>
     new Promise<{ name: string }>((resolve, reject) => {
-      if (signal.aborted) return reject(Object.assign(new Error('cancelled'), { code: 'START_CANCELLED' }));
+      if (signal.aborted) return reject(new StartCancelledError(container.name));
       running.push(container.name);
       begun.push(container.name);
       const done = (): void => void running.splice(running.indexOf(container.name), 1);
@@ -21,7 +22,7 @@ function manualStarts() {
         resolve: (value) => (done(), resolve(value)),
         reject: (error) => (done(), reject(error)),
       });
-      signal.addEventListener('abort', () => finish.get(container.name)?.reject(Object.assign(new Error('cancelled'), { code: 'START_CANCELLED' })), { once: true });
+      signal.addEventListener('abort', () => finish.get(container.name)?.reject(new StartCancelledError(container.name)), { once: true });
     });
   return { running, begun, finish, start };
 }

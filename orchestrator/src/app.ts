@@ -10,12 +10,12 @@ import { MethodNotAllowedError, NotFoundError, PayloadTooLargeError, Unsupported
 import type { FinishedExchange } from './access-log.js';
 import { statusSentOn } from './client-errors.js';
 import { createErrorResponder, type ErrorResponder } from './error-responder.js';
-import { REQUEST_ID_HEADER, type Exchange, type ProxyHandler, type UpstreamTarget } from './proxy-handler.js';
+import { PREDICT_ROUTE, REQUEST_ID_HEADER, type Exchange, type ProxyHandler, type UpstreamTarget } from './proxy-handler.js';
 import type { ScalingDecision, StateFile } from '../../status/src/schema.js';
 import type { DashboardFeed } from './dashboard-feed.js';
 import type { RejectionLog } from './rejection-log.js';
 import { AdminDisabledError, BadRequestError, UnauthorizedError } from './errors.js';
-import { ADMIN_PATH, parseTarget } from './request-target.js';
+import { ADMIN_PATH, parseTarget, type RequestTarget, type TargetKind } from './request-target.js';
 
 /** What the admin API can do; each call throws typed errors (404 unknown container, 409 conflict). */
 export interface AdminActions {
@@ -60,7 +60,12 @@ interface EdgeExchange extends Exchange {
   /** The path as the client sent it, without the query. */
   path: string;
   startedAt: number;
+  /** The target as read once at the edge, for what Koa serves. */
+  target?: OwnTarget;
 }
+
+/** A target the orchestrator answers itself (Koa never sees a forwarded one). */
+type OwnTarget = RequestTarget & { kind: Exclude<TargetKind, 'forward'> };
 
 /** The edge exchange of each request, for Koa's middleware (Koa builds its context from req and res only). */
 const exchanges = new WeakMap<IncomingMessage, EdgeExchange>();
@@ -84,11 +89,12 @@ function hostProblem(req: IncomingMessage): string | undefined {
 }
 
 /**
- * The orchestrator's request listener. `POST /new_request` spelled canonically, the hot path, goes
- * straight to the proxy whatever the config (Koa's per-request context costs about a fifth of the
- * throughput of an empty-answer model); everything else goes through Koa, which reads the target
- * once (see parseTarget) before anything routes on it. Both paths answer errors with the one error
- * responder, and both tell `onFinished` of each exchange.
+ * The orchestrator's request listener. The target is read once (see parseTarget); every request
+ * that is forwarded to a container (`POST /new_request` in any spelling, and every path that is
+ * not the orchestrator's) goes straight to the proxy: one forwarding path, without Koa's
+ * per-request context (it cost about a quarter of the orchestrator's CPU per forwarded request).
+ * The orchestrator's own routes and the admin API go through Koa. Both answer errors with the one
+ * error responder, and both tell `onFinished` of each exchange.
  */
 export function createRequestListener(deps: AppDeps): RequestListener {
   const bootId = Date.now().toString(36);
@@ -108,8 +114,19 @@ export function createRequestListener(deps: AppDeps): RequestListener {
       respondError(exchange, new BadRequestError(problem), true);
       return;
     }
-    if (req.method === 'POST' && exchange.path === '/new_request') void forwardDirect(deps.proxy, respondError, exchange, url.slice('/new_request'.length));
-    else {
+    let target: RequestTarget;
+    try {
+      target = parseTarget(url);
+    } catch (error) {
+      respondError(exchange, error);
+      return;
+    }
+    // A path that is not the orchestrator's goes to the container as sent; a predict request to each container's own predict path.
+    if (target.kind === 'forward') void forward(deps.proxy, respondError, exchange, url);
+    else if (target.kind === 'orchestrator' && req.method === 'POST' && target.path.toLowerCase() === PREDICT_ROUTE) {
+      void forward(deps.proxy, respondError, exchange, { predictQuery: target.search });
+    } else {
+      exchange.target = target as OwnTarget;
       exchanges.set(req, exchange);
       void koa(req, res);
     }
@@ -130,24 +147,18 @@ function finishedOf(exchange: EdgeExchange): FinishedExchange {
   };
 }
 
-async function forwardDirect(proxy: ProxyHandler, respondError: ErrorResponder, exchange: EdgeExchange, search: string): Promise<void> {
+async function forward(proxy: ProxyHandler, respondError: ErrorResponder, exchange: EdgeExchange, target: UpstreamTarget): Promise<void> {
   try {
-    await proxy.forward(exchange, 'POST', { predictQuery: search }, exchange.requestId);
+    await proxy.forward(exchange, exchange.req.method!, target, exchange.requestId);
   } catch (error) {
     respondError(exchange, error);
   }
 }
 
-/** Forward inside Koa: the proxy writes the answer itself, so Koa must not. */
-async function forwardInKoa(ctx: Context, proxy: ProxyHandler, method: string, target: UpstreamTarget): Promise<void> {
-  const exchange = ctx.state.exchange as EdgeExchange;
-  await proxy.forward(exchange, method, target, exchange.requestId);
-  ctx.respond = false;
-}
-
 /**
- * The Koa application: one error path; the target read once; then the orchestrator's routes, the
- * admin API behind its token, a refusal for containers' control routes, or forwarding of the rest.
+ * The Koa application for what is not forwarded: one error path; then, on the target the listener
+ * read, the orchestrator's routes, the admin API behind its token, or a refusal for containers'
+ * control routes.
  */
 function createApp(deps: AppDeps, respondError: ErrorResponder): Koa {
   const app = new Koa();
@@ -174,10 +185,8 @@ function createApp(deps: AppDeps, respondError: ErrorResponder): Koa {
   const admin = withMethodCheck(adminRouter(deps.admin));
   const adminAuth = adminGate(deps.admin.token);
   app.use(async (ctx) => {
-    const target = parseTarget(ctx.req.url ?? '');
+    const target = (ctx.state.exchange as EdgeExchange).target!;
     switch (target.kind) {
-      case 'forward':
-        return forwardInKoa(ctx, deps.proxy, ctx.method, ctx.url);
       case 'container-control':
         throw new NotFoundError(`${target.path} is a container's control route; the orchestrator does not forward it`);
       case 'orchestrator':
@@ -196,7 +205,11 @@ function createApp(deps: AppDeps, respondError: ErrorResponder): Koa {
 /** The orchestrator's own routes. */
 function orchestratorRouter(deps: AppDeps): Router {
   const router = new Router();
-  router.post('/new_request', (ctx) => forwardInKoa(ctx, deps.proxy, 'POST', { predictQuery: ctx.search }));
+  // A POST was forwarded before Koa; any other method is answered here.
+  router.all(PREDICT_ROUTE, (ctx) => {
+    ctx.set('Allow', 'POST');
+    throw new MethodNotAllowedError(ctx.method, ctx.path);
+  });
   router.get('/status', (ctx) => {
     ctx.set('Cache-Control', 'no-store');
     ctx.body = deps.status();

@@ -21,6 +21,8 @@ export interface RequestTarget {
 
 /** Rounds of percent-decoding a path gets before it is classified: `%2561` is `%61` is `a`. */
 const DECODE_ROUNDS = 3;
+/** A path already in canonical form: non-empty segments of letters, digits, `_` and `-` (nothing to decode, no dot segment, no `;`, no `\\`). */
+const PLAIN_PATH = /^(?:\/[\w-]+)+$/;
 /** Control characters (NUL, CR, LF...) have no place in a path, encoded or not. */
 const CONTROL_CHAR = /[\u0000-\u001f\u007f]/;
 
@@ -39,7 +41,8 @@ export function parseTarget(rawTarget: string): RequestTarget {
   const q = rawTarget.indexOf('?');
   const rawPath = q === -1 ? rawTarget : rawTarget.slice(0, q);
   const search = q === -1 ? '' : rawTarget.slice(q);
-  const path = canonicalPath(decodeRepeatedly(rawPath));
+  // Most targets are plain (`/new_request`, `/run_model`): decoding and canonicalising them would change nothing.
+  const path = PLAIN_PATH.test(rawPath) ? rawPath : canonicalPath(decodeRepeatedly(rawPath));
   return { kind: kindOf(path.toLowerCase()), path, search };
 }
 

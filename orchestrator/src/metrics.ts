@@ -1,41 +1,53 @@
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import { containerStates } from '../../status/src/schema.js';
 import type { ClusterView, PoolReading } from './cluster-view.js';
 import { containerState } from './container-pool.js';
 import type { RequestRecorder } from './request-stats.js';
+import { BucketHistogram } from './bucket-histogram.js';
 
 // Seconds, from a fast model's few ms to the default two-minute upstream timeout.
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
 
+/** Requests finished with one set of labels. */
+interface RequestCount {
+  labels: { route: string; status: string; container: string };
+  count: number;
+}
+
 /**
  * The orchestrator's Prometheus metrics in a registry of its own. Request counts and latencies
- * are recorded as requests finish (it is the request stats' recorder); everything else
- * (containers, queue, autoscaler, lifetime counts) is read from the cluster view at scrape time.
+ * are recorded as requests finish (it is the request stats' recorder), each with a map lookup or
+ * an array increment: prom-client's labelled calls would cost more than the rest of the
+ * bookkeeping of a request, so its metrics read these at scrape time, like everything else
+ * (containers, queue, autoscaler, lifetime counts) read from the cluster view.
  */
 export class OrchestratorMetrics implements RequestRecorder {
   readonly registry = new Registry();
-  readonly #requests: Counter<'route' | 'status' | 'container'>;
-  /** Label children by key: a lookup instead of prom-client's label hashing on every request. */
-  readonly #requestChildren = new Map<string, Counter.Internal>();
-  readonly #queueWait: Histogram;
-  readonly #upstream: Histogram;
+  readonly #requestCounts = new Map<string, RequestCount>();
+  readonly #queueWait: BucketHistogram;
+  readonly #upstream: BucketHistogram;
 
   constructor(view: Pick<ClusterView, 'pool' | 'queue' | 'stats' | 'scaling'>) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
-    this.#requests = new Counter({
+    const requestCounts = this.#requestCounts;
+    new Counter({
       name: 'orchestrator_requests_total',
       help: 'Requests finished, by route (/new_request, or passthrough for any other forwarded path), status sent to the client (499: the client left first) and container that answered (none when no container did).',
       labelNames: ['route', 'status', 'container'],
       registers,
+      collect() {
+        this.reset();
+        for (const { labels, count } of requestCounts.values()) this.inc(labels, count);
+      },
     });
-    this.#queueWait = new Histogram({
+    this.#queueWait = new BucketHistogram({
       name: 'orchestrator_queue_wait_seconds',
       help: 'Time a request waited for a free container (0 for those that found one at once).',
       buckets: LATENCY_BUCKETS,
       registers,
     });
-    this.#upstream = new Histogram({
+    this.#upstream = new BucketHistogram({
       name: 'orchestrator_upstream_latency_seconds',
       help: 'Time from sending a request to a container to having its answer (its head, for answers streamed past upstreamBufferBytes).',
       buckets: LATENCY_BUCKETS,
@@ -142,12 +154,9 @@ export class OrchestratorMetrics implements RequestRecorder {
 
   request(route: string, status: number, container: string | undefined): void {
     const key = `${route} ${status} ${container ?? ''}`;
-    let child = this.#requestChildren.get(key);
-    if (!child) {
-      child = this.#requests.labels({ route, status: String(status), container: container ?? 'none' });
-      this.#requestChildren.set(key, child);
-    }
-    child.inc();
+    const entry = this.#requestCounts.get(key);
+    if (entry) entry.count++;
+    else this.#requestCounts.set(key, { labels: { route, status: String(status), container: container ?? 'none' }, count: 1 });
   }
 
   queueWait(ms: number): void {

@@ -168,6 +168,20 @@ describe('upstream client', () => {
     expect(Buffer.isBuffer(closing.body) && closing.body.toString()).toBe('until the close');
   });
 
+  it('keeps each body chunk intact while later reads arrive, on this connection and on others (reads share one buffer)', async () => {
+    // Each answer comes in two reads, 30 ms apart, with different bytes; two containers answer at the same time.
+    const answerIn = (fill: string) => (_: string, socket: Socket) => {
+      socket.write(`HTTP/1.1 200 OK\r\nContent-Length: 2000\r\n\r\n${fill.repeat(1000)}`);
+      setTimeout(() => socket.write(fill.toUpperCase().repeat(1000)), 30);
+    };
+    const a = await scripted(answerIn('a'));
+    const b = await scripted(answerIn('b'));
+    client = new UpstreamClient(upstreamOptions({ timeoutMs: 2_000, connectTimeoutMs: 1_000 }));
+    const [fromA, fromB] = await Promise.all([client.send(a.container, post), client.send(b.container, post)]);
+    expect((fromA.body as Buffer).toString()).toBe(`${'a'.repeat(1000)}${'A'.repeat(1000)}`);
+    expect((fromB.body as Buffer).toString()).toBe(`${'b'.repeat(1000)}${'B'.repeat(1000)}`);
+  });
+
   it('tells a refused connection (never sent) from a container that closed mid-answer (sent)', async () => {
     const { container } = await scripted((_, socket) => socket.end('HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc'));
     client = new UpstreamClient(upstreamOptions({ timeoutMs: 2_000, connectTimeoutMs: 1_000 }));

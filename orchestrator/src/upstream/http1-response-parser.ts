@@ -29,8 +29,9 @@ const CRLF = Buffer.from('\r\n');
 const HEAD_END = Buffer.from('\r\n\r\n');
 const STATUS_LINE = /^HTTP\/1\.([01]) ([1-9]\d\d)(?: [^\r\n]*)?$/;
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-// Field values may hold visible characters, spaces and tabs, never other control characters.
-const BAD_VALUE = /[\0-\x08\x0a-\x1f\x7f]/;
+// A field line: a token, a colon, optional blanks, then a value of visible characters, spaces and tabs (never other control characters), then the line's end.
+const FIELD = /([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([^\0-\x08\x0a-\x1f\x7f]*)(?:\r\n|$)/y;
+const DIGITS = /^\d{1,15}$/;
 const CHUNK_SIZE = /^([0-9a-fA-F]{1,15})[ \t]*(?:;.*)?$/;
 /** The parser's limits, in bytes. */
 export interface ParserLimits {
@@ -204,32 +205,31 @@ export class ResponseParser {
 
 /** Parse a status line and fields, and decide how the body is framed (RFC 9112 §6.3). */
 function parseHead(text: string, noBody: boolean): ResponseHead & { framing: 'length' | 'chunked' | 'close' | 'interim' } {
-  const lines = text.split('\r\n');
-  const status = STATUS_LINE.exec(lines[0]!);
-  if (!status) throw new BadResponseError(`bad status line ${JSON.stringify(lines[0]!.slice(0, 60))}`);
+  const statusEnd = text.indexOf('\r\n');
+  const statusLine = statusEnd === -1 ? text : text.slice(0, statusEnd);
+  const status = STATUS_LINE.exec(statusLine);
+  if (!status) throw new BadResponseError(`bad status line ${JSON.stringify(statusLine.slice(0, 60))}`);
   const minor = status[1]!;
   const statusCode = Number(status[2]);
   const headers: ResponseHeaders = {};
-  for (let i = 1; i < lines.length; i++) {
-    const line = lines[i]!;
-    const colon = line.indexOf(':');
-    const name = colon > 0 ? line.slice(0, colon) : '';
-    if (!TOKEN.test(name)) throw new BadResponseError(`bad header line ${JSON.stringify(line.slice(0, 60))}`);
-    const value = line.slice(colon + 1).trim();
-    if (BAD_VALUE.test(value)) throw new BadResponseError(`control character in header ${name}`);
-    const key = name.toLowerCase();
+  // One sticky match per field line: its name (a token) and its value (no control character), up to the line's end.
+  FIELD.lastIndex = statusEnd === -1 ? text.length : statusEnd + 2;
+  while (FIELD.lastIndex < text.length) {
+    const at = FIELD.lastIndex;
+    const field = FIELD.exec(text);
+    if (!field) {
+      const end = text.indexOf('\r\n', at);
+      throw badField(text.slice(at, end === -1 ? undefined : end));
+    }
+    const key = field[1]!.toLowerCase();
+    const raw = field[2]!;
+    const value = raw.endsWith(' ') || raw.endsWith('\t') ? raw.trimEnd() : raw;
     const prior = headers[key];
     if (prior === undefined) headers[key] = key === 'set-cookie' ? [value] : value;
     else if (Array.isArray(prior)) prior.push(value);
     else headers[key] = `${prior}, ${value}`;
   }
-  const tokens = (name: string): string[] =>
-    String(headers[name] ?? '')
-      .toLowerCase()
-      .split(',')
-      .map((t) => t.trim())
-      .filter(Boolean);
-  const connection = tokens('connection');
+  const connection = headers.connection === undefined ? [] : tokens(headers.connection);
   let keepAlive = minor === '1' ? !connection.includes('close') : connection.includes('keep-alive');
 
   if (statusCode < 200) {
@@ -237,17 +237,34 @@ function parseHead(text: string, noBody: boolean): ResponseHead & { framing: 'le
     return { statusCode, headers, bodyLength: 0, keepAlive, framing: 'interim' };
   }
   if (noBody || statusCode === 204 || statusCode === 304) return { statusCode, headers, bodyLength: 0, keepAlive, framing: 'length' };
+  const length = headers['content-length'];
   if (headers['transfer-encoding'] !== undefined) {
     // Both framings at once is how request smuggling starts: believe the coding, then close (RFC 9112 §6.3).
-    if (headers['content-length'] !== undefined) keepAlive = false;
-    const codings = tokens('transfer-encoding');
+    if (length !== undefined) keepAlive = false;
+    const codings = tokens(headers['transfer-encoding']);
     if (codings[codings.length - 1] === 'chunked') return { statusCode, headers, bodyLength: null, keepAlive, framing: 'chunked' };
     return { statusCode, headers, bodyLength: null, keepAlive: false, framing: 'close' };
   }
-  if (headers['content-length'] !== undefined) {
-    const values = String(headers['content-length']).split(',').map((v) => v.trim());
-    if (!values.every((v) => /^\d{1,15}$/.test(v) && v === values[0])) throw new BadResponseError(`bad Content-Length ${JSON.stringify(headers['content-length'])}`);
+  if (length !== undefined) {
+    // Repeated equal values (`5, 5`) are one length; anything else is an error.
+    const values = typeof length === 'string' && DIGITS.test(length) ? [length] : String(length).split(',').map((v) => v.trim());
+    if (!values.every((v) => DIGITS.test(v) && v === values[0])) throw new BadResponseError(`bad Content-Length ${JSON.stringify(length)}`);
     return { statusCode, headers, bodyLength: Number(values[0]), keepAlive, framing: 'length' };
   }
   return { statusCode, headers, bodyLength: null, keepAlive: false, framing: 'close' };
+}
+
+/** The comma-separated, case-insensitive tokens of a field value. */
+const tokens = (value: string | string[]): string[] =>
+  String(value)
+    .toLowerCase()
+    .split(',')
+    .map((t) => t.trim())
+    .filter(Boolean);
+
+/** Why a field line did not parse: a control character in its value, or no `name:` at its start. */
+function badField(line: string): BadResponseError {
+  const colon = line.indexOf(':');
+  if (colon > 0 && TOKEN.test(line.slice(0, colon))) return new BadResponseError(`control character in header ${line.slice(0, colon)}`);
+  return new BadResponseError(`bad header line ${JSON.stringify(line.slice(0, 60))}`);
 }

@@ -186,22 +186,24 @@ const REQUEST_ONLY = new Set(['expect', 'host', 'content-length']);
 
 /**
  * Copy headers without hop-by-hop ones, including those the `Connection` header names; for a
- * request also without those the upstream client sets itself.
+ * request also without those the upstream client sets itself. Names are lower-case already, as
+ * Node's request parser and the response parser give them.
  */
-export function endToEndHeaders(
-  headers: IncomingHttpHeaders | Record<string, string | string[] | undefined>,
-  direction: 'request' | 'response',
-): Record<string, string | string[]> {
-  const named = String(headers.connection ?? '')
-    .split(',')
-    .map((h) => h.trim().toLowerCase())
-    .filter(Boolean);
+export function endToEndHeaders(headers: IncomingHttpHeaders | ResponseHeaders, direction: 'request' | 'response'): Record<string, string | string[]> {
+  const connection = headers.connection;
+  // `Connection: keep-alive` or `close` names no other header: most messages skip the split.
+  const named = connection === undefined || connection === 'keep-alive' || connection === 'close' ? undefined : namesIn(connection);
   const out: Record<string, string | string[]> = {};
-  for (const [name, value] of Object.entries(headers)) {
-    if (value === undefined) continue;
-    const lower = name.toLowerCase();
-    if (HOP_BY_HOP.has(lower) || named.includes(lower) || (direction === 'request' && REQUEST_ONLY.has(lower))) continue;
-    out[lower] = value;
+  for (const name in headers) {
+    const value = headers[name];
+    if (value === undefined || HOP_BY_HOP.has(name) || named?.includes(name) || (direction === 'request' && REQUEST_ONLY.has(name))) continue;
+    out[name] = value;
   }
   return out;
 }
+
+const namesIn = (connection: string | string[]): string[] =>
+  String(connection)
+    .split(',')
+    .map((h) => h.trim().toLowerCase())
+    .filter(Boolean);

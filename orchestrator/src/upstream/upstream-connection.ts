@@ -55,6 +55,9 @@ export interface ConnectionEvents {
   closed(connection: UpstreamConnection): void;
 }
 
+/** Where every connection's reads land, one at a time (JavaScript runs one callback at a time). */
+const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
+
 /** Characters that would split a request head: callers pass values node's own parser accepted, so this only guards against bugs. */
 const LINE_BREAK = /[\r\n]/;
 
@@ -91,12 +94,23 @@ export class UpstreamConnection {
           this.#keepAlive = head.keepAlive;
           this.#sink?.head(head);
         },
-        body: (chunk) => this.#sink?.body(chunk),
+        // The read buffer is reused by the next read: a body chunk the caller keeps must be its own copy.
+        body: (chunk) => this.#sink?.body(Buffer.from(chunk)),
         complete: () => this.#complete(),
       },
       options,
     );
-    this.#socket = connect({ host, port, noDelay: true });
+    // Reads land in one shared buffer, handed straight to the parser: no stream machinery and no
+    // new buffer per read (Node's `onread`). The parser copies what it keeps.
+    this.#socket = connect({ host, port, noDelay: true, onread: {
+        buffer: READ_BUFFER,
+        callback: (bytes) => {
+          this.#onData(READ_BUFFER.subarray(0, bytes));
+          // false would pause the socket: a streamed answer's reader pauses it itself when behind.
+          return true;
+        },
+      },
+    });
     this.#connectTimer = setTimeout(() => this.#fail(new UpstreamFailure(new Error(`no connection within ${options.connectTimeoutMs} ms`), 'UPSTREAM_CONNECT_TIMEOUT')), options.connectTimeoutMs);
     this.#socket
       .once('connect', () => {
@@ -104,7 +118,6 @@ export class UpstreamConnection {
         this.#connected = true;
         this.#socket.setTimeout(this.#sink ? options.timeoutMs : options.idleTimeoutMs);
       })
-      .on('data', (chunk: Buffer) => this.#onData(chunk))
       .on('timeout', () => this.#onTimeout())
       .on('end', () => this.#onEnd())
       .on('error', (error) => this.#fail(new UpstreamFailure(error)))

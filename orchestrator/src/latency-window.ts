@@ -1,21 +1,27 @@
 /**
  * Latencies of the latest requests with their end times, for percentiles over a recent window
- * (the autoscaler's p90 rule). Bounded: the oldest entries go first past `capacity`.
+ * (the autoscaler's p90 rule). A ring of the latest `capacity`: recording allocates nothing.
  */
 export class LatencyWindow {
-  readonly #capacity: number;
   readonly #now: () => number;
-  #entries: Array<{ at: number; ms: number }> = [];
+  readonly #at: Float64Array;
+  readonly #ms: Float64Array;
+  /** Where the next record goes. */
+  #next = 0;
+  #size = 0;
 
   constructor(options: { capacity?: number; now?: () => number } = {}) {
-    this.#capacity = options.capacity ?? 10_000;
+    const capacity = options.capacity ?? 10_000;
     this.#now = options.now ?? performance.now.bind(performance);
+    this.#at = new Float64Array(capacity);
+    this.#ms = new Float64Array(capacity);
   }
 
   record(ms: number): void {
-    this.#entries.push({ at: this.#now(), ms });
-    // Trim in batches: one splice per capacity/10 records, not one shift per record.
-    if (this.#entries.length > this.#capacity * 1.1) this.#entries = this.#entries.slice(-this.#capacity);
+    this.#at[this.#next] = this.#now();
+    this.#ms[this.#next] = ms;
+    this.#next = (this.#next + 1) % this.#at.length;
+    if (this.#size < this.#at.length) this.#size++;
   }
 
   /** The nearest-rank `p`th percentile (0-100) of latencies that ended within the last `windowMs`; null when none did. */
@@ -26,7 +32,8 @@ export class LatencyWindow {
   /** Several percentiles over the same window, sorting once. */
   percentiles(ps: readonly number[], windowMs: number): Array<number | null> {
     const since = this.#now() - windowMs;
-    const recent = this.#entries.filter((e) => e.at >= since).map((e) => e.ms);
+    const recent: number[] = [];
+    for (let i = 0; i < this.#size; i++) if (this.#at[i]! >= since) recent.push(this.#ms[i]!);
     if (recent.length === 0) return ps.map(() => null);
     recent.sort((a, b) => a - b);
     return ps.map((p) => recent[Math.max(0, Math.ceil((p / 100) * recent.length) - 1)]!);

@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import type { Logger } from '../../common/src/logger.js';
 import type { Container, ContainerPool } from './container-pool.js';
@@ -74,13 +75,14 @@ export class ProxyHandler {
   async forward(ctx: Exchange, method: string, target: UpstreamTarget, requestId: string): Promise<void> {
     const { pool, queue, upstream, options, stats } = this.#deps;
     const { counters } = stats;
+    const { res } = ctx;
     counters.accepted++;
     const startedAt = performance.now();
     stats.active++;
     let status = 0;
     try {
       const body = await readBody(ctx.req, options.maxBodyBytes);
-      const clientGone = watchClient(ctx.res);
+      const clientGone = watchClient(res);
       const headers = forwardedHeaders(ctx.req, requestId);
       const queuedAt = performance.now();
       let waitMs = 0;
@@ -115,7 +117,7 @@ export class ProxyHandler {
           (failedOn ??= new Set()).add(container.workerId);
           if (!failure.neverSent && !idempotent(options.idempotentPaths, target, container)) break;
           // A request whose client has left is not worth another container's time.
-          if (clientLeft(ctx.res)) throw new ClientGoneError(failure);
+          if (clientLeft(res)) throw new ClientGoneError(failure);
           if (attempt < options.maxAttempts) counters.redispatched++;
           continue;
         }
@@ -123,9 +125,14 @@ export class ProxyHandler {
         stats.recorder?.upstream(performance.now() - sentAt);
         status = response.statusCode;
         pool.recordAnswer(container, response.statusCode, options.healthFall);
-        await this.#respond(ctx, response, container, { waitMs, requestId, attempts: attempt });
+        const head = this.#responseHead(ctx, response, container, { waitMs, requestId, attempts: attempt });
+        // A model's answer is usually small and already whole: free the container first, then answer in one write.
+        if (Buffer.isBuffer(response.body)) {
+          pool.release(container, 'served');
+          if (res.writable && !res.destroyed) res.writeHead(response.statusCode, head).end(response.body);
+        } else await this.#stream(res, response.statusCode, head, response.body, container);
         // The container answered: whatever happens to the client now, it was not turned away.
-        if (clientLeft(ctx.res)) status = CLIENT_GONE_STATUS;
+        if (clientLeft(res)) status = CLIENT_GONE_STATUS;
         stats.latencies.record(performance.now() - startedAt);
         return;
       }
@@ -163,31 +170,20 @@ export class ProxyHandler {
     return error instanceof AppError ? error.status : 500;
   }
 
-  async #respond(
-    ctx: Exchange,
-    response: UpstreamResponse,
-    container: Container,
-    meta: { waitMs: number; requestId: string; attempts: number },
-  ): Promise<void> {
-    const { pool } = this.#deps;
-    const res = ctx.res;
+  /** The answer's head for the client: the container's end-to-end headers, and who served it, after how long a wait, under which id. */
+  #responseHead(ctx: Exchange, response: UpstreamResponse, container: Container, meta: { waitMs: number; requestId: string; attempts: number }): Record<string, string | string[]> {
     ctx.servedBy = container.id;
     const headers = endToEndHeaders(response.headers, 'response');
     headers[SERVED_BY_HEADER] = container.id;
     headers[QUEUE_WAIT_HEADER] = meta.waitMs.toFixed(1);
     headers[REQUEST_ID_HEADER] = meta.requestId;
     if (meta.attempts > 1) headers['x-attempts'] = String(meta.attempts);
+    return headers;
+  }
 
-    const body = response.body;
-    // A model's answer is usually small and already whole: free the container first, then answer in one write.
-    if (Buffer.isBuffer(body)) {
-      pool.release(container, 'served');
-      if (!res.writable || res.destroyed) return;
-      res.writeHead(response.statusCode, headers).end(body);
-      return;
-    }
-
-    // The container is done once its whole answer arrived; the client may still be reading it.
+  /** Pass a streamed answer on as it comes; the container is done once its whole answer arrived, whatever the client reads. */
+  async #stream(res: ServerResponse, statusCode: number, head: Record<string, string | string[]>, body: Readable, container: Container): Promise<void> {
+    const { pool } = this.#deps;
     const answered = finished(body).then(
       () => pool.release(container, 'served'),
       (error: Error) => pool.release(container, { error: `response body: ${error.message}` }),
@@ -197,7 +193,7 @@ export class ProxyHandler {
       await answered;
       return;
     }
-    res.writeHead(response.statusCode, headers);
+    res.writeHead(statusCode, head);
     // pipe, not pipeline: pipeline makes and aborts an AbortController per call, which shows in profiles.
     body.once('error', () => res.destroy());
     res.once('close', () => {

@@ -10,6 +10,8 @@ export interface BackendStats {
   probes: number;
   /** Highest number of requests it held at once (in service plus waiting): a proxy keeping `maxconn 1` never exceeds 1. */
   maxConcurrency: number;
+  /** Requests it holds now (in service plus waiting). */
+  inFlight: number;
   /** Mean time from starting a request to answering it, in ms. */
   meanServiceMs: number;
   /** Mean time from answering a request to receiving the next one, in ms, over the arrivals that found it idle: the proxy's hand-over gap. */
@@ -66,6 +68,7 @@ export class EmulatedBackend {
       served: this.#served,
       probes: this.#probes,
       maxConcurrency: this.#maxConcurrency,
+      inFlight: this.#held,
       meanServiceMs: this.#served === 0 ? 0 : this.#serviceTotalMs / this.#served,
       meanGapMs: this.#gaps === 0 ? 0 : this.#gapTotalMs / this.#gaps,
     };

@@ -1,4 +1,4 @@
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
 /** The Lua script every run uses: POST a small JSON body, print the summary as JSON. */
@@ -23,6 +23,15 @@ export interface WrkRun {
 /** Make sure wrk is installed (scripts/wrk.sh): the client that is not the bottleneck. */
 export function ensureWrk(): void {
   execFileSync('bash', ['scripts/wrk.sh'], { stdio: 'inherit' });
+}
+
+/** wrk's version as it prints it (`wrk -v`, which exits 1 after printing its usage): e.g. `wrk debian/4.1.0-3+b2`. */
+export function wrkVersion(): string {
+  const { stdout, error } = spawnSync('wrk', ['-v'], { encoding: 'utf8' });
+  if (error) throw error;
+  const version = /^wrk \S+/.exec(stdout)?.[0];
+  if (!version) throw new Error(`wrk -v printed no version: ${stdout.trim()}`);
+  return version;
 }
 
 /** `wrk` with one thread keeping `connections` POSTs in flight on `url` for `seconds`. */

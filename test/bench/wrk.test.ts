@@ -1,11 +1,11 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ensureWrk, startWrk } from '../../bench/src/wrk.js';
+import { ensureWrk, startWrk, wrkVersion } from '../../bench/src/wrk.js';
 
 let server: Server | undefined;
 afterEach(async () => {
-  await new Promise((resolve) => server?.close(resolve));
+  if (server) await new Promise((resolve) => server!.close(resolve));
   server = undefined;
 });
 
@@ -47,5 +47,9 @@ describe('startWrk', () => {
     const result = await startWrk(await answering(503, seen), 2, 1).result;
     expect(result.errors.status).toBe(result.requests);
     expect(result.requests).toBeGreaterThan(0);
+  });
+
+  it('reads its version', () => {
+    expect(wrkVersion()).toMatch(/^wrk \S*\d+\.\d+/);
   });
 });

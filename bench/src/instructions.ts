@@ -6,7 +6,7 @@ import { pollUntil } from '../../common/src/poll-until.js';
 import { unmanagedInventory } from '../../provisioning/src/inventory.js';
 import { BackendFarm } from './backend-farm-process.js';
 import type { Stoppable } from './model-bench.js';
-import { freePort, haproxyConfig } from './targets.js';
+import { freePort, haproxyConfig, NODE_FLOOR } from './targets.js';
 
 /** Requests sent before counting starts (connections open, the JIT done tiering up: with 4,000 the count was 7% higher), then counted. */
 const WARM_UP = 12_000;
@@ -80,7 +80,7 @@ export async function benchInstructions(options: InstructionsOptions): Promise<I
       command: () => ['haproxy', '-db', '-f', haproxyPath],
     },
     { target: 'Node: HTTP server alone', what: "node:http reading each request's body and answering it itself", path: '/run_model', command: floor('floor-server') },
-    { target: 'Node: minimal proxy', what: "node:http and the orchestrator's upstream client, a FIFO over free backends, nothing else", path: '/run_model', command: floor('floor-proxy') },
+    { target: NODE_FLOOR, what: "node:http and the orchestrator's upstream client, a FIFO over free backends, nothing else", path: '/run_model', command: floor('floor-proxy') },
   ];
   const counts: InstructionCount[] = [];
   try {

@@ -5,7 +5,7 @@ import { measure, type LoadTarget } from './measure.js';
 import type { Stoppable } from './model-bench.js';
 import { DIRECT, HAPROXY, ROUTES, type BenchResult, type Measurement, type ScenarioResult } from './report.js';
 import { countStatusWrites } from './status-writes.js';
-import { peakRss, startHaproxy, startOrchestrator } from './targets.js';
+import { peakRss, startHaproxy, startNodeFloor, startOrchestrator } from './targets.js';
 
 const BACKENDS = 8;
 /** Length of one measured wrk run, and of the unmeasured warm-up before each target's first in a scenario, in seconds. */
@@ -102,6 +102,8 @@ export async function benchProxies(options: ProxiesOptions): Promise<Pick<BenchR
     track(haproxy);
     const haproxyAgain = await startHaproxy(dir, farm.ports, 'haproxy (A/A)');
     track(haproxyAgain);
+    const floor = await startNodeFloor(farm.ports);
+    track(floor);
     // The same orchestrator on its benchmark route and on the generic path, which it forwards as is.
     const [newRequest, runModel] = ROUTES;
     const targets: LoadTarget[] = [
@@ -111,10 +113,12 @@ export async function benchProxies(options: ProxiesOptions): Promise<Pick<BenchR
     ];
     // At S = 0, no proxy too, in the same rounds: wrk alone on one backend serving every connection at once (the proxies idle meanwhile).
     const direct: LoadTarget = { name: DIRECT, url: `http://127.0.0.1:${farm.directPort}/run_model`, pid: null, direct: true };
+    // Where the targets are Node's to reach (C = N latency, S = 0 cost), the least a Node proxy can do runs in the same rounds.
+    const extra = (s: Scenario): LoadTarget[] => (s.serviceMs === 0 ? [floor, direct] : s.concurrency === BACKENDS ? [floor] : []);
     const scenarios: ScenarioResult[] = [];
-    for (const scenario of SCENARIOS) scenarios.push(await alternate(farm, scenario.serviceMs === 0 ? [...targets, direct] : targets, scenario, rounds));
+    for (const scenario of SCENARIOS) scenarios.push(await alternate(farm, [...targets, ...extra(scenario)], scenario, rounds));
     const noise = await alternate(farm, [haproxy, haproxyAgain], SCENARIOS[2]!, rounds);
-    for (const running of [haproxyAgain, haproxy, orchestrator]) await running.stop();
+    for (const running of [floor, haproxyAgain, haproxy, orchestrator]) await running.stop();
     // The reference: one single-request backend called directly, one request at a time.
     const reference = await measure(farm, { name: DIRECT, url: `http://127.0.0.1:${farm.ports[0]}/run_model`, pid: null }, { serviceMs: 20, concurrency: 1, seconds: RUN_SECONDS });
     return { backends: BACKENDS, runSeconds: RUN_SECONDS, scenarios, noise, reference, burst: await burst(farm, dir, options.threads) };

@@ -129,3 +129,15 @@ export async function peakRss(pid: number): Promise<number | null> {
   const kb = /VmHWM:\s+(\d+) kB/.exec(status)?.[1];
   return kb ? Number(kb) * 1024 : null;
 }
+
+/** What bench/src/node-floor.ts is called in the reports. */
+export const NODE_FLOOR = 'Node: minimal proxy';
+
+/** The least a Node proxy can do (bench/src/node-floor.ts, compiled: build first) over the backends: Node's own floor beside the orchestrator. */
+export async function startNodeFloor(ports: number[]): Promise<Target> {
+  const port = await freePort();
+  const child = spawn(process.execPath, ['dist/bench/src/node-floor.js', 'floor-proxy', String(port), ports.join(',')], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const url = `http://127.0.0.1:${port}/run_model`;
+  await until200(url, child, NODE_FLOOR);
+  return { name: NODE_FLOOR, url, pid: child.pid!, stop: stopper(child) };
+}

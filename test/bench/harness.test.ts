@@ -14,7 +14,7 @@ import {
   type ScenarioResult,
 } from '../../bench/src/report.js';
 import { spreadOf } from '../../bench/src/spread.js';
-import { haproxyConfig } from '../../bench/src/targets.js';
+import { haproxyConfig, NODE_FLOOR } from '../../bench/src/targets.js';
 import { scaleResult } from './scale-fixture.js';
 
 let backend: EmulatedBackend | undefined;
@@ -206,6 +206,20 @@ describe('the report', () => {
     // The direct reference answers at p50 20.3 ms for a 20 ms service time.
     expect(markdown).toContain('already adds 0.30 ms to the p50');
     expect(markdown).toContain('direct p50: orchestrator /new_request 0.50 ms, orchestrator /run_model 0.20 ms, haproxy 0.10 ms.');
+  });
+
+  it("sets Node's own floor beside the C = N and S = 0 targets when it ran there", () => {
+    // A minimal Node proxy: added p50 1.40 ms at C = N; at S = 0 10,000 req/s (62.5% of HAProxy's 16,000) at 35 µs (1.75×).
+    const floor = (rps: number, p50: number, us: number): Measurement => run(NODE_FLOOR, rps, p50, us);
+    const [atN, at64, at256, zero] = result.scenarios;
+    const withFloor: BenchResult = {
+      ...result,
+      scenarios: [{ ...atN!, runs: [...atN!.runs, floor(350, 21.4, 90), floor(350, 21.4, 90)] }, at64!, at256!, { ...zero!, runs: [...zero!.runs, { ...floor(10_000, 5, 35), limitRps: null }] }],
+    };
+    const { markdown } = formatReport(withFloor);
+    expect(markdown).toContain('| 0.80 ms; HAProxy: 0.40 ms (+0.40 ms); a minimal Node proxy: 1.40 ms | **no** |');
+    expect(markdown).toContain('| 9000 req/s: 56.3% of HAProxy’s 16000; a minimal Node proxy: 62.5% | yes |');
+    expect(markdown).toContain('| 40 µs: 2.00× HAProxy’s 20 µs; a minimal Node proxy: 35 µs, 1.75× | yes |');
   });
 
   it('gives instructions per request with their multiple of HAProxy, before the scale scenario', () => {

@@ -144,7 +144,7 @@ export class ProxyHandler {
       throw error;
     } finally {
       stats.active--;
-      stats.recorder?.request(ctx.req.url?.startsWith('/new_request') ? '/new_request' : 'passthrough', status, ctx.servedBy);
+      stats.recorder?.request(typeof target === 'string' ? 'passthrough' : PREDICT_ROUTE, status, ctx.servedBy);
     }
   }
 

@@ -67,17 +67,19 @@ describe('GET /metrics', () => {
     const answers = await Promise.all(Array.from({ length: 20 }, () => post()));
     for (const a of answers) await a.body.dump();
     await request(`${rig.running.url}/anything/else`).then((r) => r.body.dump());
+    // Another spelling of the predict route is the predict route.
+    await request(`${rig.running.url}/New_Request`, { method: 'POST', body: '{}' }).then((r) => r.body.dump());
     const m = await scrape();
-    expect(m.sum('orchestrator_requests_total', { route: '/new_request', status: '200' })).toBe(20);
+    expect(m.sum('orchestrator_requests_total', { route: '/new_request', status: '200' })).toBe(21);
     const byContainer = ['a', 'b'].map((container) => m.sum('orchestrator_requests_total', { route: '/new_request', container }));
-    expect(byContainer[0]! + byContainer[1]!).toBe(20);
+    expect(byContainer[0]! + byContainer[1]!).toBe(21);
     expect(Math.min(...byContainer)).toBeGreaterThan(0);
     expect(m.sum('orchestrator_requests_total', { route: 'passthrough' })).toBe(1);
-    expect(m.sum('orchestrator_queue_wait_seconds_count')).toBe(21);
-    expect(m.sum('orchestrator_upstream_latency_seconds_count')).toBe(21);
+    expect(m.sum('orchestrator_queue_wait_seconds_count')).toBe(22);
+    expect(m.sum('orchestrator_upstream_latency_seconds_count')).toBe(22);
     // 5 ms of service each: no answer came back faster than that.
     expect(m.sum('orchestrator_upstream_latency_seconds_bucket', { le: '0.0025' })).toBe(0);
-    expect(m.sum('orchestrator_upstream_latency_seconds_bucket', { le: '+Inf' })).toBe(21);
+    expect(m.sum('orchestrator_upstream_latency_seconds_bucket', { le: '+Inf' })).toBe(22);
   });
 
   it('shows a busy container, the queue and its rejections as they happen', async () => {

@@ -101,16 +101,17 @@ export class UpstreamConnection {
       options,
     );
     // Reads land in one shared buffer, handed straight to the parser: no stream machinery and no
-    // new buffer per read (Node's `onread`). The parser copies what it keeps.
-    this.#socket = connect({ host, port, noDelay: true, onread: {
-        buffer: READ_BUFFER,
-        callback: (bytes) => {
-          this.#onData(READ_BUFFER.subarray(0, bytes));
-          // false would pause the socket: a streamed answer's reader pauses it itself when behind.
-          return true;
-        },
+    // new buffer per read (Node's `onread`). What outlives the read is copied: a head split across
+    // reads by the parser, body chunks above.
+    const onread = {
+      buffer: READ_BUFFER,
+      callback: (bytes: number): boolean => {
+        this.#onData(READ_BUFFER.subarray(0, bytes));
+        // false would pause the socket: a streamed answer's reader pauses it itself when behind.
+        return true;
       },
-    });
+    };
+    this.#socket = connect({ host, port, noDelay: true, onread });
     this.#connectTimer = setTimeout(() => this.#fail(new UpstreamFailure(new Error(`no connection within ${options.connectTimeoutMs} ms`), 'UPSTREAM_CONNECT_TIMEOUT')), options.connectTimeoutMs);
     this.#socket
       .once('connect', () => {

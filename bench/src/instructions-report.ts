@@ -1,4 +1,18 @@
-import type { InstructionsResult } from './instructions.js';
+/** Instructions one target executed per forwarded request, counted by callgrind. */
+export interface InstructionCount {
+  target: string;
+  /** What the target is, in a few words. */
+  what: string;
+  instructionsPerRequest: number;
+}
+
+export interface InstructionsResult {
+  valgrind: string;
+  warmUp: number;
+  counted: number;
+  connections: number;
+  counts: InstructionCount[];
+}
 
 const thousands = (n: number): string => `${Math.round(n / 1000).toLocaleString('en-US')}k`;
 

@@ -5,6 +5,7 @@ import { Pool } from 'undici';
 import { pollUntil } from '../../common/src/poll-until.js';
 import { unmanagedInventory } from '../../provisioning/src/inventory.js';
 import { BackendFarm } from './backend-farm-process.js';
+import type { InstructionCount, InstructionsResult } from './instructions-report.js';
 import type { Stoppable } from './model-bench.js';
 import { freePort, haproxyConfig, NODE_FLOOR } from './targets.js';
 
@@ -16,22 +17,6 @@ const CONNECTIONS = 8;
 const BACKENDS = 8;
 /** Background work (health probes, status writes, scaling) put an hour away: what is counted is the requests' own. */
 const HOUR_MS = '3600000';
-
-/** Instructions one target executed per forwarded request, counted by callgrind. */
-export interface InstructionCount {
-  target: string;
-  /** What the target is, in a few words. */
-  what: string;
-  instructionsPerRequest: number;
-}
-
-export interface InstructionsResult {
-  valgrind: string;
-  warmUp: number;
-  counted: number;
-  connections: number;
-  counts: InstructionCount[];
-}
 
 export interface InstructionsOptions {
   dir: string;

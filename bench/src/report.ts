@@ -1,7 +1,6 @@
 import { AppError } from '../../common/src/errors.js';
 import { barChart } from '../../common/src/svg-chart.js';
-import type { InstructionsResult } from './instructions.js';
-import { instructionsSection } from './instructions-report.js';
+import { instructionsSection, type InstructionsResult } from './instructions-report.js';
 import { scaleChecks, scaleSection, type Check, type ScaleResult } from './scale-report.js';
 import { NODE_FLOOR } from './targets.js';
 import { spreadOf, spreadText } from './spread.js';

@@ -39,7 +39,7 @@ interface Subject {
  * calls, the same four per request for every target here) is not in it.
  */
 export async function benchInstructions(options: InstructionsOptions): Promise<InstructionsResult> {
-  execFileSync('bash', ['scripts/apt-install.sh', 'valgrind'], { stdio: 'inherit' });
+  ensureValgrind();
   const farm = new BackendFarm(BACKENDS);
   options.track(farm);
   await farm.start();
@@ -72,7 +72,7 @@ export async function benchInstructions(options: InstructionsOptions): Promise<I
     for (const subject of subjects) {
       const port = await freePort();
       if (subject.target === 'haproxy') await writeFile(haproxyPath, haproxyConfig(port, farm.ports).replaceAll('check inter 1s', `check inter ${HOUR_MS}`));
-      const perRequest = await count(subject, port, options);
+      const perRequest = await instructionsPerRequest({ ...subject, command: subject.command(port), port, warmUp: WARM_UP, counted: COUNTED }, options);
       counts.push({ target: subject.target, what: subject.what, instructionsPerRequest: perRequest });
       process.stderr.write(`[bench] instructions per request  ${subject.target.padEnd(26)} ${Math.round(perRequest).toLocaleString('en-US')}\n`);
     }
@@ -82,9 +82,24 @@ export async function benchInstructions(options: InstructionsOptions): Promise<I
   return { valgrind: execFileSync('valgrind', ['--version']).toString().trim(), warmUp: WARM_UP, counted: COUNTED, connections: CONNECTIONS, counts };
 }
 
-/** Run one subject under callgrind, send the warm-up, count COUNTED requests, stop it: instructions per request. */
-async function count(subject: Subject, port: number, options: InstructionsOptions): Promise<number> {
-  const child = spawn('valgrind', ['--tool=callgrind', '--instr-atstart=no', `--callgrind-out-file=${join(options.dir, 'callgrind.%p.out')}`, ...subject.command(port)], {
+/** Make sure valgrind (callgrind and callgrind_control) is installed: Debian's package when missing. */
+export function ensureValgrind(): void {
+  execFileSync('bash', ['scripts/apt-install.sh', 'valgrind'], { stdio: 'inherit' });
+}
+
+/** One process to count: its command line, the port it listens on, the route to POST to, and how many requests to send before and while counting. */
+export interface Counted {
+  target: string;
+  command: string[];
+  port: number;
+  path: string;
+  warmUp: number;
+  counted: number;
+}
+
+/** Run `subject.command` under callgrind, send the warm-up, count `counted` requests, stop it: user-space instructions per request. */
+export async function instructionsPerRequest(subject: Counted, options: InstructionsOptions): Promise<number> {
+  const child = spawn('valgrind', ['--tool=callgrind', '--instr-atstart=no', `--callgrind-out-file=${join(options.dir, 'callgrind.%p.out')}`, ...subject.command], {
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let log = '';
@@ -95,7 +110,7 @@ async function count(subject: Subject, port: number, options: InstructionsOption
     await exited;
   };
   options.track({ stop });
-  const pool = new Pool(`http://127.0.0.1:${port}`, { connections: CONNECTIONS });
+  const pool = new Pool(`http://127.0.0.1:${subject.port}`, { connections: CONNECTIONS });
   try {
     // Under valgrind a process starts tens of times slower than usual.
     await pollUntil(
@@ -105,9 +120,9 @@ async function count(subject: Subject, port: number, options: InstructionsOption
       },
       { timeoutMs: 180_000, intervalMs: 500, onTimeout: () => new Error(`${subject.target} did not answer under valgrind within 180 s`) },
     );
-    await post(pool, subject.path, WARM_UP);
+    await post(pool, subject.path, subject.warmUp);
     execFileSync('callgrind_control', ['--instr=on', String(child.pid)], { stdio: 'ignore' });
-    await post(pool, subject.path, COUNTED);
+    await post(pool, subject.path, subject.counted);
     execFileSync('callgrind_control', ['--instr=off', String(child.pid)], { stdio: 'ignore' });
   } finally {
     await pool.close();
@@ -115,7 +130,7 @@ async function count(subject: Subject, port: number, options: InstructionsOption
   }
   const collected = /Collected : (\d+)/.exec(log)?.[1];
   if (!collected) throw new Error(`callgrind reported no count for ${subject.target}: ${log.slice(-500)}`);
-  return Number(collected) / COUNTED;
+  return Number(collected) / subject.counted;
 }
 
 /** `requests` POSTs, CONNECTIONS at a time; every one must answer 200. */

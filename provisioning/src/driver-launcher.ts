@@ -27,11 +27,14 @@ export function driverLauncher(driver: RuntimeDriver, config: ProvisionConfig, o
   const { env } = containerTemplate(config);
   return {
     async launch(containers, onStarted, signal) {
+      // startHealthy resolves once healthy: when each process ran is seen at its driver.start.
+      let runningAt = Date.now();
+      const noted = notingStarts(driver, () => (runningAt = Date.now()));
       const outcomes = await startPerWorker(
         containers,
         (container, cancel) =>
           startHealthy(
-            driver,
+            noted,
             {
               name: container.name,
               host: container.host,
@@ -54,7 +57,25 @@ export function driverLauncher(driver: RuntimeDriver, config: ProvisionConfig, o
       if (signal?.aborted) throw new AbortedError();
       const failure = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected' && !(o.reason instanceof StartCancelledError));
       if (failure) throw launchError(failure.reason, containers, outcomes, config, options);
+      return { runningAt };
     },
+  };
+}
+
+/** `driver`, calling `onStart` whenever a start of it returned (the container runs, not yet healthy). */
+function notingStarts(driver: RuntimeDriver, onStart: () => void): RuntimeDriver {
+  return {
+    kind: driver.kind,
+    concurrency: driver.concurrency,
+    async start(spec) {
+      const info = await driver.start(spec);
+      onStart();
+      return info;
+    },
+    stop: (runtimeId, stopOptions) => driver.stop(runtimeId, stopOptions),
+    remove: (runtimeId) => driver.remove(runtimeId),
+    inspect: (runtimeId) => driver.inspect(runtimeId),
+    list: (labels) => driver.list(labels),
   };
 }
 

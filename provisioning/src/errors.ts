@@ -45,3 +45,10 @@ export class LaunchNotConfirmedError extends AppError {
     super('NOT_CONFIRMED', 'not confirmed: nothing was created');
   }
 }
+
+/** A worker id that is not `w<k>`, or whose containers' ports would not exist. */
+export class WorkerIdError extends AppError {
+  constructor(id: string, expected: string) {
+    super('WORKER_ID_INVALID', `worker id ${JSON.stringify(id)}: ${expected}`);
+  }
+}

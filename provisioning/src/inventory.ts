@@ -10,6 +10,7 @@ import {
 import type { ModelContract } from '../../runtime/src/model-contract.js';
 import type { RuntimeTarget } from '../../runtime/src/runtime-target.js';
 import type { ProvisionConfig } from './config.js';
+import { WorkerIdError } from './errors.js';
 
 /** One container the config asks for. */
 export interface DesiredContainer {
@@ -41,18 +42,30 @@ export function workerIds(config: Pick<ProvisionConfig, 'workers'>): string[] {
   return Array.from({ length: config.workers }, (_, w) => `w${w + 1}`);
 }
 
-/** The cluster the config describes: worker k (1-based) gets ports basePort+(k-1)*portStride+0..containersPerWorker-1. */
+/** The cluster the config describes: workers w1..w<config.workers> (see workerLayout). */
 export function desiredLayout(config: ProvisionConfig): DesiredWorker[] {
-  return workerIds(config).map((id, w) => {
-    const firstPort = config.basePort + w * config.portStride;
-    const containers = Array.from({ length: config.containersPerWorker }, (_, i) => ({
-      name: `${id}-${firstPort + i}`,
-      workerId: id,
-      host: config.host,
-      port: firstPort + i,
-    }));
-    return { id, host: config.host, ports: { first: firstPort, last: firstPort + config.portStride - 1 }, containers };
-  });
+  return workerIds(config).map((id) => workerLayout(config, id));
+}
+
+/**
+ * Worker `id` (`w<k>`, k from 1, beyond config.workers too: the orchestrator adds workers): its
+ * containers on ports basePort+(k-1)*portStride+0..containersPerWorker-1, its range portStride
+ * ports from the first (up to 65535). Throws WorkerIdError for another id, or one whose containers
+ * would pass port 65535.
+ */
+export function workerLayout(config: ProvisionConfig, id: string): DesiredWorker {
+  const k = /^w([1-9]\d*)$/.exec(id)?.[1];
+  if (k === undefined) throw new WorkerIdError(id, 'expected w<k>, k a positive integer');
+  const firstPort = config.basePort + (Number(k) - 1) * config.portStride;
+  const lastContainerPort = firstPort + config.containersPerWorker - 1;
+  if (lastContainerPort > 65535) throw new WorkerIdError(id, `its last container would need port ${lastContainerPort} (> 65535)`);
+  const containers = Array.from({ length: config.containersPerWorker }, (_, i) => ({
+    name: `${id}-${firstPort + i}`,
+    workerId: id,
+    host: config.host,
+    port: firstPort + i,
+  }));
+  return { id, host: config.host, ports: { first: firstPort, last: Math.min(firstPort + config.portStride - 1, 65535) }, containers };
 }
 
 /** How every container of the cluster is started: what the orchestrator reuses to replace or add one. */

@@ -42,7 +42,10 @@ export const workerRecordSchema = z.object({
   /** Address the orchestrator uses to reach this worker's containers. */
   host: z.string().min(1),
   runtime: runtimeTargetSchema,
-  state: z.enum(['up', 'down']).default('up'),
+  /** draining: being removed (no new container goes there, its containers leave the rotation). */
+  state: z.enum(['up', 'down', 'draining']).default('up'),
+  /** Who asked for it: `npm run provision`, or the orchestrator's machine autoscaler (which may release it again). */
+  launchedBy: z.enum(['provisioning', 'autoscaler']).default('provisioning'),
   /** Ports new containers may take on this worker, lowest free first. Absent: above the highest port in use. */
   ports: z.object({ first: z.number().int().min(1).max(65535), last: z.number().int().min(1).max(65535) }).optional(),
   template: containerTemplateSchema.default({ env: {}, contract: DEFAULT_CONTRACT }),
@@ -115,6 +118,53 @@ export const autoscalerSnapshotSchema = z.object({
   decisions: z.array(scalingDecisionSchema),
 });
 
+/** One thing the machine autoscaler decided or did, newest last. */
+export const machineDecisionSchema = z.object({
+  at: z.string(),
+  action: z.enum(['launch', 'launched', 'launch-failed', 'adopt', 'release', 'released', 'release-failed', 'held']),
+  workerId: z.string().nullable(),
+  /** Workers up or launching when it was decided. */
+  workers: z.number().int(),
+  reason: z.string(),
+});
+export type MachineDecision = z.infer<typeof machineDecisionSchema>;
+
+/** Where one launch's time went (ms), from the need being seen to its first container in rotation. */
+export const launchTimingSchema = z.object({
+  workerId: z.string(),
+  /** When the machine autoscaler first saw containers it wanted fit on no worker (ISO); null for a launch asked for otherwise. */
+  needSince: z.string().nullable(),
+  /** From the need to the launch being asked for (the decision: cooldowns, back-off, the loop's period). */
+  decisionMs: z.number().nullable(),
+  /** From the launch asked for to the machine running (processes spawned, compose project up, instance running). */
+  launchMs: z.number(),
+  /** From running to every container answering its health path. */
+  startMs: z.number(),
+  /** From healthy to in rotation here (the orchestrator's own first probe). */
+  probeMs: z.number(),
+});
+export type LaunchTiming = z.infer<typeof launchTimingSchema>;
+
+export const machineScalerSnapshotSchema = z.object({
+  /** process, docker or aws. */
+  provider: z.string(),
+  paused: z.boolean(),
+  minWorkers: z.number().int(),
+  maxWorkers: z.number().int(),
+  launching: z.array(z.object({ workerId: z.string(), since: z.string(), reason: z.string() })),
+  releasing: z.array(z.object({ workerId: z.string(), since: z.string(), reason: z.string() })),
+  /** Launches that failed in a row; the next waits until `backoffUntil`. */
+  failures: z.number().int().min(0),
+  backoffUntil: z.string().nullable(),
+  lastError: z.string().nullable(),
+  /** Since the start. */
+  counts: z.object({ launched: z.number().int(), launchFailed: z.number().int(), adopted: z.number().int(), released: z.number().int(), releaseFailed: z.number().int() }),
+  decisions: z.array(machineDecisionSchema),
+  /** The latest launches' timings, newest last. */
+  launches: z.array(launchTimingSchema),
+});
+export type MachineScalerSnapshot = z.infer<typeof machineScalerSnapshotSchema>;
+
 export const stateFileSchema = z.object({
   version: z.literal(STATE_VERSION, {
     error: (issue) => (issue.input === undefined ? 'missing, so not a cluster state file' : `${JSON.stringify(issue.input)}, this program reads version ${STATE_VERSION}`),
@@ -140,6 +190,13 @@ export const stateFileSchema = z.object({
   queue: queueSnapshotSchema.nullable().default(null),
   counters: countersSchema.nullable().default(null),
   autoscaler: autoscalerSnapshotSchema.nullable().default(null),
+  /** The machine autoscaler, when the orchestrator runs one (maxWorkers). */
+  machines: machineScalerSnapshotSchema.nullable().default(null),
+  /**
+   * The provisioning config the workers were made with (as `npm run provision` resolved it): the
+   * orchestrator launches more workers with it, exactly as provisioning would. Holds no secret.
+   */
+  provisioning: z.record(z.string(), z.unknown()).nullable().default(null),
 });
 export type StateFile = z.infer<typeof stateFileSchema>;
 
@@ -156,5 +213,7 @@ export function emptyState(cluster: string, writer: StateFile['writer']): StateF
     queue: null,
     counters: null,
     autoscaler: null,
+    machines: null,
+    provisioning: null,
   };
 }

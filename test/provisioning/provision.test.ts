@@ -39,8 +39,8 @@ describe('provision and teardown (local processes)', () => {
     // Each worker records its port range and how its containers are started, for the orchestrator to add or replace one.
     const template = { env: { WORK_MS: '0', ENABLE_CRASH_API: 'false' }, contract: { predictPath: '/run_model', healthPath: '/health' } };
     expect(state.workers).toEqual([
-      { id: 'w1', provider: 'local', host: '127.0.0.1', runtime: { driver: 'process' }, state: 'up', ports: { first: base, last: base + 9 }, template },
-      { id: 'w2', provider: 'local', host: '127.0.0.1', runtime: { driver: 'process' }, state: 'up', ports: { first: base + 10, last: base + 19 }, template },
+      { id: 'w1', provider: 'local', host: '127.0.0.1', runtime: { driver: 'process' }, state: 'up', launchedBy: 'provisioning', ports: { first: base, last: base + 9 }, template },
+      { id: 'w2', provider: 'local', host: '127.0.0.1', runtime: { driver: 'process' }, state: 'up', launchedBy: 'provisioning', ports: { first: base + 10, last: base + 19 }, template },
     ]);
     expect(state.containers.map((c) => [c.id, c.workerId, c.port])).toEqual([
       [`w1-${base}`, 'w1', base],

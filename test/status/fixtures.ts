@@ -14,6 +14,7 @@ export const sampleState: StateFile = stateFileSchema.parse({
       host: '10.0.0.7',
       runtime: { driver: 'docker', ssh: { host: '10.0.0.7', port: 22, username: 'ubuntu', privateKeyPath: '/keys/id' } },
       state: 'down',
+      launchedBy: 'autoscaler',
     },
   ],
   containers: [

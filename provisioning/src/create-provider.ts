@@ -7,9 +7,13 @@ import { ProcessDriver, processDriverDirs } from '../../runtime/src/process-driv
 import { Compose } from './compose.js';
 import { composeLauncher } from './compose-launcher.js';
 import type { ProvisionConfig } from './config.js';
-import { Ec2Provider } from './aws/ec2-provider.js';
+import { Ec2Provider, type Ec2ProviderDeps } from './aws/ec2-provider.js';
+import { Ec2WorkerProvider } from './aws/ec2-worker-provider.js';
 import { LocalProvider } from './local-provider.js';
+import { LocalWorkerProvider } from './local-worker-provider.js';
+import type { LocalWorkersDeps } from './local-workers.js';
 import type { Provider } from './provider.js';
+import type { WorkerProvider } from './worker-provider.js';
 
 export interface ProviderOverrides {
   /** argv of the model app, instead of the worker app (tests use a stand-in). */
@@ -28,39 +32,56 @@ export interface ProviderOverrides {
 export function createProvider(config: ProvisionConfig, logger: Logger, overrides: ProviderOverrides = {}): Provider {
   switch (config.provider) {
     case 'local':
-      return config.runtime === 'docker' ? dockerProvider(config, logger, overrides) : processProvider(config, logger, overrides);
+      return new LocalProvider(config, localDeps(config, logger, overrides));
     case 'aws':
-      return new Ec2Provider(config, {
-        // Throttling (RequestLimitExceeded) is retried by the SDK with back-off; a few more attempts than its default.
-        client: overrides.ec2 ?? new EC2Client({ region: config.region, endpoint: config.awsEndpoint, maxAttempts: 6 }),
-        logger,
-        pollSeconds: overrides.pollSeconds,
-        say: overrides.say,
-      });
+      return new Ec2Provider(config, ec2Deps(config, logger, overrides));
   }
 }
 
-function processProvider(config: ProvisionConfig, logger: Logger, overrides: ProviderOverrides): Provider {
+/** One worker at a time from the provider the config names, wired exactly as createProvider wires it: what the orchestrator launches and releases workers with. */
+export function createWorkerProvider(config: ProvisionConfig, logger: Logger, overrides: ProviderOverrides = {}): WorkerProvider {
+  switch (config.provider) {
+    case 'local':
+      return new LocalWorkerProvider(config, localDeps(config, logger, overrides));
+    case 'aws':
+      return new Ec2WorkerProvider(config, ec2Deps(config, logger, overrides));
+  }
+}
+
+function localDeps(config: ProvisionConfig, logger: Logger, overrides: ProviderOverrides): LocalWorkersDeps {
+  return config.runtime === 'docker' ? dockerDeps(config, logger, overrides) : processDeps(config, logger, overrides);
+}
+
+function processDeps(config: ProvisionConfig, logger: Logger, overrides: ProviderOverrides): LocalWorkersDeps {
   const dirs = processDriverDirs(resolve(config.statePath), config.cluster);
-  const driver = new ProcessDriver({ ...dirs, command: overrides.command });
-  return new LocalProvider(config, {
-    driver,
+  return {
+    driver: new ProcessDriver({ ...dirs, command: overrides.command }),
     runtime: { driver: 'process' },
     logger,
     logPathOf: (name) => join(dirs.logDir, `${name}.log`),
     say: overrides.say,
-  });
+  };
 }
 
 /** Workers as compose projects of docker-compose.worker.yml on the local engine (the same file EC2 workers run). */
-function dockerProvider(config: ProvisionConfig, logger: Logger, overrides: ProviderOverrides): Provider {
+function dockerDeps(config: ProvisionConfig, logger: Logger, overrides: ProviderOverrides): LocalWorkersDeps {
   const driver = new DockerDriver({ connection: {}, defaultImage: config.workerImage });
-  return new LocalProvider(config, {
+  return {
     driver,
     runtime: { driver: 'docker' },
     logger,
     launcher: composeLauncher(new Compose(overrides.env ?? {}), driver, config),
     logPathOf: (name) => `\`docker logs\` of the container labelled ${LABELS.container}=${name}`,
     say: overrides.say,
-  });
+  };
+}
+
+function ec2Deps(config: ProvisionConfig, logger: Logger, overrides: ProviderOverrides): Ec2ProviderDeps {
+  return {
+    // Throttling (RequestLimitExceeded) is retried by the SDK with back-off; a few more attempts than its default.
+    client: overrides.ec2 ?? new EC2Client({ region: config.region, endpoint: config.awsEndpoint, maxAttempts: 6 }),
+    logger,
+    pollSeconds: overrides.pollSeconds,
+    say: overrides.say,
+  };
 }

@@ -32,6 +32,19 @@ export async function liveWorkers(ec2: EC2Client, cluster: string): Promise<Inst
   return (found.Reservations ?? []).flatMap((r) => r.Instances ?? []);
 }
 
+/** Every instance ever launched for worker `workerId` of the cluster, whatever its state, oldest first. */
+export async function instancesOfWorker(ec2: EC2Client, cluster: string, workerId: string): Promise<Instance[]> {
+  const found = await ec2.send(
+    new DescribeInstancesCommand({
+      Filters: [
+        { Name: `tag:${TAGS.cluster}`, Values: [cluster] },
+        { Name: `tag:${TAGS.worker}`, Values: [workerId] },
+      ],
+    }),
+  );
+  return (found.Reservations ?? []).flatMap((r) => r.Instances ?? []).sort((a, b) => a.LaunchTime!.getTime() - b.LaunchTime!.getTime());
+}
+
 /** Stand-ins for the two model containers user-data starts on `instance`: answering /health as `<worker>-<port>` on its loopback address. */
 export async function serveModelContainers(instance: Instance, ports: readonly number[]): Promise<Backend[]> {
   const host = loopbackOf(instance);

@@ -41,11 +41,15 @@ export class PartialLaunchError extends AppError {
 export class InstanceWaitError extends AppError {
   /** The instances waited for. */
   readonly instanceIds: string[];
+  /** What went wrong, without the advice. */
+  readonly detail: string;
 
   /** @param instances each `w1 i-0abc (pending)`; @param advice what the operator can do next */
   constructor(state: string, outcome: string, instanceIds: string[], instances: string[], advice: string, cause?: unknown) {
-    super('INSTANCE_WAIT_FAILED', `instances did not reach ${state} (${outcome}): ${instances.join(', ')}; ${advice}`, { cause });
+    const detail = `instances did not reach ${state} (${outcome}): ${instances.join(', ')}`;
+    super('INSTANCE_WAIT_FAILED', `${detail}; ${advice}`, { cause });
     this.instanceIds = instanceIds;
+    this.detail = detail;
   }
 }
 
@@ -63,8 +67,37 @@ export class SecurityGroupInUseError extends AppError {
 
 /** Instances that ran but whose containers never answered: named, and left for teardown. */
 export class WorkersUnhealthyError extends AppError {
+  /** What went wrong, without the advice. */
+  readonly detail: string;
+
   constructor(detail: string) {
     super('WORKERS_UNHEALTHY', `${detail}; the instances are left running: \`npm run teardown -- --provider aws\` removes them`);
+    this.detail = detail;
+  }
+}
+
+/**
+ * One worker the worker provider was asked for did not come up. The instance this call launched is
+ * terminated; one it found already running for the worker (adopted) is left to its owner.
+ */
+export class WorkerLaunchError extends AppError {
+  readonly workerId: string;
+  /** The instance launched or adopted, if any. */
+  readonly instanceId: string | undefined;
+  /** Whether that instance was terminated (it was launched by this call). */
+  readonly terminated: boolean;
+
+  constructor(workerId: string, instance: { id: string; terminated: boolean } | undefined, cause: unknown) {
+    const what = (cause as { detail?: string }).detail ?? (cause as Error)?.message ?? String(cause);
+    const fate = !instance
+      ? 'no instance was launched'
+      : instance.terminated
+        ? `its instance ${instance.id} was terminated`
+        : `instance ${instance.id}, found running for it, is left as it is (release the worker to remove it)`;
+    super('WORKER_LAUNCH_FAILED', `worker ${workerId} did not come up: ${what}; ${fate}`, { cause });
+    this.workerId = workerId;
+    this.instanceId = instance?.id;
+    this.terminated = instance?.terminated ?? false;
   }
 }
 

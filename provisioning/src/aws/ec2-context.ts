@@ -51,6 +51,11 @@ export function workerIdOf(instance: Instance): string | undefined {
   return instance.Tags?.find((t) => t.Key === TAGS.worker)?.Value;
 }
 
+/** The address the orchestrator reaches an instance at (addressType), if it has one yet. */
+export function instanceAddress(config: ProvisionConfig, instance: Instance): string | undefined {
+  return config.addressType === 'public' ? instance.PublicIpAddress : instance.PrivateIpAddress;
+}
+
 /** `call`, its failure turned into our typed AWS error naming `action`. */
 export async function awsCall<T>(action: string, call: () => Promise<T>): Promise<T> {
   try {

@@ -41,8 +41,8 @@ export function instanceLaunch(config: Pick<ProvisionConfig, 'rootVolumeGb'>, la
   };
 }
 
-/** Launch worker `workerId`'s instance, tagged with the cluster, whose user-data compose-starts its model containers. */
-export async function launchWorker(ctx: Ec2Context, workerId: string, with_: { key: string; groupId: string; ami: Ami }): Promise<void> {
+/** Launch worker `workerId`'s instance, tagged with the cluster, whose user-data compose-starts its model containers; its instance id. */
+export async function launchWorker(ctx: Ec2Context, workerId: string, with_: { key: string; groupId: string; ami: Ami }): Promise<string> {
   const { config } = ctx;
   const { env, resources } = containerTemplate(config);
   const userData = workerUserData({
@@ -56,5 +56,11 @@ export async function launchWorker(ctx: Ec2Context, workerId: string, with_: { k
     resources,
   });
   const tags = clusterTags(config, { [TAGS.role]: 'worker', [TAGS.worker]: workerId, Name: `${config.cluster}-${workerId}` });
-  await awsCall('RunInstances', () => ctx.ec2.send(new RunInstancesCommand(instanceLaunch(config, { ...with_, instanceType: config.instanceType, tags, userData }))));
+  // No ClientToken of ours: the SDK puts a fresh one in each call, which its own retries resend (a
+  // lost answer does not launch twice). One per worker would not do: a released worker is launched
+  // again, and EC2 answers a token seen within a day with the old (terminated) instance.
+  const launched = await awsCall('RunInstances', () =>
+    ctx.ec2.send(new RunInstancesCommand(instanceLaunch(config, { ...with_, instanceType: config.instanceType, tags, userData }))),
+  );
+  return launched.Instances![0]!.InstanceId!;
 }

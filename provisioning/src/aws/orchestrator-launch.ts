@@ -1,12 +1,11 @@
-import { appendFile, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { DescribeInstancesCommand, RunInstancesCommand, type Instance } from '@aws-sdk/client-ec2';
-import { knownHostName } from '../../../runtime/src/known-hosts.js';
 import type { SshTarget } from '../../../runtime/src/ssh-connection.js';
 import type { Inventory } from '../inventory.js';
 import type { ProvisionResult } from '../provider.js';
 import { toAwsError, WorkersUnhealthyError } from './aws-errors.js';
 import { awsCall, clusterTags, TAGS, type Ec2Context } from './ec2-context.js';
-import { consoleHostKeys, knownHostsPath } from './host-keys.js';
+import { consoleHostKeys, knownHostsPath, setKnownHosts } from './host-keys.js';
 import type { Ami } from './images.js';
 import { liveInstances, terminate, waitForState } from './instances.js';
 import type { KeyPair } from './key-pair.js';
@@ -61,7 +60,7 @@ export async function deployOrchestratorInstance(
   if (config.sshHostKeyCheck) {
     knownHosts = renameKnownHosts(await readFile(hostsPath, 'utf8'), knownHostRenames(inventory.workers, privateAddresses, config.sshPort));
     const keys = await consoleHostKeys(ctx, instanceId, `the orchestrator's instance`, config.launchTimeoutMs);
-    await appendFile(hostsPath, keys.map((k) => `${knownHostName(host, config.sshPort)} ${k}\n`).join(''));
+    await setKnownHosts(config, [{ host, keys }]);
   }
   const privateKey = await readFile(key.path);
   const target: SshTarget = {

@@ -1,8 +1,8 @@
 import { rm } from 'node:fs/promises';
 import type { TeardownResult } from '../provider.js';
-import { workerPorts, type Ec2Context } from './ec2-context.js';
+import { workerIdOf, workerPorts, type Ec2Context } from './ec2-context.js';
 import { knownHostsPath } from './host-keys.js';
-import { terminate, workerInstances } from './instances.js';
+import { liveInstances, terminate } from './instances.js';
 import { deleteKeyPairs } from './key-pair.js';
 import { dropOrchestrator, orchestratorInstance } from './orchestrator-launch.js';
 import { ORCHESTRATOR_ROLE } from './orchestrator-instance.js';
@@ -14,11 +14,13 @@ import { deleteGroup, findGroup, workerGroupName } from './security-group.js';
  * and known_hosts here.
  */
 export async function teardownCluster(ctx: Ec2Context): Promise<TeardownResult> {
-  const instances = await workerInstances(ctx);
+  // Every instance, not one per worker: two callers may each have launched one for the same worker.
+  const instances = await liveInstances(ctx, 'worker');
+  const workers = [...new Set(instances.flatMap((i) => workerIdOf(i) ?? []))].sort();
   const orchestrator = await orchestratorInstance(ctx);
-  const doomed = [...instances.values(), ...(orchestrator ? [orchestrator] : [])];
+  const doomed = [...instances, ...(orchestrator ? [orchestrator] : [])];
   if (doomed.length > 0) {
-    ctx.say(`terminating ${[...instances.keys(), ...(orchestrator ? [ORCHESTRATOR_ROLE] : [])].join(', ')}`);
+    ctx.say(`terminating ${[...workers, ...(orchestrator ? [ORCHESTRATOR_ROLE] : [])].join(', ')}`);
     await terminate(ctx, doomed.map((i) => i.InstanceId!));
   }
   // The workers' group refers to the orchestrator's, which cannot go while referred to: workers' first.
@@ -27,5 +29,5 @@ export async function teardownCluster(ctx: Ec2Context): Promise<TeardownResult> 
   await dropOrchestrator(ctx);
   await deleteKeyPairs(ctx);
   await rm(knownHostsPath(ctx.config), { force: true });
-  return { stopped: [...instances.keys()].sort().flatMap((id) => workerPorts(ctx.config).map((port) => `${id}-${port}`)), unknown: [] };
+  return { stopped: workers.flatMap((id) => workerPorts(ctx.config).map((port) => `${id}-${port}`)), unknown: [] };
 }

@@ -11,7 +11,7 @@ import type { FinishedExchange } from './access-log.js';
 import { statusSentOn } from './client-errors.js';
 import { createErrorResponder, type ErrorResponder } from './error-responder.js';
 import { PREDICT_ROUTE, REQUEST_ID_HEADER, type Exchange, type ProxyHandler, type UpstreamTarget } from './proxy-handler.js';
-import type { ScalingDecision, StateFile } from '../../status/src/schema.js';
+import type { ScalingDecision, StateFile, WorkerRecord } from '../../status/src/schema.js';
 import type { DashboardFeed } from './dashboard-feed.js';
 import type { RejectionLog } from './rejection-log.js';
 import { AdminDisabledError, BadRequestError, UnauthorizedError } from './errors.js';
@@ -26,6 +26,13 @@ export interface AdminActions {
   drain(containerId: string): void;
   remove(containerId: string): Promise<void>;
   setPaused(paused: boolean): void;
+  /**
+   * Launch worker `id` (else the lowest free `w<k>`) with the orchestrator's worker provider; resolves
+   * once its containers are in rotation (a launch can take minutes on EC2).
+   */
+  addWorker(id: string | undefined, reason: string): Promise<WorkerRecord>;
+  /** Drain worker `id` (its requests finish, none new go there), then release it; resolves with its containers once released. */
+  removeWorker(id: string, reason: string): Promise<{ worker: string; containers: string[] }>;
 }
 
 export interface AppDeps {
@@ -274,6 +281,9 @@ function adminGate(token: string | undefined): (ctx: Context) => void {
   };
 }
 
+/** A worker id as provisioning names workers: w1, w2, ... */
+const WORKER_ID = /^w[1-9][0-9]{0,3}$/;
+
 /** Largest admin request body, in bytes. */
 const ADMIN_BODY_LIMIT = 16 * 1024;
 
@@ -297,6 +307,18 @@ function adminRouter(admin: AdminActions): Router {
   router.delete('/containers/:id', async (ctx) => {
     await admin.remove(ctx.params.id!);
     ctx.body = { container: ctx.params.id, removed: true };
+  });
+  router.post('/workers', async (ctx) => {
+    const body = await readJson(ctx);
+    const id = body === null ? undefined : (body as { id?: unknown }).id;
+    if ((body !== null && (typeof body !== 'object' || Array.isArray(body))) || (id !== undefined && (typeof id !== 'string' || !WORKER_ID.test(id)))) {
+      throw new BadRequestError('expected no body, or a JSON body {"id": "w<k>"} with k from 1 to 9999');
+    }
+    ctx.status = 201;
+    ctx.body = { worker: await admin.addWorker(id as string | undefined, 'admin request') };
+  });
+  router.delete('/workers/:id', async (ctx) => {
+    ctx.body = await admin.removeWorker(ctx.params.id!, 'admin request');
   });
   router.post('/autoscaler/pause', (ctx) => {
     admin.setPaused(true);

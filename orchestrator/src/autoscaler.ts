@@ -63,8 +63,6 @@ interface Target {
   since: string;
 }
 
-/** Whether a container counts toward the current size: not draining, and not gone from its runtime. */
-const counts = (c: Container): boolean => !c.draining && c.health !== 'down';
 
 /** In rotation: may take requests. */
 const serving = (c: Container): boolean => c.health === 'healthy' && !c.draining;
@@ -116,7 +114,7 @@ export class Autoscaler extends ControlLoop {
   /** Containers that count: in rotation, starting, or failed and about to be replaced; not draining. */
   current(): number {
     let n = 0;
-    for (const c of this.#sources.pool.containers()) if (counts(c)) n++;
+    for (const c of this.#sources.pool.containers()) if (this.#counts(c)) n++;
     return n;
   }
 
@@ -206,7 +204,7 @@ export class Autoscaler extends ControlLoop {
     const current = this.current();
     const { pool } = this.#sources;
     const short = [...pool.workers()]
-      .filter((w) => w.state !== 'down')
+      .filter((w) => w.state === 'up')
       .reduce((n, w) => n + Math.max(0, this.options.minPerWorker - this.#countOn(w.id)), 0);
     // Placement fills the emptiest workers first, so the shortfall lands where it is.
     const wanted = Math.max(this.options.min, current + short);
@@ -216,7 +214,15 @@ export class Autoscaler extends ControlLoop {
   }
 
   #countOn(workerId: string): number {
-    return this.#sources.pool.onWorker(workerId).filter(counts).length;
+    return this.#sources.pool.onWorker(workerId).filter((c) => this.#counts(c)).length;
+  }
+
+  /**
+   * Whether a container counts toward the current size: not draining, not gone from its runtime,
+   * and not on a worker that is leaving (its capacity is replaced before it goes).
+   */
+  #counts(c: Container): boolean {
+    return !c.draining && c.health !== 'down' && this.#sources.pool.worker(c.workerId)?.state !== 'draining';
   }
 
   /**
@@ -234,10 +240,24 @@ export class Autoscaler extends ControlLoop {
     return this.#step(false);
   }
 
+  /**
+   * The count the current target asks for, bounded as if `upWorkers` workers were up (default: as
+   * many as are); without a target (reached, or paused), the count there is.
+   */
+  wanted(upWorkers?: number): number {
+    return this.#target ? this.#bounds(this.#target.wanted, upWorkers).bounded : this.current();
+  }
+
+  /** Containers the target wants that no worker has room for now: what more machines would hold. */
+  unplaced(): number {
+    if (!this.#target) return 0;
+    return Math.max(0, this.#bounds(this.#target.wanted).bounded - this.current() - this.#sources.operations.room());
+  }
+
   /** `wanted` within [min, max], the minimum raised to minPerWorker on every worker that is up. */
-  #bounds(wanted: number): { bounded: number; floor: number } {
-    let up = 0;
-    for (const w of this.#sources.pool.workers()) if (w.state !== 'down') up++;
+  #bounds(wanted: number, upWorkers?: number): { bounded: number; floor: number } {
+    let up = upWorkers ?? 0;
+    if (upWorkers === undefined) for (const w of this.#sources.pool.workers()) if (w.state === 'up') up++;
     const floor = Math.min(this.options.max, Math.max(this.options.min, this.options.minPerWorker * up));
     return { bounded: Math.min(this.options.max, Math.max(floor, wanted)), floor };
   }
@@ -287,7 +307,7 @@ export class Autoscaler extends ControlLoop {
     // A steady "nothing to do" is not worth keeping; a change, or one held back, is.
     if (action !== 'none' || bounded !== current) this.#record(decision);
     // Reached: nothing more to do once what counts has also finished starting (a start that fails takes its container away again).
-    if (bounded === current && ![...this.#sources.pool.containers()].some((c) => counts(c) && c.health === 'starting')) this.#target = undefined;
+    if (bounded === current && ![...this.#sources.pool.containers()].some((c) => this.#counts(c) && c.health === 'starting')) this.#target = undefined;
     if (action === 'none') return decision;
     if (action === 'scale-out') this.#lastUp = now;
     else this.#lastDown = now;
@@ -324,7 +344,7 @@ export class Autoscaler extends ControlLoop {
     const left = new Map<string, number>();
     const onWorker = (c: Container): number => left.get(c.workerId) ?? this.#countOn(c.workerId);
     const rank = (c: Container): number => (serving(c) ? 1 : 0);
-    let remaining = [...pool.containers()].filter((c) => c.managed && counts(c) && (!c.operation || operations.isCancellableStart(c)));
+    let remaining = [...pool.containers()].filter((c) => c.managed && this.#counts(c) && (!c.operation || operations.isCancellableStart(c)));
     let counted = this.current();
     let inRotation = [...pool.containers()].filter(serving).length;
     const chosen: Container[] = [];

@@ -22,6 +22,10 @@ export interface ClusterViewSources {
   stats: RequestStats;
   orchestrator: () => StateFile['orchestrator'];
   autoscaler: () => StateFile['autoscaler'];
+  /** The machine autoscaler's state; null when the orchestrator runs none. */
+  machines: () => StateFile['machines'];
+  /** The provisioning config the inventory was made with, carried over as read. */
+  provisioning: StateFile['provisioning'];
   /** The autoscaler's lifetime decision counts and the container count it wants now. */
   scaling: () => { decisions: Readonly<Record<'scale-out' | 'scale-in' | 'none', number>>; desired: number };
   /** This process's own load, for /health. */
@@ -79,7 +83,14 @@ export class ClusterView {
       queue: { length: s.queue.length, capacity: s.maxQueue, oldestWaitMs: Math.round(s.queue.oldestWaitMs()) },
       counters: { ...s.stats.counters, ...s.queue.counters },
       autoscaler: s.autoscaler(),
+      machines: s.machines(),
+      provisioning: s.provisioning,
     };
+  }
+
+  /** The machine autoscaler's state; null without one. */
+  machines(): StateFile['machines'] {
+    return this.#sources.machines();
   }
 
   /** Requests answered since the start. */

@@ -141,6 +141,20 @@ export const orchestratorConfigSchema = z.object({
   scaleUpCooldownMs: intFrom(0).default(0),
   /** Least time between two scale-ins. @default 10000 */
   scaleDownCooldownMs: intFrom(0).default(10_000),
+  /** Most workers (machines) the machine autoscaler may have, launched with the provisioning config the state file records; 0 turns it off. @default 0 */
+  maxWorkers: intFrom(0, 100).default(0),
+  /** Fewest workers up; the machine autoscaler launches up to it. @default 1 */
+  minWorkers: intFrom(0, 100).default(1),
+  /** A worker surplus this long in a row (the others hold or have room for every container wanted) is drained and released. @default 60000 */
+  workerSurplusMs: intFrom(0).default(60_000),
+  /** Least time between two worker launches. @default 0 */
+  workerScaleUpCooldownMs: intFrom(0).default(0),
+  /** Least time between two worker releases. @default 60000 */
+  workerScaleDownCooldownMs: intFrom(0).default(60_000),
+  /** Back-off after a failed worker launch, doubled for each further failure in a row. @default 10000 */
+  workerLaunchBackoffMs: intFrom(1).default(10_000),
+  /** Longest back-off between worker launches. @default 300000 */
+  workerLaunchBackoffMaxMs: intFrom(1).default(300_000),
   /** Bearer token of the admin API (/admin/...); without one the admin API is off. Never logged or shown. */
   adminToken: z.string().min(16, 'expected at least 16 characters').optional(),
   /** Dashboard event streams open at once (each holds a connection and gets every sample); one more gets 503 TOO_MANY_VIEWERS. @default 100 */
@@ -162,6 +176,12 @@ export const orchestratorConfigSchema = z.object({
   }
   if (config.minContainers > config.maxContainers) {
     ctx.addIssue({ code: 'custom', path: ['minContainers'], message: `expected at most maxContainers (${config.maxContainers})` });
+  }
+  if (config.maxWorkers > 0 && config.minWorkers > config.maxWorkers) {
+    ctx.addIssue({ code: 'custom', path: ['minWorkers'], message: `expected at most maxWorkers (${config.maxWorkers})` });
+  }
+  if (config.workerLaunchBackoffMs > config.workerLaunchBackoffMaxMs) {
+    ctx.addIssue({ code: 'custom', path: ['workerLaunchBackoffMs'], message: `expected at most workerLaunchBackoffMaxMs (${config.workerLaunchBackoffMaxMs})` });
   }
   if (config.ejectionBaseMs > config.ejectionMaxMs) {
     ctx.addIssue({ code: 'custom', path: ['ejectionBaseMs'], message: `expected at most ejectionMaxMs (${config.ejectionMaxMs})` });

@@ -138,6 +138,26 @@ export class ContainerPool {
     for (const r of containers) this.add(r, defaultLimit);
   }
 
+  /** A worker joins (a copy of its record); a no-op if the id is known. Its containers are added one by one. */
+  addWorker(w: WorkerRecord): Worker {
+    const known = this.#workers.get(w.id);
+    if (known) return known;
+    const added = { ...w };
+    this.#workers.set(w.id, added);
+    this.#log?.info({ worker: w.id, launchedBy: w.launchedBy }, 'worker joined');
+    this.#version++;
+    return added;
+  }
+
+  /** Forget a worker that holds no container any more (they are removed first). */
+  removeWorker(id: string): void {
+    if (!this.#workers.has(id)) return;
+    if (this.onWorker(id).length > 0) throw new Error(`worker ${id} still holds containers`);
+    this.#workers.delete(id);
+    this.#log?.info({ worker: id }, 'worker left');
+    this.#version++;
+  }
+
   /** Add a container from its record (a no-op if the id is known); it starts as `starting` unless recorded `down`. */
   add(r: ContainerRecord, defaultLimit: number): Container {
     const known = this.#containers.get(r.id);
@@ -253,7 +273,7 @@ export class ContainerPool {
     this.#version++;
   }
 
-  /** A worker went down or came back: recorded on it (the status shows it) and logged. */
+  /** A worker went down, came back or is being removed: recorded on it (the status shows it) and logged. */
   setWorkerState(worker: Worker, state: Worker['state'], reason: string): void {
     const w = this.#workers.get(worker.id);
     if (!w || w.state === state) return;

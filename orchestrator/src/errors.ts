@@ -104,3 +104,10 @@ export class TooManyViewersError extends AppError {
     super('TOO_MANY_VIEWERS', `the dashboard already has ${maxViewers} open streams (maxDashboardViewers); retry later`, { status: 503, expose: true });
   }
 }
+
+/** Workers cannot be launched or released here: the state file records no provisioning config to make them with. */
+export class MachinesUnavailableError extends AppError {
+  constructor() {
+    super('MACHINES_UNAVAILABLE', 'this orchestrator cannot launch or release workers: its state file records no provisioning config (run `npm run provision` first)', { status: 409, expose: true });
+  }
+}

@@ -8,6 +8,10 @@ import { createDriver } from '../../runtime/src/create-driver.js';
 import { LABELS, type ContainerInfo, type RuntimeDriver } from '../../runtime/src/driver.js';
 import type { StateFile, WorkerRecord } from '../../status/src/schema.js';
 import { StateStore } from '../../status/src/state-store.js';
+import { acquireStateLock, type StateLock } from '../../status/src/state-lock.js';
+import { loadProvisionConfig } from '../../provisioning/src/config.js';
+import { createWorkerProvider } from '../../provisioning/src/create-provider.js';
+import type { WorkerProvider } from '../../provisioning/src/worker-provider.js';
 import { accessLog } from './access-log.js';
 import { createRequestListener } from './app.js';
 import { answerClientError, answerOnSocket, CONNECT_REFUSED } from './client-errors.js';
@@ -15,7 +19,9 @@ import { Autoscaler } from './autoscaler.js';
 import { RuntimeOperations } from './runtime-operations.js';
 import type { OrchestratorConfig } from './config.js';
 import { ContainerPool, type Container } from './container-pool.js';
-import { ConflictError, InventoryError } from './errors.js';
+import { ConflictError, InventoryError, MachinesUnavailableError } from './errors.js';
+import { MachineScaler } from './machine-scaler.js';
+import { WorkerFleet } from './worker-fleet.js';
 import { NotFoundError } from '../../common/src/http-errors.js';
 import { reconcile } from './reconciler.js';
 import { Healer } from './healer.js';
@@ -46,6 +52,10 @@ export class Orchestrator {
   readonly healer: Healer;
   readonly workers: WorkerMonitor;
   readonly autoscaler: Autoscaler;
+  /** Launches and releases workers; absent when the state file records no provisioning config to make them with. */
+  readonly fleet: WorkerFleet | undefined;
+  /** The machine autoscaler (maxWorkers > 0). */
+  readonly machines: MachineScaler | undefined;
   readonly publisher: StatusPublisher;
   readonly metrics: OrchestratorMetrics;
   readonly dashboard: DashboardFeed;
@@ -54,6 +64,7 @@ export class Orchestrator {
   readonly #upstream: UpstreamClient;
   readonly #rejections: RejectionLog;
   readonly #server: Server;
+  readonly #lock: StateLock;
   readonly #startedAt = new Date().toISOString();
   readonly #loopDelay = monitorEventLoopDelay({ resolution: 10 });
   #url = '';
@@ -66,8 +77,11 @@ export class Orchestrator {
     log: Logger,
     driverFor: (worker: WorkerRecord) => RuntimeDriver,
     list: (worker: WorkerRecord) => Promise<ContainerInfo[]>,
+    lock: StateLock,
+    provider: WorkerProvider | undefined,
   ) {
     this.#config = config;
+    this.#lock = lock;
     this.#log = log;
     this.pool = new ContainerPool({ log, ejection: { baseMs: config.ejectionBaseMs, maxMs: config.ejectionMaxMs } });
     this.pool.load(inventory.workers, inventory.containers, config.containerConcurrency);
@@ -87,6 +101,8 @@ export class Orchestrator {
         max: this.autoscaler.options.max,
         decisions: [...this.autoscaler.decisions],
       }),
+      machines: () => this.fleet?.snapshot({ paused: this.autoscaler.paused, minWorkers: config.minWorkers, maxWorkers: config.maxWorkers }) ?? null,
+      provisioning: inventory.provisioning,
       scaling: () => ({
         decisions: this.autoscaler.decisionCounts,
         desired: this.autoscaler.decisions.at(-1)?.desired ?? this.pool.size,
@@ -173,6 +189,41 @@ export class Orchestrator {
         scaleDownCooldownMs: config.scaleDownCooldownMs,
       },
     );
+    this.fleet = provider
+      ? new WorkerFleet(
+          {
+            pool: this.pool,
+            provider,
+            operations: this.operations,
+            wanted: () => this.autoscaler.wanted(),
+            probe: async (c) => (await this.health.check(c)).ok,
+            list: (worker) => this.operations.list(worker, config.workerCheckTimeoutMs),
+            forget: (id) => this.#upstream.forget(id),
+            log,
+          },
+          {
+            containerConcurrency: config.containerConcurrency,
+            drainTimeoutMs: config.drainTimeoutMs,
+            backoffMs: config.workerLaunchBackoffMs,
+            backoffMaxMs: config.workerLaunchBackoffMaxMs,
+          },
+        )
+      : undefined;
+    this.machines =
+      this.fleet && config.maxWorkers > 0
+        ? new MachineScaler(
+            { pool: this.pool, fleet: this.fleet, autoscaler: this.autoscaler, operations: this.operations, log },
+            {
+              minWorkers: config.minWorkers,
+              maxWorkers: config.maxWorkers,
+              maxPerWorker: config.maxContainersPerWorker,
+              surplusMs: config.workerSurplusMs,
+              upCooldownMs: config.workerScaleUpCooldownMs,
+              downCooldownMs: config.workerScaleDownCooldownMs,
+              intervalMs: config.scaleIntervalMs,
+            },
+          )
+        : undefined;
     this.publisher = new StatusPublisher({ store, view: this.view, log }, { intervalMs: config.statusWriteIntervalMs });
     this.dashboard = new DashboardFeed(
       { sources: this.view, log },
@@ -190,6 +241,11 @@ export class Orchestrator {
         scaleTo: (n) => this.autoscaler.scaleTo(n, 'admin request', { ignoreCooldown: true }),
         drain: (id) => this.pool.drain(this.#adminTarget(id, { removing: false }), 'admin request'),
         remove: (id) => this.operations.drainAndRemove(this.#adminTarget(id, { removing: true }), 'admin request'),
+        addWorker: (id, reason) => this.#machineFleet().launch(id ?? this.#machineFleet().nextId(), reason, { launchedBy: 'provisioning' }),
+        removeWorker: (id, reason) => {
+          this.#machineFleet().known(id);
+          return this.#machineFleet().release(id, reason);
+        },
         setPaused: (paused) => {
           this.autoscaler.paused = paused;
           this.pool.touch();
@@ -226,6 +282,11 @@ export class Orchestrator {
     this.#server.keepAliveTimeout = 65_000;
   }
 
+  #machineFleet(): WorkerFleet {
+    if (!this.fleet) throw new MachinesUnavailableError();
+    return this.fleet;
+  }
+
   /** A container the admin API may act on: known and not already being replaced or removed; managed, to be removed. */
   #adminTarget(id: string, options: { removing: boolean }): Container {
     const c = this.pool.get(id);
@@ -239,12 +300,37 @@ export class Orchestrator {
    * Load the inventory from the status store (refusing a missing, empty or foreign state file)
    * and reconcile it with what the workers' runtimes really run.
    */
-  static async create(config: OrchestratorConfig, log: Logger, deps: { driverFor?: (worker: WorkerRecord) => RuntimeDriver } = {}): Promise<Orchestrator> {
+  static async create(
+    config: OrchestratorConfig,
+    log: Logger,
+    deps: { driverFor?: (worker: WorkerRecord) => RuntimeDriver; workerProvider?: WorkerProvider } = {},
+  ): Promise<Orchestrator> {
+    // One orchestrator per state file: a second one would route, heal and launch for the same needs.
+    const lock = await acquireStateLock(config.statePath);
+    try {
+      return await Orchestrator.#create(config, log, deps, lock);
+    } catch (error) {
+      await lock.release();
+      throw error;
+    }
+  }
+
+  static async #create(
+    config: OrchestratorConfig,
+    log: Logger,
+    deps: { driverFor?: (worker: WorkerRecord) => RuntimeDriver; workerProvider?: WorkerProvider },
+    lock: StateLock,
+  ): Promise<Orchestrator> {
     const store = new StateStore(config.statePath);
     const recorded = await store.read();
-    // With an autoscaler, workers without containers are enough: it starts the minimum.
+    const provider = deps.workerProvider ?? (recorded?.provisioning ? recordedProvider(recorded.provisioning, config.statePath, log) : undefined);
+    if (config.maxWorkers > 0 && !provider) {
+      throw new InventoryError(`maxWorkers needs workers made by \`npm run provision\`: ${config.statePath} records no provisioning config to launch more with`);
+    }
+    // With an autoscaler, workers without containers are enough: it starts the minimum; with a machine autoscaler, no worker is.
     const canFill = config.autoscalePolicy !== 'none' && config.minContainers > 0;
-    if (!recorded || recorded.workers.length === 0 || (recorded.containers.length === 0 && !canFill)) {
+    const canLaunch = config.maxWorkers > 0 && config.minWorkers > 0;
+    if (!recorded || (recorded.workers.length === 0 && !canLaunch) || (recorded.containers.length === 0 && !canFill && !canLaunch)) {
       throw new InventoryError(`no containers in ${config.statePath}: run \`npm run provision\` first`);
     }
     const drivers = new Map<string, RuntimeDriver>();
@@ -260,7 +346,7 @@ export class Orchestrator {
       });
     const list = (worker: WorkerRecord) => driverFor(worker).list({ [LABELS.cluster]: recorded.cluster, [LABELS.worker]: worker.id });
     const { containers } = await reconcile(recorded, list, log);
-    return new Orchestrator(config, { ...recorded, containers }, store, log, driverFor, list);
+    return new Orchestrator(config, { ...recorded, containers }, store, log, driverFor, list, lock, provider);
   }
 
   /** Probe every container once, start the loops, then listen. Resolves with the base URL. */
@@ -275,6 +361,11 @@ export class Orchestrator {
     if (this.autoscaler.options.policy !== 'none') await this.autoscaler.enforceBounds();
     // Without a policy too: its passes carry an admin scale request through to the end.
     this.autoscaler.start();
+    if (this.machines) {
+      // In the background: adopting a machine waits for its containers, which may take minutes on EC2.
+      this.machines.adoptOrRelease().catch((error: unknown) => this.#log.error({ err: error }, 'could not look for machines the inventory does not list'));
+      this.machines.start(0);
+    }
     this.publisher.start();
     this.dashboard.start();
     await new Promise<void>((resolve, reject) => {
@@ -310,6 +401,9 @@ export class Orchestrator {
       await this.dashboard.stop();
       this.#server.closeAllConnections();
       await serverClosed;
+      await this.machines?.stop();
+      // A launch under way stops what it started (the next start finds anything left by its tags); releases finish.
+      await this.fleet?.close();
       await this.autoscaler.stop();
       await this.healer.stop();
       await this.workers.stop();
@@ -320,8 +414,20 @@ export class Orchestrator {
       await this.#upstream.close();
       this.#loopDelay.disable();
       this.#rejections.flush();
+      await this.#lock.release();
       this.#log.info('orchestrator stopped');
     })();
     return this.#closing;
   }
+}
+
+/** The worker provider of the provisioning config the state file records, writing to this orchestrator's state path. */
+function recordedProvider(recorded: Record<string, unknown>, statePath: string, log: Logger): WorkerProvider {
+  let provisioning;
+  try {
+    provisioning = loadProvisionConfig({ env: {}, flags: { ...recorded, statePath } });
+  } catch (error) {
+    throw new InventoryError(`the provisioning config recorded in ${statePath} is not valid (${(error as Error).message}); run \`npm run provision\` again`);
+  }
+  return createWorkerProvider(provisioning, log, { env: process.env });
 }

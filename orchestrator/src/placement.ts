@@ -8,7 +8,7 @@ export interface Placement {
 
 /**
  * The worker with the fewest containers (ties: the least loaded, then the first), on its lowest
- * free port; null when every worker is full or down. `maxPerWorker`: containers one worker may hold.
+ * free port; null when every worker is full, down or draining. `maxPerWorker`: containers one worker may hold.
  */
 export function place(pool: ContainerPool, maxPerWorker: number): Placement | null {
   let best: { worker: Worker; containers: Container[]; load: number } | undefined;
@@ -24,18 +24,19 @@ export function place(pool: ContainerPool, maxPerWorker: number): Placement | nu
 }
 
 /**
- * How many more containers placement can take now, over every worker that is up. Containers
+ * How many more containers placement can take now, over every worker that is up (but
+ * `exceptWorker`). Containers
  * draining or starting hold their worker's slots and ports until they are gone.
  */
-export function room(pool: ContainerPool, maxPerWorker: number): number {
+export function room(pool: ContainerPool, maxPerWorker: number, exceptWorker?: string): number {
   let n = 0;
-  for (const worker of pool.workers()) n += roomOn(worker, pool.onWorker(worker.id), maxPerWorker);
+  for (const worker of pool.workers()) if (worker.id !== exceptWorker) n += roomOn(worker, pool.onWorker(worker.id), maxPerWorker);
   return n;
 }
 
-/** Containers `worker` can take now: none when down, else up to its per-worker maximum and its free ports. */
+/** Containers `worker` can take now: none unless up (not down, not draining), else up to its per-worker maximum and its free ports. */
 function roomOn(worker: Worker, containers: readonly Container[], maxPerWorker: number): number {
-  if (worker.state === 'down') return 0;
+  if (worker.state !== 'up') return 0;
   return Math.max(0, Math.min(maxPerWorker - containers.length, freePortCount(worker, containers)));
 }
 

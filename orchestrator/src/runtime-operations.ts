@@ -79,9 +79,9 @@ export class RuntimeOperations {
     await this.#operations.onIdle();
   }
 
-  /** How many more containers placement can take now (see placement.ts). */
-  room(): number {
-    return room(this.#deps.pool, this.#options.maxPerWorker);
+  /** How many more containers placement can take now, on every worker but `exceptWorker` (see placement.ts). */
+  room(exceptWorker?: string): number {
+    return room(this.#deps.pool, this.#options.maxPerWorker, exceptWorker);
   }
 
   /**

@@ -49,6 +49,8 @@ export class WorkerMonitor extends ControlLoop {
 
   async #check(worker: Worker): Promise<void> {
     const { pool } = this.#deps;
+    // Being removed: its containers leave on purpose.
+    if (worker.state === 'draining') return;
     const serving = pool.onWorker(worker.id).some((c) => c.health === 'healthy' || c.health === 'starting' || c.operation);
     if (worker.state === 'up' && serving) {
       this.#streaks.delete(worker.id);

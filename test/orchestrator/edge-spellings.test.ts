@@ -64,6 +64,9 @@ describe('every spelling of an admin path needs the token', () => {
     { method: 'POST', path: '/admin/autoscaler/resume', ok: [200] },
     // The id is case-sensitive: an upper-case spelling names no container (404); the right one is unmanaged (409).
     { method: 'DELETE', path: '/admin/containers/a', ok: [404, 409] },
+    // This orchestrator's state file records no provisioning config: it cannot make workers (409), but the route is reached.
+    { method: 'POST', path: '/admin/workers', body: '{"id":"w9"}', ok: [409] },
+    { method: 'DELETE', path: '/admin/workers/w9', ok: [404, 409] },
     { method: 'POST', path: '/admin/nothing-here', ok: [404] },
     { method: 'GET', path: '/admin', ok: [404] },
   ];

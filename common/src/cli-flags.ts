@@ -19,19 +19,22 @@ export interface ParsedFlags {
   help: boolean;
   /** Boolean switches named in `switches`, keyed as given. */
   switches: Record<string, boolean>;
+  /** Values of the string options named in `strings` (not config keys), keyed as given; absent when not given. */
+  strings: Record<string, string | undefined>;
   positionals: string[];
 }
 
 /**
  * Parse `--kebab-case value` flags for every config key (`booleanKeys` as bare switches), plus
- * `--config FILE`, `--help` and extra boolean `switches`. Unknown flags are a UsageError.
+ * `--config FILE`, `--help`, extra boolean `switches` and extra string options `strings`. Unknown flags are a UsageError.
  */
 export function parseConfigFlags(
   args: string[],
   configKeys: readonly string[],
-  options: { switches?: readonly string[]; booleanKeys?: readonly string[] } = {},
+  options: { switches?: readonly string[]; booleanKeys?: readonly string[]; strings?: readonly string[] } = {},
 ): ParsedFlags {
   const switches = options.switches ?? [];
+  const strings = options.strings ?? [];
   const booleanKeys = new Set(options.booleanKeys ?? []);
   const byFlag = new Map(configKeys.map((key) => [toKebab(key), key]));
   const { values, positionals } = parseArgsOrUsage({
@@ -41,6 +44,7 @@ export function parseConfigFlags(
     options: {
       ...Object.fromEntries([...byFlag].map(([flag, key]) => [flag, { type: booleanKeys.has(key) ? ('boolean' as const) : ('string' as const) }])),
       ...Object.fromEntries(switches.map((name) => [name, { type: 'boolean' as const }])),
+      ...Object.fromEntries(strings.map((name) => [name, { type: 'string' as const }])),
       config: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -57,6 +61,7 @@ export function parseConfigFlags(
     configFile: all.config as string | undefined,
     help: all.help === true,
     switches: Object.fromEntries(switches.map((name) => [name, all[name] === true])),
+    strings: Object.fromEntries(strings.map((name) => [name, all[name] as string | undefined])),
     positionals,
   };
 }

@@ -3,11 +3,11 @@ import { parseConfigFlags } from '../../common/src/cli-flags.js';
 import { UsageError } from '../../common/src/errors.js';
 import { createLogger } from '../../common/src/logger.js';
 import { Ec2Provider } from './aws/ec2-provider.js';
-import { provisionCluster, recordedSetup, teardownCluster } from './commands.js';
+import { provisionCluster, recordedSetup, teardownCluster, teardownWorker } from './commands.js';
 import { loadProvisionConfig, provisionConfigSchema } from './config.js';
 import { AwsUnauthorizedError } from './aws/aws-errors.js';
 import { confirmLaunches } from './confirm.js';
-import { createProvider } from './create-provider.js';
+import { createProvider, createWorkerProvider } from './create-provider.js';
 import { formatProvisionReport, formatTeardownReport } from './report.js';
 
 const HELP = `Usage: npm run provision -- [options]
@@ -15,7 +15,14 @@ const HELP = `Usage: npm run provision -- [options]
 
 provision  start the cluster's model containers (keeping healthy ones), wait until each answers
            its health path, and write the inventory to the state file
-teardown   stop every container of the cluster and clear the inventory
+teardown   stop every container of the cluster and clear the inventory (--worker: one worker)
+
+While an orchestrator runs on this machine over the state file, it owns the inventory: provision
+and teardown hand it their changes through its admin API (ORCH_ADMIN_TOKEN, its token, in the
+environment) and leave the file to it. It launches each missing worker w1..wN as recorded
+(provision refuses settings that would make workers otherwise), drains each one leaving before
+releasing it, and keeps the workers its machine autoscaler launched. Without the token, stop it
+first; --reset is refused while it runs.
 
 Options (flags override PROVISION_* environment variables, which override --config):
   --cluster <name>              cluster name                           default local
@@ -70,6 +77,8 @@ AWS (--provider aws; credentials from the standard chain: env, profile, SSO):
   --yes                         launch without asking (on a terminal, provision shows the
                                 instances it would launch and asks; elsewhere it refuses)
   --config <file>               JSON file with any of the keys above (camelCase)
+  --worker <id>                 with teardown: take down this worker only (w2), drained first
+                                by a running orchestrator
   --reset                       delete the state file first, even one that is not valid
   --json                        print the result as JSON instead of a table
   --help                        show this text
@@ -78,7 +87,11 @@ AWS (--provider aws; credentials from the standard chain: env, profile, SSO):
 const configKeys = Object.keys(provisionConfigSchema.shape);
 
 runCli(async () => {
-  const parsed = parseConfigFlags(process.argv.slice(2), configKeys, { switches: ['reset', 'json', 'dry-run', 'yes'], booleanKeys: ['enableCrashApi', 'allowWorldOpen', 'uploadImage', 'withOrchestrator'] });
+  const parsed = parseConfigFlags(process.argv.slice(2), configKeys, {
+    switches: ['reset', 'json', 'dry-run', 'yes'],
+    booleanKeys: ['enableCrashApi', 'allowWorldOpen', 'uploadImage', 'withOrchestrator'],
+    strings: ['worker'],
+  });
   const command = parsed.positionals;
   if (parsed.help) {
     process.stdout.write(HELP);
@@ -98,6 +111,10 @@ runCli(async () => {
   const say = (line: string): void => void process.stderr.write(`[provision] ${line}\n`);
   const provider = createProvider(config, logger, { env: process.env, say });
   const reset = parsed.switches.reset === true;
+  const worker = parsed.strings.worker;
+  if (worker !== undefined && (command[0] !== 'teardown' || reset)) throw new UsageError('--worker goes with teardown, without --reset');
+  // The orchestrator's own variable, not a flag: a flag would show in `ps`.
+  const handover = { adminToken: process.env.ORCH_ADMIN_TOKEN, say };
 
   if (parsed.switches['dry-run']) {
     if (command[0] !== 'provision' || !(provider instanceof Ec2Provider)) throw new UsageError('--dry-run goes with provision --provider aws');
@@ -109,7 +126,9 @@ runCli(async () => {
   }
 
   if (command[0] === 'teardown') {
-    const report = await teardownCluster(config, { provider, reset });
+    const report = worker
+      ? await teardownWorker(config, worker, { ...handover, workerProvider: createWorkerProvider(config, logger, { env: process.env, say }) })
+      : await teardownCluster(config, { ...handover, provider, reset });
     for (const warning of report.warnings) process.stderr.write(`warning: ${warning}\n`);
     process.stdout.write(parsed.switches.json ? JSON.stringify(report, null, 2) + '\n' : formatTeardownReport(report));
     return 0;
@@ -119,6 +138,7 @@ runCli(async () => {
   const interrupt = new AbortController();
   process.once('SIGINT', () => interrupt.abort());
   const report = await provisionCluster(config, {
+    ...handover,
     provider,
     reset,
     // The cost guard: a person confirms the launch before anything (key pair, group) is created.

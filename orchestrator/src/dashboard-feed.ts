@@ -1,7 +1,7 @@
 import type { ServerResponse } from 'node:http';
 import { ControlLoop } from '../../common/src/control-loop.js';
 import type { Logger } from '../../common/src/logger.js';
-import type { ContainerState, ScalingDecision, StateFile } from '../../status/src/schema.js';
+import type { ContainerState, LaunchTiming, MachineDecision, MachineScalerSnapshot, ScalingDecision, StateFile, WorkerRecord } from '../../status/src/schema.js';
 import { TooManyViewersError } from './errors.js';
 import { RejectionLog, type Rejection } from './rejection-log.js';
 
@@ -16,12 +16,14 @@ export interface SeriesPoint {
 /** What the dashboard shows each second: the cluster now, and the latest point of its charts. */
 export interface DashboardSample extends SeriesPoint {
   cluster: string;
-  workers: Array<{ id: string; host: string }>;
+  workers: Array<{ id: string; host: string; state: WorkerRecord['state']; launchedBy: WorkerRecord['launchedBy'] }>;
   containers: Array<{ id: string; workerId: string; state: ContainerState; inFlight: number; limit: number; served: number; restarts: number; lastError: string | null }>;
   queue: { length: number; oldestWaitMs: number };
   autoscaler: { policy: string; paused: boolean; min: number; max: number; decisions: ScalingDecision[] };
   /** The latest container state changes across the cluster (replacements, health), newest first. */
   events: Array<{ at: string; container: string; state: ContainerState; reason: string }>;
+  /** The machine autoscaler, null when the orchestrator runs none: its latest decisions (newest last) and where its last launch's time went. */
+  machines: (Omit<MachineScalerSnapshot, 'decisions' | 'launches'> & { decisions: MachineDecision[]; lastLaunch: LaunchTiming | null }) | null;
 }
 
 export interface DashboardSources {
@@ -40,6 +42,11 @@ const DECISIONS_SHOWN = 15;
 const MAX_UNSENT_BYTES = 1024 * 1024;
 /** Dropped streams logged one by one per second; past it, one line a second counts them. */
 const DISCONNECTS_LOGGED_PER_SECOND = 5;
+
+/** What the dashboard shows of the machine autoscaler: its state, latest decisions and last launch. */
+function machinesShown({ decisions, launches, ...machines }: MachineScalerSnapshot): NonNullable<DashboardSample['machines']> {
+  return { ...machines, decisions: decisions.slice(-DECISIONS_SHOWN), lastLaunch: launches.at(-1) ?? null };
+}
 
 /** An open stream: when it opened, who holds it, and why it ended once known. */
 interface Viewer {
@@ -130,7 +137,7 @@ export class DashboardFeed extends ControlLoop {
     const sample: DashboardSample = {
       at: state.updatedAt,
       cluster: state.cluster,
-      workers: state.workers.map((w) => ({ id: w.id, host: w.host })),
+      workers: state.workers.map((w) => ({ id: w.id, host: w.host, state: w.state, launchedBy: w.launchedBy })),
       containers: state.containers.map((c) => ({
         id: c.id,
         workerId: c.workerId,
@@ -150,6 +157,7 @@ export class DashboardFeed extends ControlLoop {
         .flatMap((c) => c.history.map((h) => ({ at: h.at, container: c.id, state: h.state, reason: h.reason })))
         .sort((a, b) => b.at.localeCompare(a.at))
         .slice(0, EVENTS_SHOWN),
+      machines: state.machines && machinesShown(state.machines),
     };
     this.#latest = sample;
     return sample;

@@ -1,5 +1,6 @@
-import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
-import { containerStates } from '../../status/src/schema.js';
+import { collectDefaultMetrics, Counter, Gauge, Registry, type Metric } from 'prom-client';
+import { launchPhases } from '../../status/src/launch-phases.js';
+import { containerStates, type MachineScalerSnapshot } from '../../status/src/schema.js';
 import type { ClusterView, PoolReading } from './cluster-view.js';
 import { containerState } from './container-pool.js';
 import type { RequestRecorder } from './request-stats.js';
@@ -14,6 +15,48 @@ interface RequestCount {
   count: number;
 }
 
+/** One line of a machine family: its labels and value. */
+interface MachineSample {
+  labels: Record<string, string>;
+  value: number;
+}
+
+/**
+ * A family read from the machine autoscaler's snapshot at scrape time. Unlike prom-client's
+ * unlabelled gauges, which always show a value, it shows no sample at all while there is no
+ * machine autoscaler: a 0 there would read as "none launched" rather than "not running".
+ */
+class MachineFamily {
+  readonly name: string;
+  readonly help: string;
+  readonly type: 'counter' | 'gauge';
+  readonly aggregator = 'sum' as const;
+  readonly #snapshot: () => MachineScalerSnapshot | null;
+  readonly #read: (machines: MachineScalerSnapshot) => MachineSample[];
+
+  constructor(options: {
+    name: string;
+    help: string;
+    type: 'counter' | 'gauge';
+    snapshot: () => MachineScalerSnapshot | null;
+    read: (machines: MachineScalerSnapshot) => MachineSample[];
+    registers: Registry[];
+  }) {
+    this.name = options.name;
+    this.help = options.help;
+    this.type = options.type;
+    this.#snapshot = options.snapshot;
+    this.#read = options.read;
+    // The registry reads any metric through get(); it has no type for one of our own.
+    for (const registry of options.registers) registry.registerMetric(this as unknown as Metric);
+  }
+
+  get(): Promise<{ name: string; help: string; type: 'counter' | 'gauge'; aggregator: 'sum'; values: MachineSample[] }> {
+    const machines = this.#snapshot();
+    return Promise.resolve({ name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values: machines ? this.#read(machines) : [] });
+  }
+}
+
 /**
  * The orchestrator's Prometheus metrics in a registry of its own. Request counts and latencies
  * are recorded as requests finish (it is the request stats' recorder), each with a map lookup or
@@ -26,8 +69,12 @@ export class OrchestratorMetrics implements RequestRecorder {
   readonly #requestCounts = new Map<string, RequestCount>();
   readonly #queueWait: BucketHistogram;
   readonly #upstream: BucketHistogram;
+  readonly #view: Pick<ClusterView, 'machines'>;
+  /** The machine autoscaler as read at the start of the scrape under way, so its families agree. */
+  #machines: MachineScalerSnapshot | null = null;
 
-  constructor(view: Pick<ClusterView, 'pool' | 'queue' | 'stats' | 'scaling'>) {
+  constructor(view: Pick<ClusterView, 'pool' | 'queue' | 'stats' | 'scaling' | 'machines'>) {
+    this.#view = view;
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
     const requestCounts = this.#requestCounts;
@@ -96,11 +143,11 @@ export class OrchestratorMetrics implements RequestRecorder {
     });
     new Gauge({
       name: 'orchestrator_workers',
-      help: 'Workers by state (up, or down: its runtime stopped answering and its containers moved away).',
+      help: 'Workers by state (up; down: its runtime stopped answering and its containers moved away; draining: being removed).',
       labelNames: ['state'],
       registers,
       collect() {
-        const counts = { up: 0, down: 0 };
+        const counts = { up: 0, down: 0, draining: 0 };
         for (const w of pool.workers()) counts[w.state]++;
         for (const [state, n] of Object.entries(counts)) this.set({ state }, n);
       },
@@ -150,6 +197,41 @@ export class OrchestratorMetrics implements RequestRecorder {
         this.set(pool.size);
       },
     });
+    this.#machineFamilies(registers);
+  }
+
+  /** The machine autoscaler's families (issue 18): launches, releases, back-off, bounds and where the last launch's time went. */
+  #machineFamilies(registers: Registry[]): void {
+    const snapshot = () => this.#machines;
+    const family = (name: string, help: string, type: 'counter' | 'gauge', read: (m: MachineScalerSnapshot) => MachineSample[]) =>
+      new MachineFamily({ name, help, type, snapshot, read, registers });
+    family('orchestrator_worker_launches_total', 'Workers the machine autoscaler launched, failed to launch, or adopted (found launching at its start), since the start.', 'counter', (m) => [
+      { labels: { outcome: 'launched' }, value: m.counts.launched },
+      { labels: { outcome: 'failed' }, value: m.counts.launchFailed },
+      { labels: { outcome: 'adopted' }, value: m.counts.adopted },
+    ]);
+    family('orchestrator_worker_releases_total', 'Workers the machine autoscaler released, or failed to release, since the start.', 'counter', (m) => [
+      { labels: { outcome: 'released' }, value: m.counts.released },
+      { labels: { outcome: 'failed' }, value: m.counts.releaseFailed },
+    ]);
+    family('orchestrator_workers_launching', 'Workers being launched now (asked for, not yet in rotation).', 'gauge', (m) => [{ labels: {}, value: m.launching.length }]);
+    family('orchestrator_workers_releasing', 'Workers being drained and released now.', 'gauge', (m) => [{ labels: {}, value: m.releasing.length }]);
+    family('orchestrator_worker_launch_backoff_seconds', 'Time left before the next launch may be tried after failed ones (0 when none waits).', 'gauge', (m) => [
+      { labels: {}, value: m.backoffUntil ? Math.max(0, Date.parse(m.backoffUntil) - Date.now()) / 1000 : 0 },
+    ]);
+    family('orchestrator_worker_bounds', 'The fewest and most workers the machine autoscaler keeps (minWorkers, maxWorkers).', 'gauge', (m) => [
+      { labels: { bound: 'min' }, value: m.minWorkers },
+      { labels: { bound: 'max' }, value: m.maxWorkers },
+    ]);
+    family(
+      'orchestrator_worker_last_launch_seconds',
+      'Where the latest launch took its time: decision (need seen to launch asked for; absent for a launch asked for otherwise), launch (to the machine running), start (to its containers healthy), probe (to in rotation here).',
+      'gauge',
+      (m) => {
+        const last = m.launches.at(-1);
+        return last ? launchPhases(last).map(({ phase, ms }) => ({ labels: { phase }, value: ms / 1000 })) : [];
+      },
+    );
   }
 
   request(route: string, status: number, container: string | undefined): void {
@@ -169,6 +251,7 @@ export class OrchestratorMetrics implements RequestRecorder {
 
   /** The Prometheus text exposition, and its content type. */
   async render(): Promise<{ contentType: string; body: string }> {
+    this.#machines = this.#view.machines();
     return { contentType: this.registry.contentType, body: await this.registry.metrics() };
   }
 }

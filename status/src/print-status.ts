@@ -1,4 +1,5 @@
-import type { ContainerRecord, StateFile, WorkerRecord } from './schema.js';
+import { launchPhases } from './launch-phases.js';
+import type { ContainerRecord, LaunchTiming, MachineScalerSnapshot, StateFile, WorkerRecord } from './schema.js';
 
 /** Where a state was read: a running orchestrator's `GET /status`, or the state file. */
 export type StatusSource = { kind: 'live'; url: string } | { kind: 'file'; path: string };
@@ -28,11 +29,20 @@ function runtime(worker: WorkerRecord): string {
   return target.ssh ? `docker over ssh ${target.ssh.username}@${target.ssh.host}:${target.ssh.port}` : 'docker (local)';
 }
 
+/** The text on one line. */
+const oneLine = (text: string): string => text.replace(/\s+/g, ' ').trim();
+
 /** One line, at most LAST_ERROR_WIDTH characters. */
 function shortError(error: string | null): string {
   if (error === null) return '-';
-  const line = error.replace(/\s+/g, ' ').trim();
+  const line = oneLine(error);
   return line.length > LAST_ERROR_WIDTH ? `${line.slice(0, LAST_ERROR_WIDTH - 1)}…` : line;
+}
+
+/** Whole seconds from `now` to `iso`, rounded up; null when it is not in the future (or unreadable). */
+function secondsUntil(iso: string | null, now: Date): number | null {
+  const ms = iso ? Date.parse(iso) - now.getTime() : NaN;
+  return ms > 0 ? Math.ceil(ms / 1000) : null;
 }
 
 function orchestratorLine(orchestrator: StateFile['orchestrator']): string {
@@ -47,6 +57,7 @@ function workerRows(state: StateFile): string[][] {
     worker.provider,
     worker.host,
     worker.state,
+    worker.launchedBy,
     String(state.containers.filter((c) => c.workerId === worker.id).length),
     runtime(worker),
   ]);
@@ -54,8 +65,8 @@ function workerRows(state: StateFile): string[][] {
 
 /** `2`, or `2, next in 8 s` while a crash loop backs off. */
 function restarts(c: ContainerRecord, now: Date): string {
-  const wait = c.nextRestartAt ? Date.parse(c.nextRestartAt) - now.getTime() : NaN;
-  return wait > 0 ? `${c.restarts}, next in ${Math.ceil(wait / 1000)} s` : String(c.restarts);
+  const wait = secondsUntil(c.nextRestartAt, now);
+  return wait === null ? String(c.restarts) : `${c.restarts}, next in ${wait} s`;
 }
 
 function containerRows(containers: ContainerRecord[], now: Date): string[][] {
@@ -81,14 +92,44 @@ function autoscalerLines(autoscaler: StateFile['autoscaler']): string[] {
   return [head, ...recent];
 }
 
-/** The cluster as a readable text: header, orchestrator, workers, containers, queue and counters; ends with a newline. */
+/** `decision 1.5 s, launch 2.3 s, start 3.0 s, probe 0.1 s` (no decision for a launch no need asked for). */
+function launchBreakdown(launch: LaunchTiming): string {
+  return launchPhases(launch)
+    .map(({ phase, ms }) => `${phase} ${(ms / 1000).toFixed(1)} s`)
+    .join(', ');
+}
+
+/** The machine autoscaler: bounds and workers, those launching or releasing, the back-off, the last launch and the latest decisions. */
+function machinesLines(machines: MachineScalerSnapshot, workers: WorkerRecord[], now: Date): string[] {
+  const inState = (state: WorkerRecord['state']) => workers.filter((w) => w.state === state).length;
+  const down = inState('down');
+  const c = machines.counts;
+  const lines = [
+    `machines  ${machines.provider}${machines.paused ? ' (paused)' : ''}, ${machines.minWorkers} to ${machines.maxWorkers} workers: ` +
+      `${inState('up')} up, ${inState('draining')} draining, ${machines.launching.length} launching${down ? `, ${down} down` : ''}`,
+    `  since the start: launched ${c.launched}, launch failed ${c.launchFailed}, adopted ${c.adopted}, released ${c.released}, release failed ${c.releaseFailed}`,
+    ...machines.launching.map((e) => `  launching ${e.workerId} since ${e.since}${age(e.since, now)}  ${e.reason}`),
+    ...machines.releasing.map((e) => `  releasing ${e.workerId} since ${e.since}${age(e.since, now)}  ${e.reason}`),
+  ];
+  if (machines.failures > 0) {
+    const wait = secondsUntil(machines.backoffUntil, now);
+    lines.push(`  back-off: ${machines.failures} launch${machines.failures === 1 ? '' : 'es'} failed in a row${wait === null ? '' : `, next in ${wait} s`}`);
+  }
+  if (machines.lastError !== null) lines.push(`  last error: ${oneLine(machines.lastError)}`);
+  const last = machines.launches.at(-1);
+  if (last) lines.push(`  last launch ${last.workerId}: ${launchBreakdown(last)}`);
+  lines.push(...machines.decisions.slice(-DECISIONS_SHOWN).map((d) => `  ${d.at}  ${d.action} ${d.workerId ?? '-'} (${d.workers} worker${d.workers === 1 ? '' : 's'})  ${d.reason}`));
+  return lines;
+}
+
+/** The cluster as a readable text: header, orchestrator, workers, containers, queue, counters, autoscaler and machine autoscaler (when one runs); ends with a newline. */
 export function formatStatus(state: StateFile, source: StatusSource, now: Date = new Date()): string {
   const from = source.kind === 'live' ? `live orchestrator ${source.url}` : `file ${source.path} (written by ${state.writer})`;
   const lines = [`cluster ${state.cluster}  source: ${from}, updated ${state.updatedAt}${age(state.updatedAt, now)}`, orchestratorLine(state.orchestrator), ''];
 
   lines.push(`workers (${state.workers.length})`);
   if (state.workers.length === 0) lines.push('  (none)');
-  else lines.push(...table(['ID', 'PROVIDER', 'HOST', 'STATE', 'CONTAINERS', 'RUNTIME'], workerRows(state)));
+  else lines.push(...table(['ID', 'PROVIDER', 'HOST', 'STATE', 'LAUNCHED BY', 'CONTAINERS', 'RUNTIME'], workerRows(state)));
   lines.push('');
 
   const busy = state.containers.filter((c) => c.state === 'busy').length;
@@ -107,5 +148,6 @@ export function formatStatus(state: StateFile, source: StatusSource, now: Date =
       : 'counters  (none yet)',
   );
   lines.push(...autoscalerLines(state.autoscaler));
+  if (state.machines) lines.push('', ...machinesLines(state.machines, state.workers, now));
   return `${lines.join('\n')}\n`;
 }

@@ -13,6 +13,8 @@ import { useTempCluster } from '../helpers/cluster.js';
 import { startOrchestrator, useRig } from '../helpers/orchestrator-fixture.js';
 import { startOrchestrator as startOrchestratorProcess, stopOrchestrator, useProcessRig } from '../helpers/orchestrator-process.js';
 import { waitFor } from '../helpers/wait-for.js';
+import { machineCluster, machineClusterView, machineSnapshot } from '../helpers/machine-view.js';
+import type { MachineScalerSnapshot } from '../../status/src/schema.js';
 
 const rig = useRig();
 
@@ -161,6 +163,46 @@ describe('DashboardFeed, on a real HTTP server', () => {
     expect(new Set(oneByOne.map((l) => l.remote)).size).toBe(5);
     // Every stream counted exactly once.
     expect(oneByOne.length + counted).toBe(30);
+  });
+});
+
+describe('the machine autoscaler in the dashboard feed', () => {
+  /** A feed over a cluster view whose machine autoscaler reports `current.snapshot`. */
+  function machineFeed(snapshot: MachineScalerSnapshot | null) {
+    const current = { snapshot };
+    const feed = new DashboardFeed({ sources: machineClusterView(machineCluster(), () => current.snapshot), log: capturingLogger().log }, { intervalMs: 1_000, maxViewers: 1 });
+    return { current, feed };
+  }
+
+  it('carries each worker with its state and who launched it, the workers launching and releasing, the back-off and its error, the latest decisions and the last launch', () => {
+    const snapshot = machineSnapshot();
+    const sample = machineFeed(snapshot).feed.sample();
+    expect(sample.workers).toEqual([
+      { id: 'w1', host: '127.0.0.1', state: 'draining', launchedBy: 'provisioning' },
+      { id: 'w2', host: '127.0.0.1', state: 'up', launchedBy: 'autoscaler' },
+    ]);
+    expect(sample.machines).toEqual({
+      provider: 'process',
+      paused: false,
+      minWorkers: 1,
+      maxWorkers: 4,
+      launching: [{ workerId: 'w3', since: snapshot.launching[0]!.since, reason: '2 containers fit on no worker' }],
+      releasing: [{ workerId: 'w1', since: snapshot.releasing[0]!.since, reason: 'its containers surplus for 60 s' }],
+      failures: 2,
+      backoffUntil: snapshot.backoffUntil,
+      lastError: 'spawn ENOENT: worker binary missing',
+      counts: { launched: 3, launchFailed: 2, adopted: 1, released: 5, releaseFailed: 0 },
+      decisions: snapshot.decisions,
+      lastLaunch: snapshot.launches[1],
+    });
+  });
+
+  it('keeps the 15 latest decisions, and has no machines without a machine autoscaler', () => {
+    const decisions = Array.from({ length: 40 }, (_, i) => ({ at: new Date(i * 1000).toISOString(), action: 'held' as const, workerId: null, workers: 4, reason: `at maxWorkers ${i}` }));
+    const { current, feed } = machineFeed(machineSnapshot(Date.now(), { decisions }));
+    expect(feed.sample().machines!.decisions.map((d) => d.reason)).toEqual(decisions.slice(-15).map((d) => d.reason));
+    current.snapshot = null;
+    expect(feed.sample().machines).toBeNull();
   });
 });
 

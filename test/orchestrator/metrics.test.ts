@@ -1,20 +1,28 @@
 import { request } from 'undici';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { startBackend } from '../helpers/backend.js';
 import { startOrchestrator, useRig } from '../helpers/orchestrator-fixture.js';
 import { parseExposition, type Exposition } from '../../common/src/prometheus-text.js';
 import { waitFor } from '../helpers/wait-for.js';
+import { useTempCluster } from '../helpers/cluster.js';
+import { machineCluster, machineClusterView, machineSnapshot, startMachineOrchestrator } from '../helpers/machine-view.js';
+import { OrchestratorMetrics } from '../../orchestrator/src/metrics.js';
+import type { Orchestrator } from '../../orchestrator/src/orchestrator.js';
+import type { MachineScalerSnapshot } from '../../status/src/schema.js';
 
 const rig = useRig();
 
-async function scrape(): Promise<Exposition> {
-  const res = await request(`${rig.running!.url}/metrics`);
+async function scrape(url = rig.running!.url): Promise<Exposition> {
+  const res = await request(`${url}/metrics`);
   expect(res.statusCode).toBe(200);
   expect(res.headers['content-type']).toMatch(/^text\/plain; version=0\.0\.4/);
   return parseExposition(await res.body.text());
 }
 
 const post = (body = '{"text":"hi"}') => request(`${rig.running!.url}/new_request`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+
+/** The machine autoscaler's families (and their _total samples). */
+const MACHINE_FAMILY = /^orchestrator_worker(s_launching|s_releasing|_launches_total|_releases_total|_launch_backoff_seconds|_bounds|_last_launch_seconds)$/;
 
 describe('GET /metrics', () => {
   it('is valid Prometheus text whose names follow the conventions, with every metric documented', async () => {
@@ -40,7 +48,14 @@ describe('GET /metrics', () => {
       'orchestrator_requests_refused_total',
       'orchestrator_requests_total',
       'orchestrator_upstream_latency_seconds',
+      'orchestrator_worker_bounds',
+      'orchestrator_worker_last_launch_seconds',
+      'orchestrator_worker_launch_backoff_seconds',
+      'orchestrator_worker_launches_total',
+      'orchestrator_worker_releases_total',
       'orchestrator_workers',
+      'orchestrator_workers_launching',
+      'orchestrator_workers_releasing',
     ]);
     for (const [name, type] of ours) {
       expect(m.help.get(name), name).toBeTruthy();
@@ -55,6 +70,8 @@ describe('GET /metrics', () => {
     expect(m.sum('orchestrator_containers', { state: 'free' })).toBe(1);
     expect(m.sum('orchestrator_container_in_flight', { container: 'a', worker: 'w1' })).toBe(0);
     expect([m.sum('orchestrator_workers', { state: 'up' }), m.sum('orchestrator_workers', { state: 'down' })]).toEqual([1, 0]);
+    // No machine autoscaler here: its families are documented but have no sample (a 0 would read as "none launched").
+    expect(m.samples.filter((s) => MACHINE_FAMILY.test(s.name))).toEqual([]);
     const { pool } = rig.running!.orchestrator;
     pool.setWorkerState(pool.worker('w1')!, 'down', 'test');
     const after = await scrape();
@@ -122,5 +139,87 @@ describe('GET /metrics', () => {
     expect(m.sum('orchestrator_containers', { state: 'unhealthy' })).toBe(1);
     expect(m.sum('orchestrator_health_check_failures_total', { container: 'b' })).toBeGreaterThanOrEqual(2);
     expect(m.sum('orchestrator_health_check_failures_total', { container: 'a' })).toBe(0);
+  });
+});
+
+describe('the machine autoscaler in /metrics', () => {
+  /** Metrics over a cluster view whose machine autoscaler reports `current.snapshot`. */
+  function machineMetrics(snapshot: MachineScalerSnapshot | null) {
+    const current = { snapshot };
+    const metrics = new OrchestratorMetrics(machineClusterView(machineCluster(), () => current.snapshot));
+    return { current, scrape: async () => parseExposition((await metrics.render()).body) };
+  }
+
+  it('shows launches and releases by outcome, launching and releasing workers, the back-off left, the bounds and the last launch by phase', async () => {
+    const { scrape } = machineMetrics(machineSnapshot());
+    const m = await scrape();
+    const values = (name: string) => m.samples.filter((s) => s.name === name).map((s) => [s.labels, s.value]);
+    expect(values('orchestrator_worker_launches_total')).toEqual([[{ outcome: 'launched' }, 3], [{ outcome: 'failed' }, 2], [{ outcome: 'adopted' }, 1]]);
+    expect(values('orchestrator_worker_releases_total')).toEqual([[{ outcome: 'released' }, 5], [{ outcome: 'failed' }, 0]]);
+    expect(values('orchestrator_workers_launching')).toEqual([[{}, 1]]);
+    expect(values('orchestrator_workers_releasing')).toEqual([[{}, 1]]);
+    expect(values('orchestrator_worker_bounds')).toEqual([[{ bound: 'min' }, 1], [{ bound: 'max' }, 4]]);
+    // The latest launch (w2), in seconds.
+    expect(values('orchestrator_worker_last_launch_seconds')).toEqual([[{ phase: 'decision' }, 1.5], [{ phase: 'launch' }, 2.25], [{ phase: 'start' }, 3], [{ phase: 'probe' }, 0.125]]);
+    // 30 s of back-off from when the snapshot was made, a few ms ago.
+    expect(m.sum('orchestrator_worker_launch_backoff_seconds')).toBeGreaterThan(29);
+    expect(m.sum('orchestrator_worker_launch_backoff_seconds')).toBeLessThanOrEqual(30);
+    // The workers' own states, draining included.
+    expect(['up', 'down', 'draining'].map((state) => m.sum('orchestrator_workers', { state }))).toEqual([1, 0, 1]);
+    expect(m.types.get('orchestrator_worker_launches_total')).toBe('counter');
+    expect(m.types.get('orchestrator_worker_launch_backoff_seconds')).toBe('gauge');
+  });
+
+  it('reads the snapshot at each scrape: back-off over is 0, a launch with no need behind it has no decision phase, and no machine autoscaler is no series', async () => {
+    const { current, scrape } = machineMetrics(machineSnapshot());
+    current.snapshot = machineSnapshot(Date.now() - 60_000, {
+      launching: [],
+      launches: [{ workerId: 'w9', needSince: null, decisionMs: null, launchMs: 500, startMs: 250, probeMs: 50 }],
+    });
+    let m = await scrape();
+    expect(m.sum('orchestrator_worker_launch_backoff_seconds')).toBe(0);
+    expect(m.sum('orchestrator_workers_launching')).toBe(0);
+    expect(m.samples.filter((s) => s.name === 'orchestrator_worker_last_launch_seconds').map((s) => [s.labels.phase, s.value])).toEqual([['launch', 0.5], ['start', 0.25], ['probe', 0.05]]);
+
+    current.snapshot = machineSnapshot(Date.now(), { backoffUntil: null, launches: [] });
+    m = await scrape();
+    expect(m.sum('orchestrator_worker_launch_backoff_seconds')).toBe(0);
+    expect(m.samples.filter((s) => s.name === 'orchestrator_worker_last_launch_seconds')).toEqual([]);
+
+    current.snapshot = null;
+    m = await scrape();
+    expect(m.samples.filter((s) => MACHINE_FAMILY.test(s.name))).toEqual([]);
+    expect(m.types.get('orchestrator_worker_bounds')).toBe('gauge');
+  });
+});
+
+describe('GET /metrics of an orchestrator that launches workers (real worker processes)', () => {
+  const cluster = useTempCluster(2);
+  let orchestrator: Orchestrator | undefined;
+  afterEach(async () => {
+    await orchestrator?.close();
+    orchestrator = undefined;
+  });
+
+  it('counts the worker launched, shows the bounds and where its launch took its time', { timeout: 60_000 }, async () => {
+    const started = await startMachineOrchestrator(cluster);
+    orchestrator = started.orchestrator;
+    let m = await scrape(started.url);
+    expect(m.samples.filter((s) => s.name === 'orchestrator_worker_launches_total').map((s) => [s.labels.outcome, s.value])).toEqual([['launched', 0], ['failed', 0], ['adopted', 0]]);
+    expect(m.samples.filter((s) => s.name === 'orchestrator_worker_last_launch_seconds')).toEqual([]);
+
+    orchestrator.autoscaler.scaleTo(4, 'test');
+    const o = orchestrator;
+    await waitFor(() => o.pool.capacity() === 4, 30_000, 'w2 launched and its containers in rotation');
+    m = await scrape(started.url);
+    expect(m.sum('orchestrator_worker_launches_total', { outcome: 'launched' })).toBe(1);
+    expect(m.sum('orchestrator_workers', { state: 'up' })).toBe(2);
+    expect([m.sum('orchestrator_workers_launching'), m.sum('orchestrator_workers_releasing'), m.sum('orchestrator_worker_launch_backoff_seconds')]).toEqual([0, 0, 0]);
+    expect([m.sum('orchestrator_worker_bounds', { bound: 'min' }), m.sum('orchestrator_worker_bounds', { bound: 'max' })]).toEqual([1, 2]);
+    const phases = new Map(m.samples.filter((s) => s.name === 'orchestrator_worker_last_launch_seconds').map((s) => [s.labels.phase, s.value]));
+    expect([...phases.keys()]).toEqual(['decision', 'launch', 'start', 'probe']);
+    // Starting real worker processes takes a while; the sum is about what the launch took here.
+    expect(phases.get('start')).toBeGreaterThan(0);
+    expect([...phases.values()].reduce((a, b) => a + b)).toBeLessThan(30);
   });
 });

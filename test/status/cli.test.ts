@@ -6,7 +6,11 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { startBackend } from '../helpers/backend.js';
 import { runEntry } from '../helpers/cli.js';
+import { useTempCluster } from '../helpers/cluster.js';
+import { startMachineOrchestrator } from '../helpers/machine-view.js';
 import { startOrchestrator } from '../helpers/orchestrator-fixture.js';
+import { waitFor } from '../helpers/wait-for.js';
+import type { Orchestrator } from '../../orchestrator/src/orchestrator.js';
 import { refusingUrl } from '../load/test-server.js';
 import { sampleState } from './fixtures.js';
 
@@ -111,5 +115,31 @@ describe('npm run status', () => {
     const { code, stderr } = await runStatus(['--url', 'localhost:8080']);
     expect(code).toBe(2);
     expect(stderr).toMatch(/^error: --url: .*\[USAGE\]\n$/);
+  });
+});
+
+describe('npm run status, of an orchestrator with a machine autoscaler (real worker processes)', () => {
+  const cluster = useTempCluster(2);
+  let orchestrator: Orchestrator | undefined;
+  afterEach(async () => {
+    await orchestrator?.close();
+    orchestrator = undefined;
+  });
+
+  it('prints its bounds, the worker it launched and who launched each, its decisions and where the launch took its time', { timeout: 60_000 }, async () => {
+    const started = await startMachineOrchestrator(cluster);
+    orchestrator = started.orchestrator;
+    orchestrator.autoscaler.scaleTo(4, 'test');
+    const o = orchestrator;
+    await waitFor(() => o.pool.capacity() === 4, 30_000, 'w2 launched and its containers in rotation');
+    const { code, stdout } = await runStatus(['--url', `${started.url}/status`, '--file', join(dir, 'missing.json')]);
+    expect(code).toBe(0);
+    expect(stdout).toMatch(/^ {2}w2 +local +127\.0\.0\.1 +up +autoscaler +2 +process$/m);
+    expect(stdout).toMatch(/^ {2}w1 +local +127\.0\.0\.1 +up +provisioning +2 +process$/m);
+    const section = stdout.slice(stdout.indexOf('\nmachines  ') + 1);
+    expect(section).toMatch(/^machines {2}process, 1 to 2 workers: 2 up, 0 draining, 0 launching\n {2}since the start: launched 1, launch failed 0, adopted 0, released 0, release failed 0\n/);
+    expect(section).toMatch(/^ {2}last launch w2: decision \d+\.\d s, launch \d+\.\d s, start \d+\.\d s, probe \d+\.\d s$/m);
+    expect(section).toMatch(/^ {2}\S+ {2}launch w2 \(1 worker\) {2}.*fit on no worker$/m);
+    expect(section).toMatch(/^ {2}\S+ {2}launched w2 \(\d workers\) {2}/m);
   });
 });

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { formatStatus } from '../../status/src/print-status.js';
 import { emptyState } from '../../status/src/schema.js';
+import { machineCluster, machineSnapshot } from '../helpers/machine-view.js';
 import { sampleState } from './fixtures.js';
 
 const now = new Date('2025-03-01T12:00:05.000Z');
@@ -17,14 +18,61 @@ describe('formatStatus', () => {
     expect(text).toMatch(/^cluster demo {2}source: file status\/state\.json \(written by orchestrator\), updated 2025-03-01T12:00:00\.000Z/);
   });
 
-  it('prints a workers table with each runtime and container count', () => {
+  it('prints a workers table with who launched each, its runtime and container count', () => {
     const lines = formatStatus(sampleState, { kind: 'live', url: 'u' }, now).split('\n');
     const start = lines.indexOf('workers (2)');
     expect(lines.slice(start + 1, start + 4)).toEqual([
-      '  ID  PROVIDER  HOST       STATE  CONTAINERS  RUNTIME',
-      '  w1  local     127.0.0.1  up     2           process',
-      '  w2  aws       10.0.0.7   down   1           docker over ssh ubuntu@10.0.0.7:22',
+      '  ID  PROVIDER  HOST       STATE  LAUNCHED BY   CONTAINERS  RUNTIME',
+      '  w1  local     127.0.0.1  up     provisioning  2           process',
+      '  w2  aws       10.0.0.7   down   autoscaler    1           docker over ssh ubuntu@10.0.0.7:22',
     ]);
+  });
+
+  it('prints the machine autoscaler: bounds and workers, launching and releasing with why, the back-off and last error, the last launch and the latest decisions', () => {
+    const state = { ...machineCluster(), updatedAt: now.toISOString(), machines: machineSnapshot(now.getTime()) };
+    const text = formatStatus(state, { kind: 'live', url: 'u' }, now);
+    const section = text.slice(text.indexOf('\nmachines  ') + 1);
+    expect(section).toBe(
+      [
+        'machines  process, 1 to 4 workers: 1 up, 1 draining, 1 launching',
+        '  since the start: launched 3, launch failed 2, adopted 1, released 5, release failed 0',
+        '  launching w3 since 2025-03-01T12:00:01.000Z (4 s ago)  2 containers fit on no worker',
+        '  releasing w1 since 2025-03-01T12:00:03.000Z (2 s ago)  its containers surplus for 60 s',
+        '  back-off: 2 launches failed in a row, next in 30 s',
+        '  last error: spawn ENOENT: worker binary missing',
+        '  last launch w2: decision 1.5 s, launch 2.3 s, start 3.0 s, probe 0.1 s',
+        '  2025-03-01T11:59:05.000Z  launch w2 (1 worker)  3 containers fit on no worker',
+        '  2025-03-01T11:59:10.000Z  launched w2 (2 workers)  its containers answer',
+        '  2025-03-01T11:59:55.000Z  launch-failed w4 (2 workers)  spawn ENOENT: worker binary missing',
+        '  2025-03-01T12:00:01.000Z  launch w3 (2 workers)  2 containers fit on no worker',
+        '  2025-03-01T12:00:03.000Z  release w1 (3 workers)  its containers surplus for 60 s',
+        '',
+      ].join('\n'),
+    );
+  });
+
+  it('prints the machine autoscaler at rest: no back-off, no error, a launch no need asked for, a decision about no worker; nothing without one', () => {
+    const machines = machineSnapshot(now.getTime(), {
+      paused: true,
+      launching: [],
+      releasing: [],
+      failures: 0,
+      backoffUntil: null,
+      lastError: null,
+      decisions: [{ at: '2025-03-01T12:00:00.000Z', action: 'held', workerId: null, workers: 4, reason: 'at maxWorkers' }],
+      launches: [{ workerId: 'w9', needSince: null, decisionMs: null, launchMs: 500, startMs: 250, probeMs: 50 }],
+    });
+    const text = formatStatus({ ...machineCluster(), machines }, { kind: 'live', url: 'u' }, now);
+    expect(text.slice(text.indexOf('\nmachines  ') + 1)).toBe(
+      [
+        'machines  process (paused), 1 to 4 workers: 1 up, 1 draining, 0 launching',
+        '  since the start: launched 3, launch failed 2, adopted 1, released 5, release failed 0',
+        '  last launch w9: launch 0.5 s, start 0.3 s, probe 0.1 s',
+        '  2025-03-01T12:00:00.000Z  held - (4 workers)  at maxWorkers',
+        '',
+      ].join('\n'),
+    );
+    expect(formatStatus(machineCluster(), { kind: 'live', url: 'u' }, now)).not.toMatch(/^machines/m);
   });
 
   it('prints a containers table with address, state, in flight/limit, served, restarts with the back-off, and a one-line last error', () => {

@@ -7,6 +7,7 @@ import { UsageError } from '../../common/src/errors.js';
 import { benchModel, MODEL_IMAGE, type Stoppable } from './model-bench.js';
 import { buildModelImage } from './model-image.js';
 import { benchInstructions } from './instructions.js';
+import { benchMachines } from './machines.js';
 import { benchProxies } from './proxies.js';
 import { BENCH_RESULT_VERSION, formatReport, parseBenchResult, type BenchResult } from './report.js';
 import { benchScale } from './scale.js';
@@ -16,14 +17,26 @@ const ROUNDS = 3;
 /** runLoad's worker threads, for the burst and the model image. */
 const THREADS = 2;
 
-const HELP = `Usage: npm run bench [-- --only scale]
+const HELP = `Usage: npm run bench [-- --only scale|machines]
 
-Runs every scenario and writes docs/BENCHMARKS.md, docs/benchmarks.json and the charts (about 20 minutes).
-  --only scale   run the scale scenario alone (under 2 minutes) and put its results into the
-                 docs/benchmarks.json written last, then write the docs from it
+Runs every scenario and writes docs/BENCHMARKS.md, docs/benchmarks.json and the charts (about 25 minutes).
+  --only scale     run the scale scenario alone (under 2 minutes) and put its results into the
+                   docs/benchmarks.json written last, then write the docs from it
+  --only machines  the same for the machine autoscaler on the Docker engine (a few minutes)
 `;
 
-/** Every scenario: the proxies on one 8-backend farm, then the scale scenario and the model image. */
+/** The scenarios --only runs alone. */
+const ALONE = ['scale', 'machines'];
+
+/** One scenario run alone, its result put into the docs/benchmarks.json written last (read first: a stale one fails at once). */
+async function alone(only: string, dir: string, track: (running: Stoppable) => void): Promise<BenchResult> {
+  const last = parseBenchResult(await readFile('docs/benchmarks.json', 'utf8'));
+  if (only === 'scale') return { ...last, scale: await benchScale({ dir, track }) };
+  execFileSync('bash', ['scripts/docker-engine.sh'], { stdio: 'inherit' });
+  return { ...last, machines: await benchMachines({ dir, track }) };
+}
+
+/** Every scenario: the proxies on one 8-backend farm, then the scale scenario, the machine autoscaler and the model image. */
 async function everything(dir: string, track: (running: Stoppable) => void): Promise<BenchResult> {
   execFileSync('bash', ['scripts/haproxy.sh'], { stdio: 'inherit' });
   // Built before anything is measured: a machine that cannot build it fails in seconds, not after the scenarios.
@@ -33,6 +46,7 @@ async function everything(dir: string, track: (running: Stoppable) => void): Pro
   // The scale scenario and the model image have the cores to themselves: benchProxies stopped all it started.
   const instructions = await benchInstructions({ dir, track });
   const scale = await benchScale({ dir, track });
+  const machines = await benchMachines({ dir, track });
   const model = await benchModel({ dir, image: modelImage, rounds: ROUNDS, threads: THREADS, track });
   return {
     date: new Date().toISOString(),
@@ -43,11 +57,12 @@ async function everything(dir: string, track: (running: Stoppable) => void): Pro
     instructions,
     model,
     scale,
+    machines,
   };
 }
 
 runFlagsCli(HELP, { only: { type: 'string' } }, async ({ only }) => {
-  if (only !== undefined && only !== 'scale') throw new UsageError(`--only takes "scale", not "${only}"`);
+  if (only !== undefined && !ALONE.includes(only)) throw new UsageError(`--only takes ${ALONE.map((k) => `"${k}"`).join(' or ')}, not "${only}"`);
   ensureWrk();
   // The orchestrator is measured as \`npm start\` runs it: compiled.
   execFileSync('npm', ['run', '--silent', 'build'], { stdio: 'inherit' });
@@ -63,9 +78,7 @@ runFlagsCli(HELP, { only: { type: 'string' } }, async ({ only }) => {
     process.once(signal, () => void cleanup().finally(() => process.exit(130)));
   }
   try {
-    const result: BenchResult = only
-      ? { ...parseBenchResult(await readFile('docs/benchmarks.json', 'utf8')), scale: await benchScale({ dir, track }) }
-      : await everything(dir, track);
+    const result = only ? await alone(only, dir, track) : await everything(dir, track);
     await mkdir('docs', { recursive: true });
     const { markdown, svg, modelSvg } = formatReport(result);
     await writeFile('docs/benchmarks.json', `${JSON.stringify(result, null, 2)}\n`);

@@ -1,6 +1,7 @@
 import { AppError } from '../../common/src/errors.js';
 import { barChart } from '../../common/src/svg-chart.js';
 import { instructionsSection, type InstructionsResult } from './instructions-report.js';
+import { machinesSection, type MachinesResult } from './machines-report.js';
 import { scaleChecks, scaleSection, type Check, type ScaleResult } from './scale-report.js';
 import { NODE_FLOOR } from './targets.js';
 import { spreadOf, spreadText } from './spread.js';
@@ -112,6 +113,8 @@ export interface BenchResult {
   };
   model: ModelResult;
   scale: ScaleResult;
+  /** Absent from results written before the scenario existed: `--only machines` adds it. */
+  machines?: MachinesResult;
 }
 
 const runsOf = (s: ScenarioResult, target: string): Measurement[] => s.runs.filter((r) => r.target === target);
@@ -415,6 +418,7 @@ export function formatReport(r: BenchResult): { markdown: string; svg: string; m
     '',
     ...instructionsSection(r.instructions),
     ...scaleSection(r.scale, r.machine.cores),
+    ...machinesSection(r.machines, r.machine.cores),
     ...modelSection(r),
     'Raw results: [benchmarks.json](benchmarks.json).',
     '',

@@ -48,7 +48,11 @@ export interface TeardownReport extends TeardownResult {
  */
 export async function provisionCluster(config: ProvisionConfig, options: CommandOptions & ProvisionOptions): Promise<ProvisionReport> {
   const { store, current, owner } = await openState(config, options);
-  if (owner) return provisionThroughOwner(config, owner, options);
+  if (owner) {
+    // The orchestrator launches what this run asks for: the cost guard asks first, as for a launch of our own.
+    await options.confirm?.();
+    return provisionThroughOwner(config, owner, options);
+  }
   const result = await options.provider.provision(
     { workers: current?.workers ?? [], containers: current?.containers ?? [] },
     { onProgress: options.onProgress, signal: options.signal },

@@ -74,4 +74,20 @@ describe('inventoryOwner', () => {
     expect(JSON.parse(await readFile(statePath, 'utf8'))).toMatchObject({ orchestrator: { running: true } });
     await lock.release();
   });
+
+  it('asks the cost guard before handing a provision over: a launch refused launches nothing through the orchestrator', async () => {
+    const statePath = join(dir, 'state.json');
+    await writeFile(statePath, JSON.stringify(stateWith(running)));
+    const lock = await acquireStateLock(statePath);
+    const provider = { name: 'unused' } as unknown as Provider;
+    let asked = 0;
+    const confirm = async (): Promise<void> => {
+      asked++;
+      throw Object.assign(new Error('not confirmed'), { code: 'LAUNCH_NOT_CONFIRMED' });
+    };
+    // The orchestrator's URL answers nothing: the refusal must come before any call to it.
+    await expect(provisionCluster(config({ statePath }), { provider, confirm, adminToken: 'x'.repeat(32) })).rejects.toMatchObject({ code: 'LAUNCH_NOT_CONFIRMED' });
+    expect(asked).toBe(1);
+    await lock.release();
+  });
 });

@@ -58,17 +58,22 @@ export class MachineScaler extends ControlLoop {
     this.#now = deps.now ?? Date.now;
   }
 
-  /** Machines of the cluster the inventory does not list: adopted while there is room under maxWorkers, else released. */
+  /**
+   * Machines of the cluster the inventory does not list: adopted while there is room under
+   * maxWorkers, else released. Resolves once each is under way (launching or releasing), so that
+   * the first pass counts them; adopting one waits for its containers in the background.
+   */
   async adoptOrRelease(): Promise<void> {
     const { fleet, pool } = this.#deps;
     const found = (await fleet.provider.list()).filter((id) => !pool.worker(id));
-    await Promise.allSettled(
-      found.map((id) => {
-        const why = 'found by its labels or tags at start, not in the inventory (a launch the last run did not finish)';
-        if (this.#total() < this.options.maxWorkers) return fleet.launch(id, `${why}: adopted`, { launchedBy: 'autoscaler' });
-        return fleet.release(id, `${why}: released, ${this.options.maxWorkers} workers already`);
-      }),
-    );
+    const why = 'found by its labels or tags at start, not in the inventory (a launch the last run did not finish)';
+    for (const id of found) {
+      const done =
+        this.#total() < this.options.maxWorkers
+          ? fleet.launch(id, `${why}: adopted`, { launchedBy: 'autoscaler' })
+          : fleet.release(id, `${why}: released, ${this.options.maxWorkers} workers already`);
+      done.catch((error: unknown) => this.log.warn({ err: error, worker: id }, 'could not adopt or release a machine found at start'));
+    }
   }
 
   override async tick(): Promise<void> {

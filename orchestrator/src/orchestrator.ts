@@ -362,8 +362,8 @@ export class Orchestrator {
     // Without a policy too: its passes carry an admin scale request through to the end.
     this.autoscaler.start();
     if (this.machines) {
-      // In the background: adopting a machine waits for its containers, which may take minutes on EC2.
-      this.machines.adoptOrRelease().catch((error: unknown) => this.#log.error({ err: error }, 'could not look for machines the inventory does not list'));
+      // Before the first pass, so that it counts them; their launches go on in the background.
+      await this.machines.adoptOrRelease().catch((error: unknown) => this.#log.error({ err: error }, 'could not look for machines the inventory does not list'));
       this.machines.start(0);
     }
     this.publisher.start();

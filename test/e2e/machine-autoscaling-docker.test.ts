@@ -48,7 +48,7 @@ describe('machine autoscaling on the Docker runtime', () => {
     const provisioned = await runEntry('provisioning/src/main.ts', ['provision', ...provisionFlags(), '--workers', '1', '--work-ms', '50'], { env, timeoutMs: 180_000 });
     expect(provisioned.code, provisioned.stderr).toBe(0);
     orchestrator = await startOrchestrator(cluster.statePath, MACHINE_SCALING_FLAGS);
-    await growAndShrink(orchestrator.url, cluster.statePath, { requests: 2000, timeoutMs: 180_000 });
+    await growAndShrink(orchestrator.url, cluster.statePath, { requests: 1200, timeoutMs: 180_000 });
     expect(await composeProjects()).toEqual([`${clusterName}-w1`]);
     expect(new Set(await labelledWorkers())).toEqual(new Set(['w1']));
   });

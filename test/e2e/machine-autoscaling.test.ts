@@ -29,7 +29,7 @@ describe('machine autoscaling on local processes', () => {
     });
     expect(provisioned.code, provisioned.stderr).toBe(0);
     orchestrator = await startOrchestrator(cluster.statePath, MACHINE_SCALING_FLAGS);
-    await growAndShrink(orchestrator.url, cluster.statePath, { requests: 2000, timeoutMs: 120_000 });
+    await growAndShrink(orchestrator.url, cluster.statePath, { requests: 1200, timeoutMs: 120_000 });
     // The released workers' processes are gone: nothing listens on their ports any more.
     for (const k of [2, 3]) {
       const first = cluster.basePort + (k - 1) * TEST_PORT_STRIDE;

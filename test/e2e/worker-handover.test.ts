@@ -19,10 +19,11 @@ import { pidAlive, pidsGone } from '../helpers/processes.js';
 const TOKEN = 'worker-handover-admin-token';
 /**
  * Long enough per request that 2,000 of them (on 4 to 6 containers, one request each at a time:
- * about a minute) last past a worker's launch and another's drain, each through a CLI that takes
- * seconds to start on a busy 2-core machine. Timer-based work: it costs no CPU.
+ * about 45 s) last past a worker's launch and another's drain, each through a CLI that takes
+ * seconds to start on a busy 2-core machine (the test fails if the load ends first). Timer-based
+ * work: it costs no CPU.
  */
-const WORK_MS = '150';
+const WORK_MS = '100';
 /** How long a test's orchestrator gets to stop on SIGTERM before it is killed. */
 const STOP_GRACE_MS = 30_000;
 

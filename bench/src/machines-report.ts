@@ -128,7 +128,7 @@ export function machinesSection(m: MachinesResult | undefined, cores: number): s
     `column, so they need not add up). **${top.name}** dominates: ${ms(top.value)} ms, ${Math.round((top.value / total) * 100)}% of the total; then ${second.name},`,
     `${ms(second.value)} ms (${Math.round((second.value / total) * 100)}%).` +
       (load > cores
-        ? ` The machine was busy with other work (1-minute load average ${load.toFixed(1)} on ${cores} cores, median at t0): the engine, compose and the new containers got a share of the cores, so launch and start take longer here than on an idle machine.`
+        ? ` The cores were oversubscribed (1-minute load average ${load.toFixed(1)} on ${cores} cores, median at t0, the previous round's teardown and any other work included): the engine, compose and the new containers got a share of them, so launch and start take longer here than on an idle machine.`
         : ''),
     '',
   ];

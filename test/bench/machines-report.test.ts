@@ -107,13 +107,13 @@ describe('the machines section of the report', () => {
     expect(text).toContain('| 3 | **5,563** | 1,100 | 950 | 2,700 | 700 | 45 | 70 | -2 | 1.9 | 650 |');
     expect(text).toContain('| median | **5,563** | 1,100 | 950 | 2,700 | 600 | 40 | 60 | – | 1.2 | 700 |');
     expect(text).toContain('**launch** dominates: 2,700 ms, 49% of the total; then container autoscaler\'s pass,\n1,100 ms (20%).\n');
-    expect(text).not.toContain('busy with other work');
+    expect(text).not.toContain('oversubscribed');
   });
 
-  it('says when other work held the cores, so the launch took longer than on an idle machine', () => {
+  it('says when the cores were oversubscribed, so the launch took longer than on an idle machine', () => {
     const busy = result();
     for (const r of busy.rounds) r.loadAverage = 14;
-    expect(machinesSection(busy, 2).join('\n')).toContain('The machine was busy with other work (1-minute load average 14.0 on 2 cores, median at t0)');
+    expect(machinesSection(busy, 2).join('\n')).toContain('The cores were oversubscribed (1-minute load average 14.0 on 2 cores, median at t0');
   });
 
   it('says "not measured" for results written before the scenario existed', () => {

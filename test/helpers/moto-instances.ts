@@ -1,8 +1,13 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DescribeInstancesCommand, type EC2Client, type Instance } from '@aws-sdk/client-ec2';
+import { afterAll, beforeAll } from 'vitest';
 import { TAGS } from '../../provisioning/src/aws/ec2-context.js';
 import { startBackend, type Backend } from './backend.js';
-import { emulatorAddressOnLoopback } from './network-guard.js';
+import { startMoto, type Moto, type MotoAmi } from './moto.js';
+import { emulatorAddressOnLoopback, routeEmulatorAddresses } from './network-guard.js';
 
 /** The worker an emulator instance runs (its tag); throws when it has none. */
 export function workerOf(instance: Instance): string {
@@ -86,6 +91,52 @@ export function watchInstances(ec2: EC2Client, cluster: string, boot: (instance:
       await loop;
       await Promise.all(boots);
       if (failure !== undefined) throw failure;
+    },
+  };
+}
+
+/** One emulator for a test file, its instances' addresses routed to loopback, and a folder for their host keys. */
+export interface MotoSuite {
+  readonly moto: Moto;
+  readonly ec2: EC2Client;
+  /** Where a test writes the SSH host keys its instances' consoles show; removed after the file. */
+  readonly keysDir: string;
+}
+
+/**
+ * Start moto once for the test file (it takes seconds; each test works on a cluster name of its
+ * own), route the addresses it invents for its instances (54.214.A.B) to 127.214.A.B, and undo
+ * both after the file, even when it failed.
+ */
+export function useMotoSuite(options: { amis?: readonly MotoAmi[] } = {}): MotoSuite {
+  let moto: Moto | undefined;
+  let ec2: EC2Client | undefined;
+  let keysDir: string | undefined;
+  let undoRoute: (() => void) | undefined;
+  beforeAll(async () => {
+    moto = await startMoto(options);
+    ec2 = moto.client();
+    keysDir = await mkdtemp(join(tmpdir(), 'moto-host-keys-'));
+    undoRoute = routeEmulatorAddresses();
+  }, 60_000);
+  afterAll(async () => {
+    undoRoute?.();
+    await moto?.stop();
+    if (keysDir) await rm(keysDir, { recursive: true, force: true });
+  });
+  const ready = <T>(value: T | undefined): T => {
+    if (value === undefined) throw new Error('useMotoSuite: the emulator runs only inside the file\'s tests');
+    return value;
+  };
+  return {
+    get moto() {
+      return ready(moto);
+    },
+    get ec2() {
+      return ready(ec2);
+    },
+    get keysDir() {
+      return ready(keysDir);
     },
   };
 }

@@ -1,5 +1,4 @@
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   DescribeImagesCommand,
@@ -8,12 +7,11 @@ import {
   DescribeKeyPairsCommand,
   DescribeSecurityGroupsCommand,
   DescribeVolumesCommand,
-  type EC2Client,
   type Instance,
   type IpPermission,
   type Tag,
 } from '@aws-sdk/client-ec2';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createLogger } from '../../common/src/logger.js';
 import { TAGS } from '../../provisioning/src/aws/ec2-context.js';
 import { Ec2Provider } from '../../provisioning/src/aws/ec2-provider.js';
@@ -25,9 +23,9 @@ import { runEntry } from '../helpers/cli.js';
 import { tempCluster, type TempCluster } from '../helpers/cluster.js';
 import { cliDenying } from '../helpers/ec2-deny.js';
 import { denyActions, interceptConsole, stopIntercepting } from '../helpers/ec2-intercept.js';
-import { CANONICAL, MOTO_CREDENTIALS, motoCliEnv, NEWEST_UBUNTU, startMoto, UBUNTU_CATALOG, type Moto, type MotoAmi } from '../helpers/moto.js';
-import { liveWorkers, serveModelContainers, watchInstances, workerOf, type InstanceWatch } from '../helpers/moto-instances.js';
-import { ROUTE_ENV, routeEmulatorAddresses } from '../helpers/network-guard.js';
+import { CANONICAL, MOTO_CREDENTIALS, motoCliEnv, NEWEST_UBUNTU, startMoto, UBUNTU_CATALOG, type MotoAmi } from '../helpers/moto.js';
+import { liveWorkers, serveModelContainers, useMotoSuite, watchInstances, workerOf, type InstanceWatch } from '../helpers/moto-instances.js';
+import { ROUTE_ENV } from '../helpers/network-guard.js';
 import { readState } from '../helpers/orchestrator-process.js';
 import { generateKey } from '../helpers/sshd.js';
 
@@ -42,24 +40,9 @@ const ORCH_CIDR = '198.51.100.9/32';
 /** An image of the catalog whose root device is not Ubuntu's /dev/sda1, as Amazon Linux's is not. */
 const XVDA_IMAGE: MotoAmi = { ...UBUNTU_CATALOG[0]!, ami_id: 'ami-0e0e0e0e0e0e00001', name: 'custom/worker-base-xvda', root_device_name: '/dev/xvda' };
 
-let moto: Moto;
-let ec2: EC2Client;
-let undoRoute: (() => void) | undefined;
-let keysDir: string;
+// One emulator for the file (it takes seconds to start); each test works on its own cluster name.
+const emulator = useMotoSuite({ amis: [...UBUNTU_CATALOG, XVDA_IMAGE] });
 let clusters = 0;
-
-beforeAll(async () => {
-  // One emulator for the file (it takes seconds to start); each test works on its own cluster name.
-  moto = await startMoto({ amis: [...UBUNTU_CATALOG, XVDA_IMAGE] });
-  ec2 = moto.client();
-  keysDir = await mkdtemp(join(tmpdir(), 'aws-host-keys-'));
-  undoRoute = routeEmulatorAddresses();
-}, 60_000);
-afterAll(async () => {
-  undoRoute?.();
-  await moto?.stop();
-  if (keysDir) await rm(keysDir, { recursive: true, force: true });
-});
 
 let cluster: TempCluster;
 let name: string;
@@ -103,7 +86,7 @@ function awsConfig(flags: Record<string, unknown> = {}): ProvisionConfig {
   });
 }
 
-const provider = (config: ProvisionConfig) => createProvider(config, log, { ec2, pollSeconds: 1 });
+const provider = (config: ProvisionConfig) => createProvider(config, log, { ec2: emulator.ec2, pollSeconds: 1 });
 
 /**
  * As each instance of the cluster appears in the emulator, its model containers come up (stand-ins
@@ -111,13 +94,13 @@ const provider = (config: ProvisionConfig) => createProvider(config, log, { ec2,
  * console (answered through nock; moto's console has no such block).
  */
 function bootInstances(serving: (workerId: string) => boolean = () => true): void {
-  interceptConsole(moto.endpoint, (instanceId) => {
+  interceptConsole(emulator.moto.endpoint, (instanceId) => {
     const key = hostKeys.get(instanceId);
     return key ? [key] : undefined;
   });
-  watch = watchInstances(ec2, name, async (instance) => {
+  watch = watchInstances(emulator.ec2, name, async (instance) => {
     if (serving(workerOf(instance))) backends.push(...(await serveModelContainers(instance, [cluster.basePort, cluster.basePort + 1])));
-    hostKeys.set(instance.InstanceId!, await generateKey(join(keysDir, instance.InstanceId!)));
+    hostKeys.set(instance.InstanceId!, await generateKey(join(emulator.keysDir, instance.InstanceId!)));
   });
 }
 
@@ -127,21 +110,21 @@ const tagsOf = (tags: Tag[] | undefined): Record<string, string> => Object.fromE
 const ruleText = (rule: IpPermission): string => `${rule.IpProtocol} ${rule.FromPort}-${rule.ToPort} from ${(rule.IpRanges ?? []).map((r) => r.CidrIp).join(',')}`;
 
 async function keyPairsOf(cluster: string) {
-  return (await ec2.send(new DescribeKeyPairsCommand({ Filters: [{ Name: `tag:${TAGS.cluster}`, Values: [cluster] }] }))).KeyPairs ?? [];
+  return (await emulator.ec2.send(new DescribeKeyPairsCommand({ Filters: [{ Name: `tag:${TAGS.cluster}`, Values: [cluster] }] }))).KeyPairs ?? [];
 }
 
 async function groupsOf(cluster: string) {
-  return (await ec2.send(new DescribeSecurityGroupsCommand({ Filters: [{ Name: `tag:${TAGS.cluster}`, Values: [cluster] }] }))).SecurityGroups ?? [];
+  return (await emulator.ec2.send(new DescribeSecurityGroupsCommand({ Filters: [{ Name: `tag:${TAGS.cluster}`, Values: [cluster] }] }))).SecurityGroups ?? [];
 }
 
 /** Every instance ever launched for the cluster, whatever its state. */
 async function instancesOf(cluster: string): Promise<Instance[]> {
-  const found = await ec2.send(new DescribeInstancesCommand({ Filters: [{ Name: `tag:${TAGS.cluster}`, Values: [cluster] }] }));
+  const found = await emulator.ec2.send(new DescribeInstancesCommand({ Filters: [{ Name: `tag:${TAGS.cluster}`, Values: [cluster] }] }));
   return (found.Reservations ?? []).flatMap((r) => r.Instances ?? []).sort((a, b) => workerOf(a).localeCompare(workerOf(b)));
 }
 
 async function userDataOf(instance: Instance): Promise<string> {
-  const attribute = await ec2.send(new DescribeInstanceAttributeCommand({ InstanceId: instance.InstanceId, Attribute: 'userData' }));
+  const attribute = await emulator.ec2.send(new DescribeInstanceAttributeCommand({ InstanceId: instance.InstanceId, Attribute: 'userData' }));
   return Buffer.from(attribute.UserData?.Value ?? '', 'base64').toString('utf8');
 }
 
@@ -149,7 +132,7 @@ async function userDataOf(instance: Instance): Promise<string> {
 async function expectHardened(instance: Instance, rootDevice: string, sizeGb: number): Promise<void> {
   expect(instance.MetadataOptions).toMatchObject({ HttpTokens: 'required', HttpEndpoint: 'enabled', HttpPutResponseHopLimit: 1 });
   expect(instance.BlockDeviceMappings).toEqual([expect.objectContaining({ DeviceName: rootDevice, Ebs: expect.objectContaining({ DeleteOnTermination: true }) })]);
-  const volumes = (await ec2.send(new DescribeVolumesCommand({ Filters: [{ Name: 'attachment.instance-id', Values: [instance.InstanceId!] }] }))).Volumes ?? [];
+  const volumes = (await emulator.ec2.send(new DescribeVolumesCommand({ Filters: [{ Name: 'attachment.instance-id', Values: [instance.InstanceId!] }] }))).Volumes ?? [];
   expect(volumes).toHaveLength(1);
   expect(volumes[0]).toMatchObject({ VolumeType: 'gp3', Size: sizeGb, Encrypted: true, Attachments: [expect.objectContaining({ Device: rootDevice })] });
   expect(tagsOf(volumes[0]!.Tags)).toEqual(tagsOf(instance.Tags));
@@ -176,7 +159,7 @@ describe('EC2 provisioning against moto', () => {
     const instances = await instancesOf(name);
     expect(instances.map(workerOf)).toEqual(['w1', 'w2']);
     // The catalog's decoys (another owner, arm64, minimal, pending, older releases) are newer or look alike; none is taken.
-    const images = await ec2.send(new DescribeImagesCommand({ ImageIds: [NEWEST_UBUNTU.ami_id] }));
+    const images = await emulator.ec2.send(new DescribeImagesCommand({ ImageIds: [NEWEST_UBUNTU.ami_id] }));
     expect(images.Images![0]).toMatchObject({ OwnerId: CANONICAL, Name: NEWEST_UBUNTU.name });
     for (const [i, instance] of instances.entries()) {
       expect(instance).toMatchObject({
@@ -222,7 +205,7 @@ describe('EC2 provisioning against moto', () => {
 
     await teardownCluster(config, { provider: provider(config) });
     // DeleteOnTermination: nothing of the instance is left to pay for.
-    expect((await ec2.send(new DescribeVolumesCommand({ Filters: [{ Name: `tag:${TAGS.cluster}`, Values: [name] }] }))).Volumes).toEqual([]);
+    expect((await emulator.ec2.send(new DescribeVolumesCommand({ Filters: [{ Name: `tag:${TAGS.cluster}`, Values: [name] }] }))).Volumes).toEqual([]);
   });
 
   it('--ami-id of an image that does not exist: one line naming amiId, no instance launched', async () => {
@@ -287,7 +270,7 @@ describe('EC2 provisioning against moto', () => {
     expect(report.stopped).toHaveLength(4);
     expect((await instancesOf(name)).map((i) => i.State!.Name)).toEqual(['terminated', 'terminated']);
     expect(await groupsOf(name)).toEqual([]);
-    expect((await ec2.send(new DescribeSecurityGroupsCommand({ Filters: [{ Name: 'group-name', Values: [`${name}-workers`] }] }))).SecurityGroups).toEqual([]);
+    expect((await emulator.ec2.send(new DescribeSecurityGroupsCommand({ Filters: [{ Name: 'group-name', Values: [`${name}-workers`] }] }))).SecurityGroups).toEqual([]);
     expect(await keyPairsOf(name)).toEqual([]);
     await expect(stat(join(cluster.dir, 'keys', `${name}.pem`))).rejects.toMatchObject({ code: 'ENOENT' });
     await expect(stat(join(cluster.dir, 'keys', `${name}.known_hosts`))).rejects.toMatchObject({ code: 'ENOENT' });
@@ -296,7 +279,7 @@ describe('EC2 provisioning against moto', () => {
 
   it('reports a missing permission as AWS_UNAUTHORIZED naming the action, creating no instance', async () => {
     // Credentials without ec2:RunInstances; EC2's answer comes through nock (moto's IAM answers AccessDenied).
-    denyActions(moto.endpoint, ['RunInstances']);
+    denyActions(emulator.moto.endpoint, ['RunInstances']);
     const config = awsConfig();
     await expect(provisionCluster(config, { provider: provider(config) })).rejects.toMatchObject({
       code: 'AWS_UNAUTHORIZED',
@@ -317,9 +300,9 @@ describe('EC2 provisioning against moto', () => {
     );
     expect((error as Error).message).not.toContain(w1!.InstanceId!);
     expect((error as Error).message).toContain('npm run teardown -- --provider aws');
-    expect((await liveWorkers(ec2, name)).map((i) => i.InstanceId)).toEqual([w1!.InstanceId, w2!.InstanceId]);
+    expect((await liveWorkers(emulator.ec2, name)).map((i) => i.InstanceId)).toEqual([w1!.InstanceId, w2!.InstanceId]);
     await teardownCluster(config, { provider: provider(config) });
-    expect(await liveWorkers(ec2, name)).toEqual([]);
+    expect(await liveWorkers(emulator.ec2, name)).toEqual([]);
   });
 
   it('dry run: shows the plan and checks permissions with DryRun, creating nothing', async () => {
@@ -335,15 +318,15 @@ describe('EC2 provisioning against moto', () => {
     expect(plan.denied).toEqual([]);
     // Every check ran with DryRun: EC2 holds nothing of the cluster.
     expect([...(await keyPairsOf(name)), ...(await groupsOf(name)), ...(await instancesOf(name))]).toEqual([]);
-    expect((await ec2.send(new DescribeKeyPairsCommand({ Filters: [{ Name: 'key-name', Values: [`${name}-workers`] }] }))).KeyPairs).toEqual([]);
+    expect((await emulator.ec2.send(new DescribeKeyPairsCommand({ Filters: [{ Name: 'key-name', Values: [`${name}-workers`] }] }))).KeyPairs).toEqual([]);
 
-    denyActions(moto.endpoint, ['RunInstances']);
+    denyActions(emulator.moto.endpoint, ['RunInstances']);
     expect((await (provider(config) as Ec2Provider).plan()).denied).toEqual(['RunInstances']);
   });
 });
 
 describe('npm run provision -- --provider aws (the CLI)', () => {
-  const cli = (command: 'provision' | 'teardown', extra: string[], env: Record<string, string>, endpoint = moto.endpoint) =>
+  const cli = (command: 'provision' | 'teardown', extra: string[], env: Record<string, string>, endpoint = emulator.moto.endpoint) =>
     runEntry(
       'provisioning/src/main.ts',
       [command, '--provider', 'aws', '--cluster', name, '--ssh-cidr', SSH_CIDR, '--aws-endpoint', endpoint, '--region', 'us-east-1', ...cluster.cliFlags, ...extra],
@@ -355,7 +338,7 @@ describe('npm run provision -- --provider aws (the CLI)', () => {
     { timeout: 120_000 },
     async () => {
       // Like the instances' containers, the stand-ins come up once the CLI has launched the instances.
-      watch = watchInstances(ec2, name, async (instance) => {
+      watch = watchInstances(emulator.ec2, name, async (instance) => {
         backends.push(...(await serveModelContainers(instance, [cluster.basePort, cluster.basePort + 1])));
       });
       // moto's console prints no host keys, which a child process's EC2 calls cannot be given here: no check.
@@ -364,7 +347,7 @@ describe('npm run provision -- --provider aws (the CLI)', () => {
       const first = await cli('provision', flags, env);
       expect(first.code, first.stderr).toBe(0);
       expect(first.stderr).toContain('[provision] 4/4 containers healthy');
-      const launched = await liveWorkers(ec2, name);
+      const launched = await liveWorkers(emulator.ec2, name);
       expect(launched.map(workerOf).sort()).toEqual(['w1', 'w2']);
       const state = await readState(cluster.statePath);
       expect(state.workers.map((w) => [w.host, w.runtime.driver === 'docker' && w.runtime.ssh?.insecureSkipHostKeyCheck])).toEqual(
@@ -373,7 +356,7 @@ describe('npm run provision -- --provider aws (the CLI)', () => {
 
       const again = await cli('provision', flags, env);
       expect(again.code, again.stderr).toBe(0);
-      expect((await liveWorkers(ec2, name)).map((i) => i.InstanceId).sort()).toEqual(launched.map((i) => i.InstanceId).sort());
+      expect((await liveWorkers(emulator.ec2, name)).map((i) => i.InstanceId).sort()).toEqual(launched.map((i) => i.InstanceId).sort());
 
       const down = await cli('teardown', [], env);
       expect(down.code, down.stderr).toBe(0);
@@ -394,7 +377,7 @@ describe('npm run provision -- --provider aws (the CLI)', () => {
   });
 
   it('--dry-run without a permission: the plan, then one line naming it, exit 1', async () => {
-    const result = await cli('provision', ['--dry-run'], { ...MOTO_CREDENTIALS, ...cliDenying(moto.endpoint, ['RunInstances']) });
+    const result = await cli('provision', ['--dry-run'], { ...MOTO_CREDENTIALS, ...cliDenying(emulator.moto.endpoint, ['RunInstances']) });
     expect(result.code).toBe(1);
     expect(result.stdout).toContain('worker w1: launch one t3.small');
     expect(result.stderr.trim().split('\n')).toEqual(['error: not allowed to call ec2:RunInstances; the IAM actions provisioning needs are listed in the README [AWS_UNAUTHORIZED]']);
@@ -405,7 +388,7 @@ describe('npm run provision -- --provider aws (the CLI)', () => {
     expect(result.code).toBe(1);
     expect(result.stderr.trim().split('\n')).toEqual([expect.stringMatching(/^error: no AWS credentials found: .* \[AWS_CREDENTIALS_MISSING\]$/)]);
     expect([...(await keyPairsOf(name)), ...(await groupsOf(name)), ...(await instancesOf(name))]).toEqual([]);
-    expect((await ec2.send(new DescribeKeyPairsCommand({ Filters: [{ Name: 'key-name', Values: [`${name}-workers`] }] }))).KeyPairs).toEqual([]);
+    expect((await emulator.ec2.send(new DescribeKeyPairsCommand({ Filters: [{ Name: 'key-name', Values: [`${name}-workers`] }] }))).KeyPairs).toEqual([]);
   });
 
   it("in a region whose Ubuntu images are under another owner than Canonical's: one line naming amiId, exit 2, no instance launched", { timeout: 60_000 }, async () => {

@@ -1,11 +1,10 @@
 import { readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { DescribeInstanceAttributeCommand, type EC2Client, type Instance } from '@aws-sdk/client-ec2';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { DescribeInstanceAttributeCommand, type Instance } from '@aws-sdk/client-ec2';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { freeBasePort } from '../../common/src/free-ports.js';
 import { createLogger } from '../../common/src/logger.js';
-import { loadOrchestratorConfig } from '../../orchestrator/src/config.js';
-import { Orchestrator } from '../../orchestrator/src/orchestrator.js';
+import type { Orchestrator } from '../../orchestrator/src/orchestrator.js';
 import { TAGS } from '../../provisioning/src/aws/ec2-context.js';
 import { provisionCluster, teardownCluster } from '../../provisioning/src/commands.js';
 import { loadProvisionConfig, type ProvisionConfig } from '../../provisioning/src/config.js';
@@ -14,9 +13,8 @@ import type { MachineScalerSnapshot, StateFile } from '../../status/src/schema.j
 import type { Backend } from '../helpers/backend.js';
 import { tempCluster, type TempCluster } from '../helpers/cluster.js';
 import { poll } from '../helpers/docker.js';
-import { startMoto, type Moto } from '../helpers/moto.js';
-import { instancesOfWorker, serveModelContainers, watchInstances, workerOf, type InstanceWatch } from '../helpers/moto-instances.js';
-import { routeEmulatorAddresses } from '../helpers/network-guard.js';
+import { startMachineOrchestrator } from '../helpers/machine-view.js';
+import { instancesOfWorker, serveModelContainers, useMotoSuite, watchInstances, workerOf, type InstanceWatch } from '../helpers/moto-instances.js';
 
 // The machine autoscaler of an in-process orchestrator on EC2, against moto: the workers it
 // launches and releases are moto's instances, read back from the emulator. As in
@@ -43,20 +41,8 @@ const log = createLogger('test', 'silent');
 const SSH_CIDR = '203.0.113.7/32';
 const ORCH_CIDR = '198.51.100.9/32';
 
-let moto: Moto;
-let ec2: EC2Client;
-let undoRoute: (() => void) | undefined;
+const emulator = useMotoSuite();
 let clusters = 0;
-
-beforeAll(async () => {
-  moto = await startMoto();
-  ec2 = moto.client();
-  undoRoute = routeEmulatorAddresses();
-}, 60_000);
-afterAll(async () => {
-  undoRoute?.();
-  await moto?.stop();
-});
 
 let cluster: TempCluster;
 let name: string;
@@ -82,7 +68,7 @@ afterEach(async () => {
     await Promise.all([...backends.values()].flat().map((b) => b.kill()));
     // Whatever a failed test left in the emulator goes with the cluster.
     const config = awsConfig();
-    await teardownCluster(config, { provider: createProvider(config, log, { ec2, pollSeconds: 1 }) }).catch(() => {});
+    await teardownCluster(config, { provider: createProvider(config, log, { ec2: emulator.ec2, pollSeconds: 1 }) }).catch(() => {});
     await cluster.cleanup();
   }
 }, 60_000);
@@ -109,7 +95,7 @@ function awsConfig(flags: Record<string, unknown> = {}): ProvisionConfig {
 
 /** As each instance of the cluster appears, the model containers of the workers in `serving` come up. */
 function bootInstances(serving: (workerId: string) => boolean = () => true): void {
-  watch = watchInstances(ec2, name, async (instance) => {
+  watch = watchInstances(emulator.ec2, name, async (instance) => {
     if (serving(workerOf(instance))) backends.set(instance.InstanceId!, await serveModelContainers(instance, [cluster.basePort, cluster.basePort + 1]));
   });
 }
@@ -117,7 +103,7 @@ function bootInstances(serving: (workerId: string) => boolean = () => true): voi
 /** Provision w1 as `npm run provision` does: the state file records the provisioning config. */
 async function provision(flags: Record<string, unknown> = {}): Promise<void> {
   const config = awsConfig(flags);
-  await provisionCluster(config, { provider: createProvider(config, log, { ec2, pollSeconds: 1 }) });
+  await provisionCluster(config, { provider: createProvider(config, log, { ec2: emulator.ec2, pollSeconds: 1 }) });
 }
 
 /**
@@ -128,29 +114,12 @@ async function provision(flags: Record<string, unknown> = {}): Promise<void> {
 async function start(flags: Record<string, unknown> = {}): Promise<Orchestrator> {
   const state = JSON.parse(await readFile(cluster.statePath, 'utf8')) as StateFile;
   const recorded = loadProvisionConfig({ env: {}, flags: { ...state.provisioning, statePath: cluster.statePath } });
-  const workerProvider = createWorkerProvider(recorded, log, { ec2, pollSeconds: 1 });
-  const config = loadOrchestratorConfig({
-    flags: {
-      port: 0,
-      statePath: cluster.statePath,
-      healthIntervalMs: 200,
-      statusWriteIntervalMs: 50,
-      scaleIntervalMs: 100,
-      workerCheckTimeoutMs: 1_000,
-      maxContainersPerWorker: 2,
-      maxContainers: 8,
-      maxWorkers: 3,
-      minWorkers: 1,
-      workerSurplusMs: 1_000,
-      workerScaleDownCooldownMs: 0,
-      scaleDownCooldownMs: 0,
-      shutdownTimeoutMs: 5_000,
-      logLevel: 'silent',
-      ...flags,
-    },
-  });
-  orchestrator = await Orchestrator.create(config, log, { workerProvider });
-  await orchestrator.listen();
+  const workerProvider = createWorkerProvider(recorded, log, { ec2: emulator.ec2, pollSeconds: 1 });
+  ({ orchestrator } = await startMachineOrchestrator(
+    cluster,
+    { workerCheckTimeoutMs: 1_000, maxContainers: 8, maxWorkers: 3, workerSurplusMs: 1_000, ...flags },
+    { provision: false, workerProvider },
+  ));
   return orchestrator;
 }
 
@@ -159,7 +128,7 @@ const workerIds = (o: Orchestrator): string[] => [...o.pool.workers()].map((w) =
 const states = (instances: Instance[]): Array<[string, string]> => instances.map((i) => [i.InstanceId!, i.State!.Name!]);
 const tagsOf = (instance: Instance): Record<string, string> => Object.fromEntries((instance.Tags ?? []).map((t) => [t.Key!, t.Value!]));
 const userDataOf = async (instance: Instance): Promise<string> => {
-  const attribute = await ec2.send(new DescribeInstanceAttributeCommand({ InstanceId: instance.InstanceId, Attribute: 'userData' }));
+  const attribute = await emulator.ec2.send(new DescribeInstanceAttributeCommand({ InstanceId: instance.InstanceId, Attribute: 'userData' }));
   return Buffer.from(attribute.UserData!.Value!, 'base64').toString('utf8');
 };
 
@@ -170,7 +139,7 @@ describe('the machine autoscaler on EC2 (moto)', () => {
     // Scale-in leaves each worker one container: an empty worker is vouched for by its runtime
     // only (see the top), which cannot be reached here, so it would be marked down, not surplus.
     const o = await start({ minContainersPerWorker: 1 });
-    const of = (worker: string) => instancesOfWorker(ec2, name, worker);
+    const of = (worker: string) => instancesOfWorker(emulator.ec2, name, worker);
     const [w1] = await of('w1');
 
     o.autoscaler.scaleTo(6, 'test');
@@ -233,7 +202,7 @@ describe('the machine autoscaler on EC2 (moto)', () => {
     // Recorded with the provisioning config: every worker launch waits 3 s for its containers.
     await provision({ launchTimeoutMs: 3_000 });
     const o = await start({ maxWorkers: 2, workerLaunchBackoffMs: 8_000, workerLaunchBackoffMaxMs: 16_000 });
-    const of = () => instancesOfWorker(ec2, name, 'w2');
+    const of = () => instancesOfWorker(emulator.ec2, name, 'w2');
 
     o.autoscaler.scaleTo(4, 'test');
     const failed = await poll(async () => (machines(o).failures === 1 ? machines(o) : undefined), 'a failed launch', 60_000);
@@ -269,17 +238,17 @@ describe('the machine autoscaler on EC2 (moto)', () => {
     const o = await start({ maxWorkers: 2 });
     o.autoscaler.scaleTo(4, 'test');
     await poll(async () => (workerIds(o).length === 2 && o.pool.capacity() === 4 ? true : undefined), 'two workers in rotation', 60_000);
-    const [lost] = await instancesOfWorker(ec2, name, 'w2');
+    const [lost] = await instancesOfWorker(emulator.ec2, name, 'w2');
 
     // Its machine goes: the containers stop answering; its runtime never could be listed.
     await Promise.all(backends.get(lost!.InstanceId!)!.map((b) => b.kill()));
     await poll(async () => (machines(o).counts.released === 1 ? true : undefined), 'the lost worker released', 60_000);
     const release = machines(o).decisions.find((d) => d.action === 'released');
     expect(release).toMatchObject({ workerId: 'w2', reason: 'down for 1 s: its machine is lost' });
-    const lostStates = states(await instancesOfWorker(ec2, name, 'w2')).filter(([id]) => id === lost!.InstanceId);
+    const lostStates = states(await instancesOfWorker(emulator.ec2, name, 'w2')).filter(([id]) => id === lost!.InstanceId);
     expect(lostStates).toEqual([[lost!.InstanceId!, 'terminated']]);
     // w1, provisioned, is never the autoscaler's to release.
-    expect(states(await instancesOfWorker(ec2, name, 'w1')).map(([, state]) => state)).toEqual(['running']);
+    expect(states(await instancesOfWorker(emulator.ec2, name, 'w1')).map(([, state]) => state)).toEqual(['running']);
     expect(o.pool.worker('w1')!.state).toBe('up');
   });
 });

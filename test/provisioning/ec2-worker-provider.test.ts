@@ -1,8 +1,7 @@
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { DescribeInstanceAttributeCommand, DescribeVolumesCommand, type EC2Client, type Instance, type Tag } from '@aws-sdk/client-ec2';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { DescribeInstanceAttributeCommand, DescribeVolumesCommand, type Instance, type Tag } from '@aws-sdk/client-ec2';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createLogger } from '../../common/src/logger.js';
 import { TAGS } from '../../provisioning/src/aws/ec2-context.js';
 import { Ec2WorkerProvider } from '../../provisioning/src/aws/ec2-worker-provider.js';
@@ -12,9 +11,8 @@ import { createProvider } from '../../provisioning/src/create-provider.js';
 import type { Backend } from '../helpers/backend.js';
 import { tempCluster, type TempCluster } from '../helpers/cluster.js';
 import { interceptConsole, stopIntercepting } from '../helpers/ec2-intercept.js';
-import { NEWEST_UBUNTU, startMoto, type Moto } from '../helpers/moto.js';
-import { instancesOfWorker as instancesOf, liveWorkers, serveModelContainers, watchInstances, workerOf, type InstanceWatch } from '../helpers/moto-instances.js';
-import { routeEmulatorAddresses } from '../helpers/network-guard.js';
+import { NEWEST_UBUNTU } from '../helpers/moto.js';
+import { instancesOfWorker as instancesOf, liveWorkers, serveModelContainers, useMotoSuite, watchInstances, workerOf, type InstanceWatch } from '../helpers/moto-instances.js';
 import { generateKey } from '../helpers/sshd.js';
 
 // The EC2 worker provider against moto, the EC2 emulator, as the provisioning tests run: each
@@ -26,23 +24,8 @@ const log = createLogger('test', 'silent');
 const SSH_CIDR = '203.0.113.7/32';
 const ORCH_CIDR = '198.51.100.9/32';
 
-let moto: Moto;
-let ec2: EC2Client;
-let undoRoute: (() => void) | undefined;
-let keysDir: string;
+const emulator = useMotoSuite();
 let clusters = 0;
-
-beforeAll(async () => {
-  moto = await startMoto();
-  ec2 = moto.client();
-  keysDir = await mkdtemp(join(tmpdir(), 'ec2-worker-host-keys-'));
-  undoRoute = routeEmulatorAddresses();
-}, 60_000);
-afterAll(async () => {
-  undoRoute?.();
-  await moto?.stop();
-  if (keysDir) await rm(keysDir, { recursive: true, force: true });
-});
 
 let cluster: TempCluster;
 let name: string;
@@ -64,7 +47,7 @@ afterEach(async () => {
     await Promise.all(backends.map((b) => b.kill()));
     backends = [];
     // Whatever a failed test left in the emulator goes with the cluster.
-    await teardownCluster(awsConfig(), { provider: createProvider(awsConfig(), log, { ec2, pollSeconds: 1 }) }).catch(() => {});
+    await teardownCluster(awsConfig(), { provider: createProvider(awsConfig(), log, { ec2: emulator.ec2, pollSeconds: 1 }) }).catch(() => {});
     await cluster.cleanup();
   }
 });
@@ -88,8 +71,8 @@ function awsConfig(flags: Record<string, unknown> = {}): ProvisionConfig {
 }
 
 const ports = () => [cluster.basePort, cluster.basePort + 1];
-const provision = (config = awsConfig()) => provisionCluster(config, { provider: createProvider(config, log, { ec2, pollSeconds: 1 }) });
-const workerProvider = (config = awsConfig()) => new Ec2WorkerProvider(config, { client: ec2, logger: log, pollSeconds: 1 });
+const provision = (config = awsConfig()) => provisionCluster(config, { provider: createProvider(config, log, { ec2: emulator.ec2, pollSeconds: 1 }) });
+const workerProvider = (config = awsConfig()) => new Ec2WorkerProvider(config, { client: emulator.ec2, logger: log, pollSeconds: 1 });
 
 /**
  * As each instance of the cluster appears, cloud-init prints its host key on the console and, for
@@ -97,13 +80,13 @@ const workerProvider = (config = awsConfig()) => new Ec2WorkerProvider(config, {
  * `booted` hears each instance once that is done.
  */
 function bootInstances(serving: (workerId: string) => boolean = () => true, booted: (instance: Instance) => void = () => {}): void {
-  interceptConsole(moto.endpoint, (instanceId) => {
+  interceptConsole(emulator.moto.endpoint, (instanceId) => {
     const key = hostKeys.get(instanceId);
     return key ? [key] : undefined;
   });
-  watch = watchInstances(ec2, name, async (instance) => {
+  watch = watchInstances(emulator.ec2, name, async (instance) => {
     if (serving(workerOf(instance))) backends.push(...(await serveModelContainers(instance, ports())));
-    hostKeys.set(instance.InstanceId!, await generateKey(join(keysDir, instance.InstanceId!)));
+    hostKeys.set(instance.InstanceId!, await generateKey(join(emulator.keysDir, instance.InstanceId!)));
     booted(instance);
   });
 }
@@ -111,7 +94,7 @@ function bootInstances(serving: (workerId: string) => boolean = () => true, boot
 const tagsOf = (tags: Tag[] | undefined): Record<string, string> => Object.fromEntries((tags ?? []).map((t) => [t.Key!, t.Value!]));
 
 /** Every instance ever launched for worker `workerId` of the cluster, whatever its state, oldest first. */
-const instancesOfWorker = (workerId: string): Promise<Instance[]> => instancesOf(ec2, name, workerId);
+const instancesOfWorker = (workerId: string): Promise<Instance[]> => instancesOf(emulator.ec2, name, workerId);
 
 const knownHostsFile = () => join(cluster.dir, 'keys', `${name}.known_hosts`);
 const knownHostsLines = async () => (await readFile(knownHostsFile(), 'utf8')).split('\n').filter(Boolean).sort();
@@ -136,7 +119,7 @@ describe('Ec2WorkerProvider against moto', () => {
       SecurityGroups: w1!.SecurityGroups,
     });
     expect(tagsOf(w3!.Tags)).toEqual({ [TAGS.cluster]: name, [TAGS.role]: 'worker', [TAGS.worker]: 'w3', Name: `${name}-w3` });
-    const userData = await ec2.send(new DescribeInstanceAttributeCommand({ InstanceId: w3!.InstanceId, Attribute: 'userData' }));
+    const userData = await emulator.ec2.send(new DescribeInstanceAttributeCommand({ InstanceId: w3!.InstanceId, Attribute: 'userData' }));
     const script = Buffer.from(userData.UserData!.Value!, 'base64').toString('utf8');
     expect(script).toMatch(/^#!\/bin\/bash\n/);
     expect(script).toContain('WORKER_ID=w3\n');
@@ -144,7 +127,7 @@ describe('Ec2WorkerProvider against moto', () => {
     expect(script).toContain(await readFile('docker-compose.worker.yml', 'utf8').then((t) => t.trimEnd()));
     expect(w3!.MetadataOptions).toMatchObject({ HttpTokens: 'required', HttpEndpoint: 'enabled', HttpPutResponseHopLimit: 1 });
     expect(w3!.BlockDeviceMappings).toEqual([expect.objectContaining({ DeviceName: NEWEST_UBUNTU.root_device_name, Ebs: expect.objectContaining({ DeleteOnTermination: true }) })]);
-    const volumes = (await ec2.send(new DescribeVolumesCommand({ Filters: [{ Name: 'attachment.instance-id', Values: [w3!.InstanceId!] }] }))).Volumes ?? [];
+    const volumes = (await emulator.ec2.send(new DescribeVolumesCommand({ Filters: [{ Name: 'attachment.instance-id', Values: [w3!.InstanceId!] }] }))).Volumes ?? [];
     expect(volumes).toHaveLength(1);
     expect(volumes[0]).toMatchObject({ VolumeType: 'gp3', Size: 20, Encrypted: true, Attachments: [expect.objectContaining({ Device: NEWEST_UBUNTU.root_device_name })] });
     expect(tagsOf(volumes[0]!.Tags)).toEqual(tagsOf(w3!.Tags));
@@ -189,7 +172,7 @@ describe('Ec2WorkerProvider against moto', () => {
     const kept = [...(await instancesOfWorker('w1')), ...(await instancesOfWorker('w2'))];
     expect(await knownHostsLines()).toEqual(knownHostsOf(kept));
     await provider.release('w3');
-    expect((await liveWorkers(ec2, name)).map(workerOf).sort()).toEqual(['w1', 'w2']);
+    expect((await liveWorkers(emulator.ec2, name)).map(workerOf).sort()).toEqual(['w1', 'w2']);
 
     // Released, it can be launched again: a new instance.
     const relaunched = await provider.launch('w3');
@@ -255,7 +238,7 @@ describe('Ec2WorkerProvider against moto', () => {
     await provision(awsConfig({ workers: 1 }));
     await workerProvider().launch('w2');
     const config = awsConfig({ workers: 1 });
-    await teardownCluster(config, { provider: createProvider(config, log, { ec2, pollSeconds: 1 }) });
+    await teardownCluster(config, { provider: createProvider(config, log, { ec2: emulator.ec2, pollSeconds: 1 }) });
     const states = [...(await instancesOfWorker('w1')), ...(await instancesOfWorker('w2'))].map((i) => [workerOf(i), i.State!.Name]);
     expect(states).toEqual([
       ['w1', 'terminated'],

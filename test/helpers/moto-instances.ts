@@ -5,6 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { DescribeInstancesCommand, type EC2Client, type Instance } from '@aws-sdk/client-ec2';
 import { afterAll, beforeAll } from 'vitest';
 import { TAGS } from '../../provisioning/src/aws/ec2-context.js';
+import { byLaunch } from '../../provisioning/src/aws/instances.js';
 import { startBackend, type Backend } from './backend.js';
 import { startMoto, type Moto, type MotoAmi } from './moto.js';
 import { emulatorAddressOnLoopback, routeEmulatorAddresses } from './network-guard.js';
@@ -47,7 +48,8 @@ export async function instancesOfWorker(ec2: EC2Client, cluster: string, workerI
       ],
     }),
   );
-  return (found.Reservations ?? []).flatMap((r) => r.Instances ?? []).sort((a, b) => a.LaunchTime!.getTime() - b.LaunchTime!.getTime());
+  // In the order the provider keeps one of two (launch time, then id): launches in the same second tie on time.
+  return (found.Reservations ?? []).flatMap((r) => r.Instances ?? []).sort(byLaunch);
 }
 
 /** Stand-ins for the two model containers user-data starts on `instance`: answering /health as `<worker>-<port>` on its loopback address. */

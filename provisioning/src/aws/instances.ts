@@ -34,7 +34,7 @@ export async function liveInstances(ctx: Ec2Context, role: string): Promise<Inst
  * Earliest launched first, then by instance id: when two callers launched for the same worker,
  * each of them, reading the same instances, keeps the same one.
  */
-function byLaunch(a: Instance, b: Instance): number {
+export function byLaunch(a: Instance, b: Instance): number {
   return (a.LaunchTime?.getTime() ?? 0) - (b.LaunchTime?.getTime() ?? 0) || a.InstanceId!.localeCompare(b.InstanceId!);
 }
 

@@ -41,7 +41,9 @@ export function loadConfig<S extends z.ZodObject>(schema: S, sources: ConfigSour
     try {
       parsed = JSON.parse(readFileSync(sources.file, 'utf8'));
     } catch (error) {
-      throw new ConfigError(`config file ${sources.file}: cannot read it as JSON (${(error as Error).message})`);
+      // Not a parser's message: it quotes the text around the fault, which may be a secret.
+      const why = error instanceof SyntaxError ? 'not valid JSON' : ((error as NodeJS.ErrnoException).code ?? (error as Error).name);
+      throw new ConfigError(`config file ${sources.file}: cannot read it as JSON (${why})`);
     }
     if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
       throw new ConfigError(`config file ${sources.file}: expected a JSON object, found ${Array.isArray(parsed) ? 'an array' : typeof parsed}`);

@@ -6,13 +6,16 @@ export class AppError extends Error {
   readonly status: number;
   /** Whether the message is safe to show to an HTTP client. @default false */
   readonly expose: boolean;
+  /** Seconds the client should wait before sending again (the Retry-After of a 429 or 503), when the error knows. */
+  readonly retryAfterSeconds: number | undefined;
 
-  constructor(code: string, message: string, options: { status?: number; expose?: boolean; cause?: unknown } = {}) {
+  constructor(code: string, message: string, options: { status?: number; expose?: boolean; cause?: unknown; retryAfterSeconds?: number } = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = new.target.name;
     this.code = code;
     this.status = options.status ?? 500;
     this.expose = options.expose ?? false;
+    this.retryAfterSeconds = options.retryAfterSeconds;
   }
 }
 

@@ -12,6 +12,8 @@ export interface FinishedExchange {
   ms: number;
   /** The container that answered, if one did. */
   container: string | undefined;
+  /** The name of the client key the request came with (keys configured); never the key. */
+  client: string | undefined;
   /** Whether the whole answer was handed to the connection. */
   completed: boolean;
 }

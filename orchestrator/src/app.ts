@@ -5,14 +5,18 @@ import type { IncomingMessage, RequestListener } from 'node:http';
 import Koa, { type Context } from 'koa';
 import Router from 'koa-router';
 import { REPO_ROOT } from '../../common/src/paths.js';
+import type { AppError } from '../../common/src/errors.js';
 import type { Logger } from '../../common/src/logger.js';
 import { MethodNotAllowedError, NotFoundError, PayloadTooLargeError, UnsupportedMediaTypeError } from '../../common/src/http-errors.js';
 import type { FinishedExchange } from './access-log.js';
+import type { AccessControl } from './access-control.js';
+import type { KeyScope } from './config.js';
 import { statusSentOn } from './client-errors.js';
 import { createErrorResponder, type ErrorResponder } from './error-responder.js';
 import { PREDICT_ROUTE, REQUEST_ID_HEADER, type Exchange, type ProxyHandler, type UpstreamTarget } from './proxy-handler.js';
 import type { ScalingDecision, StateFile, WorkerRecord } from '../../status/src/schema.js';
 import type { DashboardFeed } from './dashboard-feed.js';
+import type { OrchestratorMetrics } from './metrics.js';
 import type { RejectionLog } from './rejection-log.js';
 import { AdminDisabledError, BadRequestError, UnauthorizedError } from './errors.js';
 import { ADMIN_PATH, parseTarget, type RequestTarget, type TargetKind } from './request-target.js';
@@ -43,8 +47,12 @@ export interface AppDeps {
   /** The live dashboard's event stream. */
   dashboard: Pick<DashboardFeed, 'subscribe'>;
   admin: AdminActions;
+  /** Client keys: who may call which route, and how often. */
+  access: Pick<AccessControl, 'guards' | 'authenticate' | 'admit'>;
+  /** Where inference requests the key check refused are counted, by key name (the proxy counts the rest). */
+  clientCounts: Pick<OrchestratorMetrics, 'clientRequest'>;
   /** Own health: whether requests can be served now. */
-  health: () => { ok: boolean; detail: Record<string, unknown> };
+  healthy: () => boolean;
   log: Logger;
   /** Where expected rejections (4xx and 503/504 answers) are logged, rate-limited. */
   rejections: Pick<RejectionLog, 'record'>;
@@ -57,6 +65,15 @@ export interface AppDeps {
 }
 
 const REQUEST_ID = /^[\w.:-]{1,128}$/;
+
+/**
+ * What a 401 asks for. A read route also offers Basic, so a browser asks for the key (as the
+ * password) and then sends it with the dashboard and its event stream.
+ */
+const CHALLENGES: Record<KeyScope, string[]> = {
+  infer: ['Bearer realm="orchestrator"'],
+  read: ['Bearer realm="orchestrator"', 'Basic realm="orchestrator", charset="UTF-8"'],
+};
 
 /** The dashboard: one self-contained page (its script draws the charts; no front-end build). */
 const DASHBOARD_PAGE = readFileSync(join(REPO_ROOT, 'orchestrator/dashboard/index.html'), 'utf8');
@@ -96,12 +113,44 @@ function hostProblem(req: IncomingMessage): string | undefined {
 }
 
 /**
+ * The key a route needs when that scope is guarded: `infer` for the model (`/new_request`, every
+ * forwarded path and containers' control routes), `read` for what shows the cluster. /health
+ * stays open for load balancers; /admin has its own token.
+ */
+function scopeOf(target: RequestTarget): KeyScope | undefined {
+  switch (target.kind) {
+    case 'forward':
+    case 'container-control':
+      return 'infer';
+    case 'admin':
+      return undefined;
+    case 'orchestrator': {
+      const path = target.path.toLowerCase();
+      return path === '/health' ? undefined : path === PREDICT_ROUTE ? 'infer' : 'read';
+    }
+  }
+}
+
+/**
+ * The request's Authorization header when it has exactly one. Node keeps the first of several and
+ * drops the rest; a proxy in front may have read another, so several count as none.
+ */
+function soleAuthorization(req: IncomingMessage): string | undefined {
+  let count = 0;
+  const raw = req.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) if (raw[i]!.length === 13 && raw[i]!.toLowerCase() === 'authorization') count++;
+  return count === 1 ? req.headers.authorization : undefined;
+}
+
+/**
  * The orchestrator's request listener. The target is read once (see parseTarget); every request
  * that is forwarded to a container (`POST /new_request` in any spelling, and every path that is
  * not the orchestrator's) goes straight to the proxy: one forwarding path, without Koa's
  * per-request context (it cost about a quarter of the orchestrator's CPU per forwarded request).
  * The orchestrator's own routes and the admin API go through Koa. Both answer errors with the one
- * error responder, and both tell `onFinished` of each exchange.
+ * error responder, and both tell `onFinished` of each exchange. When client keys are configured,
+ * the key is checked (and an inference request counted against its rate) before anything else
+ * answers: no route, method, body or refusal shows to a caller without one.
  */
 export function createRequestListener(deps: AppDeps): RequestListener {
   const bootId = Date.now().toString(36);
@@ -110,7 +159,8 @@ export function createRequestListener(deps: AppDeps): RequestListener {
     typeof given === 'string' && REQUEST_ID.test(given) ? given : `${bootId}-${++sequence}`;
   const respondError = createErrorResponder(deps);
   const koa = createApp(deps, respondError).callback();
-  const { onFinished } = deps;
+  const { onFinished, access } = deps;
+  const isAdmin = bearerMatch(deps.admin.token);
   return (req, res) => {
     const url = req.url ?? '';
     const exchange: EdgeExchange = { req, res, requestId: requestIdOf(req.headers[REQUEST_ID_HEADER]), path: pathOf(url) || '-', startedAt: performance.now() };
@@ -127,6 +177,23 @@ export function createRequestListener(deps: AppDeps): RequestListener {
     } catch (error) {
       respondError(exchange, error);
       return;
+    }
+    const scope = scopeOf(target);
+    if (scope !== undefined && access.guards(scope)) {
+      try {
+        const authorization = soleAuthorization(req);
+        // The admin token reads too: provisioning's handover reads /status with it.
+        if (scope === 'infer' || !isAdmin(authorization)) {
+          exchange.client = access.authenticate(authorization, scope);
+          if (scope === 'infer') access.admit(exchange.client);
+        }
+      } catch (error) {
+        const status = (error as AppError).status;
+        if (status === 401) res.setHeader('www-authenticate', CHALLENGES[scope]);
+        if (scope === 'infer') deps.clientCounts.clientRequest(exchange.client, status);
+        respondError(exchange, error);
+        return;
+      }
     }
     // A path that is not the orchestrator's goes to the container as sent; a predict request to each container's own predict path.
     if (target.kind === 'forward') void forward(deps.proxy, respondError, exchange, url);
@@ -150,6 +217,7 @@ function finishedOf(exchange: EdgeExchange): FinishedExchange {
     status: statusSentOn(req.socket) ?? res.statusCode,
     ms: Math.round((performance.now() - exchange.startedAt) * 10) / 10,
     container: exchange.servedBy,
+    client: exchange.client,
     completed: res.writableFinished,
   };
 }
@@ -238,9 +306,9 @@ function orchestratorRouter(deps: AppDeps): Router {
     ctx.respond = false;
   });
   router.get('/health', (ctx) => {
-    const { ok, detail } = deps.health();
+    const ok = deps.healthy();
     ctx.status = ok ? 200 : 503;
-    ctx.body = { status: ok ? 'ok' : 'unavailable', ...detail };
+    ctx.body = { status: ok ? 'ok' : 'unavailable' };
   });
   return router;
 }
@@ -267,12 +335,10 @@ function withMethodCheck(router: Router): (ctx: Context) => Promise<void> {
  * JSON content type without a preflight this server never grants.
  */
 function adminGate(token: string | undefined): (ctx: Context) => void {
-  const expected = token === undefined ? undefined : digest(token);
+  const matches = bearerMatch(token);
   return (ctx) => {
-    if (!expected) throw new AdminDisabledError();
-    // The scheme name is case-insensitive (RFC 9110 section 11.1).
-    const given = /^Bearer (.+)$/i.exec(ctx.get('authorization'))?.[1];
-    if (!given || !timingSafeEqual(digest(given), expected)) {
+    if (token === undefined) throw new AdminDisabledError();
+    if (!matches(ctx.get('authorization'))) {
       ctx.set('WWW-Authenticate', 'Bearer realm="admin"');
       throw new UnauthorizedError();
     }
@@ -332,6 +398,16 @@ function adminRouter(admin: AdminActions): Router {
 }
 
 const digest = (value: string): Buffer => createHash('sha256').update(value).digest();
+
+/** Whether an Authorization value is `Bearer <token>` (compared in constant time); never, without a token. */
+function bearerMatch(token: string | undefined): (authorization: string | undefined) => boolean {
+  const expected = token === undefined ? undefined : digest(token);
+  return (authorization) => {
+    // The scheme name is case-insensitive (RFC 9110 section 11.1).
+    const given = authorization === undefined ? undefined : /^Bearer (.+)$/i.exec(authorization)?.[1];
+    return expected !== undefined && given !== undefined && timingSafeEqual(digest(given), expected);
+  };
+}
 
 /** The request body as JSON (null when empty); 400 on bad JSON, 413 past ADMIN_BODY_LIMIT. */
 async function readJson(ctx: Context): Promise<unknown> {

@@ -28,8 +28,6 @@ export interface ClusterViewSources {
   provisioning: StateFile['provisioning'];
   /** The autoscaler's lifetime decision counts and the container count it wants now. */
   scaling: () => { decisions: Readonly<Record<'scale-out' | 'scale-in' | 'none', number>>; desired: number };
-  /** This process's own load, for /health. */
-  load: () => { eventLoopDelayMs: { p99: number; max: number }; rssBytes: number };
 }
 
 /**
@@ -108,20 +106,11 @@ export class ClusterView {
     return this.#sources.scaling();
   }
 
-  /** Whether requests can be served now (some capacity, not shutting down), and why. */
-  health(): { ok: boolean; detail: Record<string, unknown> } {
-    const capacity = this.pool.capacity();
-    const running = this.#sources.orchestrator()?.running ?? false;
-    return {
-      ok: capacity > 0 && running,
-      detail: {
-        capacity,
-        containers: this.pool.size,
-        queued: this.queue.length,
-        shuttingDown: !running,
-        // How responsive this process is, since it started: what a benchmark or a probe wants to see.
-        ...this.#sources.load(),
-      },
-    };
+  /**
+   * Whether requests can be served now (some capacity, not shutting down). Nothing more: /health
+   * answers anyone, so it shows nothing of the inventory (/status and /metrics do, to a read key).
+   */
+  healthy(): boolean {
+    return this.pool.capacity() > 0 && (this.#sources.orchestrator()?.running ?? false);
   }
 }

@@ -18,15 +18,40 @@ export const scaleRuleSchema = z.object({
 });
 export type ScaleRule = z.infer<typeof scaleRuleSchema>;
 
-/** Rules come as a JSON array from the config file, or as a JSON string from env or a flag. */
-const ruleList = z.preprocess((value) => {
-  if (typeof value !== 'string') return value;
-  try {
-    return JSON.parse(value);
-  } catch {
-    return value;
-  }
-}, z.array(scaleRuleSchema));
+/** A list that comes as a JSON array from the config file, or as a JSON string from env or a flag. */
+const jsonList = <T extends z.ZodType>(item: T) =>
+  z.preprocess((value) => {
+    if (typeof value !== 'string') return value;
+    try {
+      return JSON.parse(value);
+    } catch {
+      return value;
+    }
+  }, z.array(item));
+
+const ruleList = jsonList(scaleRuleSchema);
+
+/** What a client key may do: `infer` (the model and every forwarded path) and `read` (/status, /metrics, /dashboard). */
+export const KEY_SCOPES = ['infer', 'read'] as const;
+export type KeyScope = (typeof KEY_SCOPES)[number];
+
+/** One client key as the config holds it: its name and the SHA-256 of the key, never the key. */
+export const clientKeySchema = z
+  .object({
+    /** Shown in logs, metrics and /status in place of the key. */
+    name: z.string().regex(/^[A-Za-z0-9][\w.-]{0,63}$/, 'expected a name of letters, digits, ".", "_" or "-" (at most 64)'),
+    /** SHA-256 of the key, 64 lowercase hex digits (`npm run keys -- new NAME` prints it). */
+    sha256: z.string().regex(/^[0-9a-f]{64}$/, 'expected the SHA-256 of the key as 64 lowercase hex digits'),
+    /** @default ['infer'] */
+    scopes: z.array(z.enum(KEY_SCOPES)).min(1).default(['infer']),
+    /** This key's own rate (requests per second), over clientRatePerSecond. */
+    ratePerSecond: z.number().positive().optional(),
+    /** This key's own burst, over clientBurst. */
+    burst: z.number().int().min(1).optional(),
+  })
+  .strict();
+export type ClientKeyEntry = z.infer<typeof clientKeySchema>;
+
 
 /** The orchestrator's whole configuration: defaults here, overridden by `--config FILE`, `ORCH_*` env, then flags. */
 export const orchestratorConfigSchema = z.object({
@@ -157,6 +182,24 @@ export const orchestratorConfigSchema = z.object({
   workerLaunchBackoffMaxMs: intFrom(1).default(300_000),
   /** Bearer token of the admin API (/admin/...); without one the admin API is off. Never logged or shown. */
   adminToken: z.string().min(16, 'expected at least 16 characters').optional(),
+  /**
+   * Client keys (hashed). With an `infer` key, the model and every forwarded path need
+   * `Authorization: Bearer <key>`; with a `read` key, /status, /metrics and /dashboard do. /health stays open.
+   * Reloaded from the config file on SIGHUP. @default [] (open)
+   */
+  clientKeys: jsonList(clientKeySchema).default([]),
+  /** Requests per second each key may send (a token bucket); 0: no limit. A key's `ratePerSecond` overrides it. @default 0 */
+  clientRatePerSecond: z.coerce.number().min(0).default(0),
+  /** Requests a key may send at once over its rate (the bucket's size); unset: the rate rounded up, at least 1. */
+  clientBurst: intFrom(1).optional(),
+  /** Share of maxQueue one key's requests may hold while they wait; one more gets 429 QUEUE_SHARE_EXCEEDED. @default 0.5 */
+  clientQueueShare: z.coerce.number().gt(0).max(1).default(0.5),
+  /** PEM certificate chain: with tlsKeyFile, the orchestrator serves HTTPS only. Reloaded on SIGHUP. */
+  tlsCertFile: z.string().min(1).optional(),
+  /** PEM private key of tlsCertFile. Reloaded on SIGHUP. */
+  tlsKeyFile: z.string().min(1).optional(),
+  /** Oldest TLS version accepted; nothing older than 1.2 can be set. @default 'TLSv1.2' */
+  tlsMinVersion: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
   /** Dashboard event streams open at once (each holds a connection and gets every sample); one more gets 503 TOO_MANY_VIEWERS. @default 100 */
   maxDashboardViewers: intFrom(1).default(100),
   /** Least time between two writes of the status file. @default 250 */
@@ -186,12 +229,26 @@ export const orchestratorConfigSchema = z.object({
   if (config.ejectionBaseMs > config.ejectionMaxMs) {
     ctx.addIssue({ code: 'custom', path: ['ejectionBaseMs'], message: `expected at most ejectionMaxMs (${config.ejectionMaxMs})` });
   }
+  if ((config.tlsCertFile === undefined) !== (config.tlsKeyFile === undefined)) {
+    ctx.addIssue({ code: 'custom', path: [config.tlsCertFile === undefined ? 'tlsCertFile' : 'tlsKeyFile'], message: 'expected tlsCertFile and tlsKeyFile together' });
+  }
+  const names = new Set<string>();
+  const hashes = new Set<string>();
+  for (const [i, key] of config.clientKeys.entries()) {
+    if (names.has(key.name)) ctx.addIssue({ code: 'custom', path: ['clientKeys', i, 'name'], message: `expected unique key names; "${key.name}" is there twice` });
+    if (hashes.has(key.sha256)) ctx.addIssue({ code: 'custom', path: ['clientKeys', i, 'sha256'], message: 'expected each key once; this sha256 is there twice' });
+    names.add(key.name);
+    hashes.add(key.sha256);
+  }
   if (config.clientHeadersTimeoutMs > config.clientRequestTimeoutMs) {
     ctx.addIssue({ code: 'custom', path: ['clientHeadersTimeoutMs'], message: `expected at most clientRequestTimeoutMs (${config.clientRequestTimeoutMs})` });
   }
 });
 
 export type OrchestratorConfig = Readonly<z.infer<typeof orchestratorConfigSchema>>;
+
+/** Config keys a reload (SIGHUP, Orchestrator.reload) applies to a running orchestrator; every other key takes a restart. */
+export const RELOADABLE_KEYS: ReadonlySet<string> = new Set(['clientKeys', 'clientRatePerSecond', 'clientBurst', 'tlsCertFile', 'tlsKeyFile', 'tlsMinVersion'] satisfies Array<keyof OrchestratorConfig>);
 
 /** Load the orchestrator config; throws ConfigError naming the key on bad input. */
 export function loadOrchestratorConfig(sources: Omit<ConfigSources, 'envPrefix'>): OrchestratorConfig {

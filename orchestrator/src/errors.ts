@@ -84,6 +84,31 @@ export class UnauthorizedError extends AppError {
   }
 }
 
+/** A route that needs a client key got none, a malformed one, or one that is not (or no longer) configured: 401. */
+export class KeyRequiredError extends AppError {
+  constructor(scope: 'infer' | 'read') {
+    super('UNAUTHORIZED', `this route needs a client key${scope === 'read' ? ' with the read scope' : ''}: Authorization: Bearer <key>`, { status: 401, expose: true });
+  }
+}
+
+/** A valid client key without the scope the route needs: 403. */
+export class ScopeForbiddenError extends AppError {
+  constructor(scope: 'infer' | 'read') {
+    super('FORBIDDEN', `this client key does not have the ${scope} scope this route needs`, { status: 403, expose: true });
+  }
+}
+
+/** A client key past its rate (its token bucket is empty): 429 with Retry-After. */
+export class RateLimitedError extends AppError {
+  constructor(ratePerSecond: number, burst: number, retryAfterSeconds: number) {
+    super('RATE_LIMITED', `this client key is over its rate of ${ratePerSecond} requests per second (burst ${burst}); retry after ${retryAfterSeconds} s`, {
+      status: 429,
+      expose: true,
+      retryAfterSeconds,
+    });
+  }
+}
+
 /** An admin request with a bad body or a value out of bounds. */
 export class BadRequestError extends AppError {
   constructor(message: string) {
@@ -109,5 +134,23 @@ export class TooManyViewersError extends AppError {
 export class MachinesUnavailableError extends AppError {
   constructor() {
     super('MACHINES_UNAVAILABLE', 'this orchestrator cannot launch or release workers: its state file records no provisioning config (run `npm run provision` first)', { status: 409, expose: true });
+  }
+}
+
+/** A client key already has its share of the queue waiting (clientQueueShare of maxQueue): 429 with Retry-After. */
+export class QueueShareExceededError extends AppError {
+  constructor(limit: number) {
+    super('QUEUE_SHARE_EXCEEDED', `this client key already has ${limit} requests waiting, its share of the queue (clientQueueShare); retry later`, {
+      status: 429,
+      expose: true,
+      retryAfterSeconds: 1,
+    });
+  }
+}
+
+/** tlsCertFile or tlsKeyFile cannot be served: unreadable, not PEM, not a pair, or a weak key. */
+export class TlsInvalidError extends AppError {
+  constructor(message: string, cause?: unknown) {
+    super('TLS_INVALID', message, { cause });
   }
 }

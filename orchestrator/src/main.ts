@@ -14,6 +14,7 @@ const HELP = `Usage: npm start -- [--config FILE] [--<key> VALUE ...]
 Runs the orchestrator over the containers in the status store (written by \`npm run provision\`).
 Every key can also be set in a JSON file (--config) or as an environment variable ORCH_<KEY>.
 Keys: ${keys.map(toKebab).join(', ')}
+SIGHUP reads the config again and applies the TLS certificate and key, client keys and their rates.
 See README.md, "Configuration", for what each one does and its default.`;
 
 runCli(async () => {
@@ -22,9 +23,18 @@ runCli(async () => {
     process.stdout.write(`${HELP}\n`);
     return 0;
   }
-  const config = loadOrchestratorConfig({ file: flags.configFile, env: process.env, flags: flags.config });
+  const load = () => loadOrchestratorConfig({ file: flags.configFile, env: process.env, flags: flags.config });
+  const config = load();
   const log = createLogger('orchestrator', config.logLevel);
   const orchestrator = await Orchestrator.create(config, log);
+  // Rotate certificates and client keys without a restart: the same sources, read again.
+  process.on('SIGHUP', () => {
+    try {
+      orchestrator.reload(load());
+    } catch (error) {
+      log.error({ err: error }, 'reload refused: the running config is kept');
+    }
+  });
   await orchestrator.listen();
 
   await new Promise<void>((resolve) => {

@@ -15,6 +15,15 @@ interface RequestCount {
   count: number;
 }
 
+/** Inference requests of one client key with one status. */
+interface ClientCount {
+  labels: { client: string; status: string };
+  count: number;
+}
+
+/** The client label of a request without a valid key (or with keys off). */
+const NO_CLIENT = '-';
+
 /** One line of a machine family: its labels and value. */
 interface MachineSample {
   labels: Record<string, string>;
@@ -67,6 +76,8 @@ class MachineFamily {
 export class OrchestratorMetrics implements RequestRecorder {
   readonly registry = new Registry();
   readonly #requestCounts = new Map<string, RequestCount>();
+  /** By key name, then status: names come from the config, so the series stay few. */
+  readonly #clientCounts = new Map<string, Map<number, ClientCount>>();
   readonly #queueWait: BucketHistogram;
   readonly #upstream: BucketHistogram;
   readonly #view: Pick<ClusterView, 'machines'>;
@@ -86,6 +97,17 @@ export class OrchestratorMetrics implements RequestRecorder {
       collect() {
         this.reset();
         for (const { labels, count } of requestCounts.values()) this.inc(labels, count);
+      },
+    });
+    const clientCounts = this.#clientCounts;
+    new Counter({
+      name: 'orchestrator_client_requests_total',
+      help: 'Inference requests by client key name ("-": none, or not a valid one) and status sent, the key check\'s own refusals (401, 403, 429) included.',
+      labelNames: ['client', 'status'],
+      registers,
+      collect() {
+        this.reset();
+        for (const byStatus of clientCounts.values()) for (const { labels, count } of byStatus.values()) this.inc(labels, count);
       },
     });
     this.#queueWait = new BucketHistogram({
@@ -119,7 +141,7 @@ export class OrchestratorMetrics implements RequestRecorder {
         this.set(queue.oldestWaitMs() / 1000);
       },
     });
-    lifetimeCounter('orchestrator_queue_rejected_total', 'Requests refused because the queue was full (503 QUEUE_FULL).', () => counters.rejected, registers);
+    lifetimeCounter('orchestrator_queue_rejected_total', 'Requests refused because the queue was full (503 QUEUE_FULL) or their client key had its share of it waiting (429 QUEUE_SHARE_EXCEEDED).', () => counters.rejected, registers);
     lifetimeCounter('orchestrator_queue_timeouts_total', 'Requests that waited longer than queueTimeoutMs (504 QUEUE_TIMEOUT).', () => counters.timedOut, registers);
     lifetimeCounter('orchestrator_queue_cancelled_total', 'Requests whose client left before a container answered (while sending the body or waiting).', () => counters.cancelled, registers);
     lifetimeCounter(
@@ -234,11 +256,22 @@ export class OrchestratorMetrics implements RequestRecorder {
     );
   }
 
-  request(route: string, status: number, container: string | undefined): void {
+  request(route: string, status: number, container: string | undefined, client: string | undefined): void {
     const key = `${route} ${status} ${container ?? ''}`;
     const entry = this.#requestCounts.get(key);
     if (entry) entry.count++;
     else this.#requestCounts.set(key, { labels: { route, status: String(status), container: container ?? 'none' }, count: 1 });
+    this.clientRequest(client, status);
+  }
+
+  /** One inference request of client key `client` (undefined: none valid) answered `status`. */
+  clientRequest(client: string | undefined, status: number): void {
+    const name = client ?? NO_CLIENT;
+    let byStatus = this.#clientCounts.get(name);
+    if (!byStatus) this.#clientCounts.set(name, (byStatus = new Map()));
+    const entry = byStatus.get(status);
+    if (entry) entry.count++;
+    else byStatus.set(status, { labels: { client: name, status: String(status) }, count: 1 });
   }
 
   queueWait(ms: number): void {

@@ -1,7 +1,8 @@
 import { createServer, type Server } from 'node:http';
+import { createServer as createHttpsServer, Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { isDeepStrictEqual } from 'node:util';
 import type { Logger } from '../../common/src/logger.js';
 import { pollWithin } from '../../common/src/poll-until.js';
 import { createDriver } from '../../runtime/src/create-driver.js';
@@ -13,12 +14,14 @@ import { loadProvisionConfig } from '../../provisioning/src/config.js';
 import { createWorkerProvider } from '../../provisioning/src/create-provider.js';
 import type { WorkerProvider } from '../../provisioning/src/worker-provider.js';
 import { accessLog } from './access-log.js';
+import { AccessControl } from './access-control.js';
 import { createRequestListener } from './app.js';
 import { answerClientError, answerOnSocket, CONNECT_REFUSED } from './client-errors.js';
 import { Autoscaler } from './autoscaler.js';
 import { RuntimeOperations } from './runtime-operations.js';
-import type { OrchestratorConfig } from './config.js';
+import { RELOADABLE_KEYS, type OrchestratorConfig } from './config.js';
 import { ContainerPool, type Container } from './container-pool.js';
+import { exposureWarnings } from './exposure.js';
 import { ConflictError, InventoryError, MachinesUnavailableError } from './errors.js';
 import { MachineScaler } from './machine-scaler.js';
 import { WorkerFleet } from './worker-fleet.js';
@@ -31,10 +34,11 @@ import { DashboardFeed } from './dashboard-feed.js';
 import { ClusterView } from './cluster-view.js';
 import { OrchestratorMetrics } from './metrics.js';
 import { ProxyHandler } from './proxy-handler.js';
-import { RejectionLog } from './rejection-log.js';
+import { RejectionLog, type Rejection } from './rejection-log.js';
 import { RequestQueue } from './request-queue.js';
 import { RequestStats } from './request-stats.js';
 import { StatusPublisher } from './status-publisher.js';
+import { describeCertificate, loadServerCertificate, warnOnExpiry, type ServerCertificate } from './tls.js';
 import { UpstreamClient, upstreamOptionsFrom } from './upstream/upstream-client.js';
 
 /** The orchestrator composed once: pool, queue, forwarding, control loops and the HTTP edge. */
@@ -59,14 +63,18 @@ export class Orchestrator {
   readonly publisher: StatusPublisher;
   readonly metrics: OrchestratorMetrics;
   readonly dashboard: DashboardFeed;
+  /** Client keys, their scopes and rates. */
+  readonly access: AccessControl;
   readonly #config: OrchestratorConfig;
   readonly #log: Logger;
   readonly #upstream: UpstreamClient;
   readonly #rejections: RejectionLog;
-  readonly #server: Server;
+  /** HTTPS when the config names a certificate (its secure context is replaced on reload), else HTTP. */
+  readonly #server: Server | HttpsServer;
+  /** Failed TLS handshakes: scanners and old clients, counted past a few lines a second. */
+  readonly #handshakes: RejectionLog;
   readonly #lock: StateLock;
   readonly #startedAt = new Date().toISOString();
-  readonly #loopDelay = monitorEventLoopDelay({ resolution: 10 });
   #url = '';
   #closing: Promise<void> | undefined;
 
@@ -79,13 +87,15 @@ export class Orchestrator {
     list: (worker: WorkerRecord) => Promise<ContainerInfo[]>,
     lock: StateLock,
     provider: WorkerProvider | undefined,
+    certificate: ServerCertificate | undefined,
   ) {
     this.#config = config;
     this.#lock = lock;
+    this.access = new AccessControl(config);
     this.#log = log;
     this.pool = new ContainerPool({ log, ejection: { baseMs: config.ejectionBaseMs, maxMs: config.ejectionMaxMs } });
     this.pool.load(inventory.workers, inventory.containers, config.containerConcurrency);
-    this.queue = new RequestQueue(this.pool, { maxQueue: config.maxQueue, queueTimeoutMs: config.queueTimeoutMs });
+    this.queue = new RequestQueue(this.pool, { maxQueue: config.maxQueue, queueTimeoutMs: config.queueTimeoutMs, clientQueueShare: config.clientQueueShare });
     this.#upstream = new UpstreamClient(upstreamOptionsFrom(config));
     this.view = new ClusterView({
       cluster: inventory.cluster,
@@ -106,10 +116,6 @@ export class Orchestrator {
       scaling: () => ({
         decisions: this.autoscaler.decisionCounts,
         desired: this.autoscaler.decisions.at(-1)?.desired ?? this.pool.size,
-      }),
-      load: () => ({
-        eventLoopDelayMs: { p99: this.#loopDelay.percentile(99) / 1e6, max: this.#loopDelay.max / 1e6 },
-        rssBytes: process.memoryUsage.rss(),
       }),
     });
     this.metrics = new OrchestratorMetrics(this.view);
@@ -235,7 +241,9 @@ export class Orchestrator {
       status: () => this.view.status(),
       metrics: () => this.metrics.render(),
       dashboard: this.dashboard,
-      health: () => this.view.health(),
+      healthy: () => this.view.healthy(),
+      access: this.access,
+      clientCounts: this.metrics,
       admin: {
         token: config.adminToken,
         scaleTo: (n) => this.autoscaler.scaleTo(n, 'admin request', { ignoreCooldown: true }),
@@ -258,18 +266,28 @@ export class Orchestrator {
       onFinished: config.accessLog ? accessLog(log) : undefined,
       closing: () => this.#closing !== undefined,
     });
-    this.#server = createServer(
-      {
-        maxHeaderSize: config.maxHeaderBytes,
-        headersTimeout: config.clientHeadersTimeoutMs,
-        requestTimeout: config.clientRequestTimeoutMs,
-        // How often slow clients are looked for: often enough that the timeouts above hold to about a tenth.
-        connectionsCheckingInterval: Math.max(50, Math.min(1_000, Math.floor(config.clientHeadersTimeoutMs / 10))),
-        // The listener checks Host itself, so a request without one gets the JSON error like every other.
-        requireHostHeader: false,
-      },
-      listener,
-    );
+    const httpOptions = {
+      maxHeaderSize: config.maxHeaderBytes,
+      headersTimeout: config.clientHeadersTimeoutMs,
+      requestTimeout: config.clientRequestTimeoutMs,
+      // How often slow clients are looked for: often enough that the timeouts above hold to about a tenth.
+      connectionsCheckingInterval: Math.max(50, Math.min(1_000, Math.floor(config.clientHeadersTimeoutMs / 10))),
+      // The listener checks Host itself, so a request without one gets the JSON error like every other.
+      requireHostHeader: false,
+    };
+    this.#handshakes = new RejectionLog(log, { message: 'TLS handshake failed', summaryMessage: 'more TLS handshakes failed than logged one by one' });
+    if (certificate) {
+      // A client stuck before its first HTTP byte is held to the same bound as one slow with its headers.
+      const server = createHttpsServer({ ...httpOptions, ...certificate.context, handshakeTimeout: config.clientHeadersTimeoutMs }, listener);
+      server.on('tlsClientError', (error: NodeJS.ErrnoException, socket) => {
+        // No HTTP answer is given; 400 stands for a client's fault, which the log records at info.
+        const entry: Rejection & { remote: string | undefined } = { requestId: '-', path: '-', status: 400, error: error.code ?? 'TLS_HANDSHAKE_FAILED', remote: socket.remoteAddress };
+        this.#handshakes.record(entry);
+      });
+      this.#server = server;
+    } else {
+      this.#server = createServer(httpOptions, listener);
+    }
     this.#server.on('clientError', (error: NodeJS.ErrnoException, socket) => {
       const answered = answerClientError(error, socket);
       if (answered) this.#rejections.record({ requestId: '-', path: '-', ...answered });
@@ -305,10 +323,13 @@ export class Orchestrator {
     log: Logger,
     deps: { driverFor?: (worker: WorkerRecord) => RuntimeDriver; workerProvider?: WorkerProvider } = {},
   ): Promise<Orchestrator> {
+    // Bad certificate files are refused before anything else is touched.
+    const certificate = loadServerCertificate(config);
+    if (certificate) warnOnExpiry(log, certificate);
     // One orchestrator per state file: a second one would route, heal and launch for the same needs.
     const lock = await acquireStateLock(config.statePath);
     try {
-      return await Orchestrator.#create(config, log, deps, lock);
+      return await Orchestrator.#create(config, log, deps, lock, certificate);
     } catch (error) {
       await lock.release();
       throw error;
@@ -320,6 +341,7 @@ export class Orchestrator {
     log: Logger,
     deps: { driverFor?: (worker: WorkerRecord) => RuntimeDriver; workerProvider?: WorkerProvider },
     lock: StateLock,
+    certificate: ServerCertificate | undefined,
   ): Promise<Orchestrator> {
     const store = new StateStore(config.statePath);
     const recorded = await store.read();
@@ -346,12 +368,11 @@ export class Orchestrator {
       });
     const list = (worker: WorkerRecord) => driverFor(worker).list({ [LABELS.cluster]: recorded.cluster, [LABELS.worker]: worker.id });
     const { containers } = await reconcile(recorded, list, log);
-    return new Orchestrator(config, { ...recorded, containers }, store, log, driverFor, list, lock, provider);
+    return new Orchestrator(config, { ...recorded, containers }, store, log, driverFor, list, lock, provider, certificate);
   }
 
   /** Probe every container once, start the loops, then listen. Resolves with the base URL. */
   async listen(): Promise<string> {
-    this.#loopDelay.enable();
     await this.health.tick();
     this.health.start();
     if (this.#config.replaceUnhealthy) {
@@ -377,14 +398,45 @@ export class Orchestrator {
     });
     const { port } = this.#server.address() as AddressInfo;
     const host = this.#config.host.includes(':') ? `[${this.#config.host}]` : this.#config.host;
-    this.#url = `http://${host}:${port}`;
+    this.#url = `${this.#server instanceof HttpsServer ? 'https' : 'http'}://${host}:${port}`;
     await this.publisher.flush();
+    this.#warnIfExposed();
     this.#log.info({ url: this.#url, containers: this.pool.size, capacity: this.pool.capacity() }, 'orchestrator listening');
     return this.#url;
   }
 
   get url(): string {
     return this.#url;
+  }
+
+  /**
+   * Take what can change while running from `config` (SIGHUP): the certificate and key, read
+   * again (new handshakes get them; open connections keep theirs), and the client keys and rates.
+   * Bad certificate files throw TlsInvalidError before anything changes. Other keys that differ
+   * from the running config are named in a warning and keep their running values.
+   */
+  reload(config: OrchestratorConfig): void {
+    const restart = [...new Set([...Object.keys(this.#config), ...Object.keys(config)])].filter(
+      (key) => !RELOADABLE_KEYS.has(key) && !isDeepStrictEqual(this.#config[key as keyof OrchestratorConfig], config[key as keyof OrchestratorConfig]),
+    );
+    // HTTP to HTTPS or back is another server: that takes a restart.
+    const tlsSwitched = (this.#server instanceof HttpsServer) !== (config.tlsCertFile !== undefined);
+    if (tlsSwitched) restart.push('tlsCertFile', 'tlsKeyFile');
+    const certificate = tlsSwitched ? undefined : loadServerCertificate(config);
+    // Before the keys: whatever throws here leaves everything as it was.
+    if (certificate && this.#server instanceof HttpsServer) this.#server.setSecureContext(certificate.context);
+    const clientKeys = this.access.reload(config);
+    this.#log.info({ clientKeys, certificate: certificate && describeCertificate(certificate) }, 'config reloaded');
+    if (certificate) warnOnExpiry(this.#log, certificate);
+    if (restart.length > 0) this.#log.warn({ keys: restart }, 'config keys changed that take effect only after a restart: their running values are kept');
+    // A reload that removed the last key of a scope opened it again.
+    this.#warnIfExposed();
+  }
+
+  /** Loud, at start and after each reload: on a public address, everything the config leaves open is open to anyone who finds it. */
+  #warnIfExposed(): void {
+    const exposure = exposureWarnings(this.#config, this.access);
+    if (!exposure.loopback && exposure.open.length > 0) this.#log.warn({ url: this.#url, open: exposure.open }, `EXPOSED: ${this.#url} is reachable from other machines and ${exposure.open.join('; ')}`);
   }
 
   /**
@@ -412,8 +464,8 @@ export class Orchestrator {
       await this.health.stop();
       await this.publisher.stop();
       await this.#upstream.close();
-      this.#loopDelay.disable();
       this.#rejections.flush();
+      this.#handshakes.flush();
       await this.#lock.release();
       this.#log.info('orchestrator stopped');
     })();

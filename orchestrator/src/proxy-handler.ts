@@ -1,11 +1,12 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
+import { TLSSocket } from 'node:tls';
 import type { Logger } from '../../common/src/logger.js';
 import type { Container, ContainerPool } from './container-pool.js';
 import { PayloadTooLargeError } from '../../common/src/http-errors.js';
 import { AppError } from '../../common/src/errors.js';
-import { ClientGoneError, ContainerUnavailableError, QueueFullError, QueueTimeoutError, UpstreamTimeoutError } from './errors.js';
+import { ClientGoneError, ContainerUnavailableError, QueueFullError, QueueShareExceededError, QueueTimeoutError, UpstreamTimeoutError } from './errors.js';
 import { statusSentOn } from './client-errors.js';
 import type { ClientWatch, RequestQueue } from './request-queue.js';
 import type { RequestStats } from './request-stats.js';
@@ -46,6 +47,8 @@ export interface Exchange {
   res: ServerResponse;
   /** Set once a container answered: its id (for the access log). */
   servedBy?: string;
+  /** The name of the client key the request came with (keys configured), for its queue share, logs and metrics. */
+  client?: string;
 }
 
 /** Response headers the orchestrator adds: who served, how long the request queued, its id. */
@@ -83,7 +86,7 @@ export class ProxyHandler {
     try {
       const body = await readBody(ctx.req, options.maxBodyBytes);
       const clientGone = watchClient(res);
-      const headers = forwardedHeaders(ctx.req, requestId);
+      const headers = forwardedHeaders(ctx.req, requestId, ctx.client !== undefined);
       const queuedAt = performance.now();
       let waitMs = 0;
       let lastFailure: UpstreamFailure | undefined;
@@ -96,7 +99,7 @@ export class ProxyHandler {
         // before that answer is passed on to its client.
         let sent!: Promise<UpstreamResponse>;
         let sentAt = 0;
-        const container = await queue.acquire(clientGone, attempt > 1, (leased) => {
+        const container = await queue.acquire(ctx.client, clientGone, attempt > 1, (leased) => {
           sentAt = performance.now();
           sent = upstream.send(leased, { method, path: typeof target === 'string' ? target : leased.predictPath + target.predictQuery, headers, body });
         }, failedOn);
@@ -144,7 +147,7 @@ export class ProxyHandler {
       throw error;
     } finally {
       stats.active--;
-      stats.recorder?.request(typeof target === 'string' ? 'passthrough' : PREDICT_ROUTE, status, ctx.servedBy);
+      stats.recorder?.request(typeof target === 'string' ? 'passthrough' : PREDICT_ROUTE, status, ctx.servedBy, ctx.client);
     }
   }
 
@@ -152,7 +155,7 @@ export class ProxyHandler {
   #countOutcome(ctx: Exchange, error: unknown): number {
     const c = this.#deps.stats.counters;
     if (error instanceof UpstreamTimeoutError || error instanceof ContainerUnavailableError) c.failed++;
-    else if (error instanceof QueueFullError) c.rejected++;
+    else if (error instanceof QueueFullError || error instanceof QueueShareExceededError) c.rejected++;
     else if (error instanceof QueueTimeoutError) c.timedOut++;
     else {
       // The server itself may have answered the socket (408 for a body too slow, 400 for broken chunking).
@@ -266,13 +269,15 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer | undefin
   });
 }
 
-function forwardedHeaders(req: IncomingMessage, requestId: string): Record<string, string | string[]> {
+/** The request's headers for its container; without the client key (`keyed`) it was let in with: a model that logs headers must never see one. */
+function forwardedHeaders(req: IncomingMessage, requestId: string, keyed: boolean): Record<string, string | string[]> {
   const headers = endToEndHeaders(req.headers, 'request');
+  if (keyed) delete headers.authorization;
   const client = req.socket.remoteAddress ?? 'unknown';
   const prior = req.headers['x-forwarded-for'];
   headers['x-forwarded-for'] = prior ? `${String(prior)}, ${client}` : client;
   if (req.headers.host) headers['x-forwarded-host'] = req.headers.host;
-  headers['x-forwarded-proto'] = 'http';
+  headers['x-forwarded-proto'] = req.socket instanceof TLSSocket ? 'https' : 'http';
   headers[REQUEST_ID_HEADER] = requestId;
   return headers;
 }

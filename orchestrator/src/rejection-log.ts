@@ -6,6 +6,8 @@ export interface Rejection {
   status: number;
   /** The error code the client got (QUEUE_FULL, PAYLOAD_TOO_LARGE...). */
   error: string;
+  /** The name of the client key the request came with, if any. */
+  client?: string;
 }
 
 /**

@@ -10,7 +10,7 @@ export interface RequestCounters {
   completed: number;
   /** Every attempt failed: 502 CONTAINER_UNAVAILABLE or 504 UPSTREAM_TIMEOUT. */
   failed: number;
-  /** The queue was full: 503 QUEUE_FULL. */
+  /** The queue was full, or the client key's share of it: 503 QUEUE_FULL or 429 QUEUE_SHARE_EXCEEDED. */
   rejected: number;
   /** No container was free within queueTimeoutMs: 504 QUEUE_TIMEOUT. */
   timedOut: number;
@@ -24,8 +24,8 @@ export interface RequestCounters {
 
 /** What is told of each request as it happens: cheap calls on the hot path (the Prometheus metrics listen). */
 export interface RequestRecorder {
-  /** One finished request: its route, the status its client got (499: the client left), and the container that answered. */
-  request(route: string, status: number, container: string | undefined): void;
+  /** One finished request: its route, the status its client got (499: the client left), the container that answered, and the client key's name (keys configured). */
+  request(route: string, status: number, container: string | undefined, client: string | undefined): void;
   queueWait(ms: number): void;
   upstream(ms: number): void;
 }

@@ -15,6 +15,7 @@ import { TEST_PORT_STRIDE, useTempCluster } from '../helpers/cluster.js';
 import { machineCluster, machineClusterView, machineSnapshot, squat, startMachineOrchestrator } from '../helpers/machine-view.js';
 import type { Orchestrator } from '../../orchestrator/src/orchestrator.js';
 import { DashboardFeed } from '../../orchestrator/src/dashboard-feed.js';
+import { keyHash } from '../../orchestrator/src/access-control.js';
 import type { MachineScalerSnapshot } from '../../status/src/schema.js';
 
 let browser: Browser | undefined;
@@ -117,6 +118,37 @@ describe('the live dashboard, in a real headless Chromium', () => {
     await expect.poll(() => rig.running!.orchestrator.dashboard.viewers, { timeout: 5_000 }).toBe(0);
     await expect.poll(() => page!.locator('#connection').textContent(), { timeout: 20_000 }).toBe('live');
     expect(rig.running.orchestrator.dashboard.viewers).toBe(1);
+  });
+
+  it('asks for the read key: without it the page is 401; with it as the Basic password the page and its live stream work', { timeout: 60_000 }, async () => {
+    const key = 'orch_dashboard-read-key-0123456789abcdef';
+    const held = await startBackend('held', { manual: true });
+    rig.backends = [held];
+    rig.running = await startOrchestrator(rig.backends, { clientKeys: [{ name: 'viewer', sha256: keyHash(key), scopes: ['read'] }] });
+    page = await browser!.newPage();
+    const answered: number[] = [];
+    page.on('response', (r) => answered.push(r.status()));
+    // A browser with no password to give answers the challenge by giving up on the page.
+    await expect(page.goto(`${rig.running.url}/dashboard`)).rejects.toThrow(/ERR_INVALID_AUTH_CREDENTIALS/);
+    expect(answered).toEqual([401]);
+    await page.close();
+    const context = await browser!.newContext({ httpCredentials: { username: 'viewer', password: key } });
+    try {
+      page = await context.newPage();
+      expect((await page.goto(`${rig.running.url}/dashboard`))?.status()).toBe(200);
+      await expect.poll(() => page!.locator('#connection').textContent(), { timeout: 10_000 }).toBe('live');
+      expect(await tileState('held')).toBe('free');
+      // A request held by the container shows on the page: the stream delivers, not just the first sample.
+      const pending = post();
+      await expect.poll(() => tileState('held'), { timeout: 10_000 }).toBe('busy');
+      held.answerNext();
+      await (await pending).body.dump();
+      await expect.poll(() => tileState('held'), { timeout: 10_000 }).toBe('free');
+      expect(rig.running.orchestrator.dashboard.viewers).toBe(1);
+    } finally {
+      await context.close();
+      page = undefined;
+    }
   });
 
   it('stays readable with 100 containers: every tile drawn, none wider than its column', async () => {

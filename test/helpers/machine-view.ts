@@ -81,7 +81,6 @@ export function machineClusterView(state: StateFile, machines: () => MachineScal
     machines,
     provisioning: null,
     scaling: () => ({ decisions: { 'scale-out': 0, 'scale-in': 0, none: 0 }, desired: pool.size }),
-    load: () => ({ eventLoopDelayMs: { p99: 0, max: 0 }, rssBytes: 0 }),
   });
 }
 

@@ -4,6 +4,7 @@ import { request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
 import { NotFoundError } from '../../common/src/http-errors.js';
 import { createLogger } from '../../common/src/logger.js';
+import { AccessControl } from '../../orchestrator/src/access-control.js';
 import { createRequestListener, type AdminActions } from '../../orchestrator/src/app.js';
 import { ConflictError, MachinesUnavailableError } from '../../orchestrator/src/errors.js';
 import type { ProxyHandler } from '../../orchestrator/src/proxy-handler.js';
@@ -120,8 +121,10 @@ async function startAdminApp(admin: Partial<AdminActions>): Promise<{ url: strin
       status: () => emptyState('test', 'orchestrator'),
       metrics: async () => ({ contentType: 'text/plain', body: '' }),
       dashboard: { subscribe: () => undefined },
+      access: new AccessControl({ clientKeys: [], clientRatePerSecond: 0 }),
+      clientCounts: { clientRequest: () => undefined },
       admin: fake,
-      health: () => ({ ok: true, detail: {} }),
+      healthy: () => true,
       log: createLogger('orchestrator', 'silent'),
       rejections: { record: () => undefined },
       retryAfterSeconds: 1,

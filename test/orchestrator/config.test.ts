@@ -1,3 +1,6 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { ConfigError } from '../../common/src/errors.js';
 import { loadOrchestratorConfig } from '../../orchestrator/src/config.js';
@@ -10,6 +13,9 @@ function configError(env: Record<string, string>): ConfigError {
   }
   throw new Error('expected a ConfigError');
 }
+
+const HASH_A = 'a'.repeat(64);
+const HASH_B = 'b'.repeat(64);
 
 describe('loadOrchestratorConfig', () => {
   it('defaults to port 8080, one request per container, replacement on and no autoscaling or admin API', () => {
@@ -55,6 +61,29 @@ describe('loadOrchestratorConfig', () => {
     expect(config.scaleRules).toEqual([{ metric: 'p90LatencyMs', windowMs: 30_000, op: '>', threshold: 400, action: 'scale-out', by: 1 }]);
   });
 
+  it('reads client keys as JSON from ORCH_CLIENT_KEYS, scopes defaulting to infer; open, plain HTTP and TLS 1.2 by default', () => {
+    expect(loadOrchestratorConfig({ env: {} })).toMatchObject({ clientKeys: [], clientRatePerSecond: 0, clientQueueShare: 0.5, tlsMinVersion: 'TLSv1.2' });
+    const config = loadOrchestratorConfig({
+      env: { ORCH_CLIENT_KEYS: `[{"name":"app","sha256":"${HASH_A}"},{"name":"prometheus","sha256":"${HASH_B}","scopes":["read"],"ratePerSecond":2,"burst":4}]` },
+    });
+    expect(config.clientKeys).toEqual([
+      { name: 'app', sha256: HASH_A, scopes: ['infer'] },
+      { name: 'prometheus', sha256: HASH_B, scopes: ['read'], ratePerSecond: 2, burst: 4 },
+    ]);
+  });
+
+  it('names a config file that is not JSON without quoting any of it (it may hold a token), and one it cannot read by its error code', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'config-'));
+    try {
+      const file = join(dir, 'orchestrator.json');
+      await writeFile(file, '{"adminToken": unquoted-SCAN-token-0123456789}');
+      expect(() => loadOrchestratorConfig({ file })).toThrow(`config file ${file}: cannot read it as JSON (not valid JSON)`);
+      expect(() => loadOrchestratorConfig({ file: join(dir, 'missing.json') })).toThrow(/cannot read it as JSON \(ENOENT\)$/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it.each([
     ['a rule with an unknown metric', { ORCH_SCALE_RULES: '[{"metric":"cpu","windowMs":1000,"op":">","threshold":1,"action":"scale-out"}]' }, '"scaleRules'],
     ['rules that are not JSON', { ORCH_SCALE_RULES: '[{' }, '"scaleRules"'],
@@ -68,6 +97,18 @@ describe('loadOrchestratorConfig', () => {
     ['no idle connection per container', { ORCH_UPSTREAM_MAX_IDLE_PER_CONTAINER: '0' }, '"upstreamMaxIdlePerContainer"'],
     ['no runtime operation at once', { ORCH_MAX_RUNTIME_OPERATIONS: '0' }, '"maxRuntimeOperations"'],
     ['no health probe at once', { ORCH_HEALTH_PROBE_CONCURRENCY: '0' }, '"healthProbeConcurrency"'],
+    ['a client key given as the key itself', { ORCH_CLIENT_KEYS: '[{"name":"app","sha256":"orch_notahash"}]' }, '"clientKeys.0.sha256"'],
+    ['a client key name with a space', { ORCH_CLIENT_KEYS: `[{"name":"my app","sha256":"${HASH_A}"}]` }, '"clientKeys.0.name"'],
+    ['an unknown scope', { ORCH_CLIENT_KEYS: `[{"name":"app","sha256":"${HASH_A}","scopes":["admin"]}]` }, '"clientKeys.0.scopes.0"'],
+    ['an unknown field in a key (a typo of ratePerSecond)', { ORCH_CLIENT_KEYS: `[{"name":"app","sha256":"${HASH_A}","rate":5}]` }, '"clientKeys.0"'],
+    ['two keys under one name', { ORCH_CLIENT_KEYS: `[{"name":"app","sha256":"${HASH_A}"},{"name":"app","sha256":"${HASH_B}"}]` }, '"clientKeys.1.name"'],
+    ['one key under two names', { ORCH_CLIENT_KEYS: `[{"name":"a","sha256":"${HASH_A}"},{"name":"b","sha256":"${HASH_A}"}]` }, '"clientKeys.1.sha256"'],
+    ['keys that are not JSON', { ORCH_CLIENT_KEYS: 'app:abc' }, '"clientKeys"'],
+    ['a negative rate', { ORCH_CLIENT_RATE_PER_SECOND: '-1' }, '"clientRatePerSecond"'],
+    ['a queue share over 1', { ORCH_CLIENT_QUEUE_SHARE: '1.5' }, '"clientQueueShare"'],
+    ['a certificate without its key', { ORCH_TLS_CERT_FILE: 'cert.pem' }, '"tlsKeyFile"'],
+    ['a key without its certificate', { ORCH_TLS_KEY_FILE: 'key.pem' }, '"tlsCertFile"'],
+    ['TLS 1.1', { ORCH_TLS_MIN_VERSION: 'TLSv1.1' }, '"tlsMinVersion"'],
   ])('rejects %s naming the key', (_what, env, key) => {
     const error = configError(env);
     expect(error.code).toBe('CONFIG_INVALID');

@@ -2,6 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startBackend, type Backend } from '../helpers/backend.js';
 import { startOrchestrator, stopRig, type RunningOrchestrator } from '../helpers/orchestrator-fixture.js';
 import { headerOf, jsonOf, raw, statusOf } from '../helpers/raw-http.js';
+import { spellings } from '../helpers/path-spellings.js';
+import { keyHash } from '../../orchestrator/src/access-control.js';
 
 const TOKEN = 'edge-spellings-token-0123456789';
 
@@ -15,7 +17,7 @@ beforeAll(async () => {
 afterAll(() => stopRig(running, [backend]));
 
 /** One request exactly as written (target, headers), on its own connection. */
-async function send(method: string, target: string, options: { token?: string; body?: string; type?: string; head?: string } = {}) {
+async function send(method: string, target: string, options: { token?: string; body?: string; type?: string; head?: string; to?: RunningOrchestrator } = {}) {
   const body = options.body ?? '';
   const head =
     options.head ??
@@ -26,37 +28,12 @@ async function send(method: string, target: string, options: { token?: string; b
       ...(options.token ? [`Authorization: Bearer ${options.token}`] : []),
       ...(body ? [`Content-Type: ${options.type ?? 'application/json'}`, `Content-Length: ${Buffer.byteLength(body)}`] : []),
     ].join('\r\n');
-  const { answer } = await raw(running.url, [`${head}\r\n\r\n${body}`]);
+  const { answer } = await raw((options.to ?? running).url, [`${head}\r\n\r\n${body}`]);
   return { status: statusOf(answer), answer };
 }
 
 /** Requests the backend got besides health probes. */
 const reached = (): number => backend.stats.arrivals.length;
-
-const hex = (ch: string): string => ch.charCodeAt(0).toString(16);
-
-/** Ways to write `path` that some server reads as `path`: case, encodings, slashes, dot segments, parameters. */
-function spellings(path: string): Array<[string, string]> {
-  const [first, ...rest] = path.slice(1).split('/') as [string, ...string[]];
-  const tail = rest.length > 0 ? `/${rest.join('/')}` : '';
-  return [
-    ['as registered', path],
-    ['in upper case', path.toUpperCase()],
-    ['in mixed case', `/${first[0]!.toUpperCase()}${first.slice(1)}${tail}`],
-    ['with a percent-encoded letter', `/%${hex(first[0]!)}${first.slice(1)}${tail}`],
-    ['double percent-encoded', `/%25${hex(first[0]!)}${first.slice(1)}${tail}`],
-    ['with a leading double slash', `/${path}`],
-    ['with every slash doubled', path.replaceAll('/', '//')],
-    ['with a dot segment', `/.${path}`],
-    ['with a dot-dot segment', `/x/..${path}`],
-    ['with a trailing slash', `${path}/`],
-    ['with a segment parameter', `/${first};x=1${tail}`],
-    ['with an encoded slash', `/${first}%2F${rest.join('/')}`],
-    ['with a lower-case encoded slash', `/${first}%2f${rest.join('/')}`],
-    ['with backslashes', `/${path.slice(1).replaceAll('/', '\\')}`],
-    ['with a query string', `${path}?x=1`],
-  ];
-}
 
 describe('every spelling of an admin path needs the token', () => {
   const routes = [
@@ -114,7 +91,7 @@ describe('every spelling of an admin path needs the token', () => {
 describe("every spelling of the orchestrator's own routes is answered by the orchestrator", () => {
   const routes = [
     { method: 'GET', path: '/status', check: (a: string) => expect(jsonOf<{ cluster: string }>(a).cluster).toBe('test') },
-    { method: 'GET', path: '/health', check: (a: string) => expect(jsonOf<{ capacity: number }>(a).capacity).toBe(1) },
+    { method: 'GET', path: '/health', check: (a: string) => expect(jsonOf<unknown>(a)).toEqual({ status: 'ok' }) },
     { method: 'GET', path: '/metrics', check: (a: string) => expect(a).toContain('orchestrator_requests_total') },
     { method: 'GET', path: '/dashboard', check: (a: string) => expect(a).toContain('<html') },
   ];
@@ -179,5 +156,52 @@ describe('request heads no client should send get a JSON 400/405', () => {
   it('takes HTTP/1.0 without Host', async () => {
     const { answer } = await send('', '', { head: 'GET /status HTTP/1.0' });
     expect(answer).toMatch(/^HTTP\/1\.1 200/);
+  });
+});
+
+describe('with client keys, every spelling of a guarded route needs its key; /health needs none', () => {
+  const INFER_KEY = 'orch_edge-infer-key-0123456789abcdef';
+  const READ_KEY = 'orch_edge-read-key-0123456789abcdef';
+  let locked: RunningOrchestrator;
+  beforeAll(async () => {
+    locked = await startOrchestrator([backend], {
+      clientKeys: [
+        { name: 'infer', sha256: keyHash(INFER_KEY), scopes: ['infer'] },
+        { name: 'read', sha256: keyHash(READ_KEY), scopes: ['read'] },
+      ],
+    });
+  });
+  afterAll(() => locked.close());
+
+  const routes = [
+    { method: 'GET', path: '/status', key: READ_KEY },
+    { method: 'GET', path: '/metrics', key: READ_KEY },
+    { method: 'GET', path: '/dashboard', key: READ_KEY },
+    // An event stream never ends: only its refusal is read here (client-keys.test.ts opens it with the key).
+    { method: 'GET', path: '/dashboard/events', key: undefined },
+    { method: 'POST', path: '/new_request', key: INFER_KEY },
+    { method: 'POST', path: '/run_model', key: INFER_KEY },
+    { method: 'POST', path: '/api/v1/_crash', key: INFER_KEY },
+  ];
+  const cases = routes.flatMap((route) => spellings(route.path).map(([how, target]) => ({ ...route, how, target })));
+
+  it.each(cases)('$method $target ($how): 401 without a key, nothing reached; not 401 with it', async ({ method, target, key }) => {
+    const before = reached();
+    const { status, answer } = await send(method, target, { body: '{}', to: locked });
+    expect(status).toBe(401);
+    expect(jsonOf(answer).error).toBe('UNAUTHORIZED');
+    expect(headerOf(answer, 'www-authenticate')).toMatch(/^Bearer/);
+    expect(reached()).toBe(before);
+    if (key === undefined) return;
+    // The key a route needs opens every spelling of it (a spelling of a forwarded path may be forwarded and answered by the model).
+    const keyed = await send(method, target, { body: '{}', to: locked, token: key });
+    expect(keyed.status).not.toBe(401);
+    expect(keyed.status).not.toBe(403);
+  });
+
+  it.each(spellings('/health'))('GET /health %s: 200 without a key', async (_how, target) => {
+    const { status, answer } = await send('GET', target, { to: locked });
+    expect(status).toBe(200);
+    expect(jsonOf<{ status: string }>(answer).status).toBe('ok');
   });
 });

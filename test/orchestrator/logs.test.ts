@@ -1,6 +1,7 @@
 import { request } from 'undici';
 import { describe, expect, it, vi } from 'vitest';
 import { RejectionLog } from '../../orchestrator/src/rejection-log.js';
+import { keyHash } from '../../orchestrator/src/access-control.js';
 import { startBackend } from '../helpers/backend.js';
 import { startOrchestrator, stopRig, useRig } from '../helpers/orchestrator-fixture.js';
 import { waitFor } from '../helpers/wait-for.js';
@@ -64,6 +65,48 @@ describe('structured logs', () => {
     }
     expect(lines.join('\n')).not.toContain(TOKEN);
     expect(entries().at(-1)!.msg).toBe('orchestrator stopped');
+  });
+
+  it("names the client key in the access and rejection logs (its name, never the key), for answers and refusals alike", async () => {
+    const { log, lines, entries } = capturingLogger();
+    const key = 'orch_logged-key-name-only-0123456789';
+    const viewer = 'orch_logged-viewer-key-0123456789';
+    rig.backends = [await startBackend('a')];
+    rig.running = await startOrchestrator(
+      rig.backends,
+      {
+        accessLog: true,
+        clientKeys: [
+          { name: 'app', sha256: keyHash(key), scopes: ['infer'], ratePerSecond: 0.001, burst: 1 },
+          { name: 'viewer', sha256: keyHash(viewer), scopes: ['read'] },
+        ],
+      },
+      log,
+    );
+    const send = async (id: string, path: string, authorization?: string) => {
+      const headers = { 'x-request-id': id, ...(authorization ? { authorization } : {}) };
+      const response = await request(`${rig.running!.url}${path}`, { method: path === '/status' ? 'GET' : 'POST', headers, body: path === '/status' ? undefined : '{}' });
+      await response.body.dump();
+    };
+    await send('ok', '/new_request', `Bearer ${key}`);
+    await send('limited', '/new_request', `Bearer ${key}`);
+    await send('none', '/new_request');
+    await send('wrong', '/new_request', `Bearer ${key}x`);
+    await send('read', '/status', `Basic ${Buffer.from(`me:${viewer}`).toString('base64')}`);
+    await waitFor(() => entries().filter((e) => e.msg === 'request').length === 5);
+    const byId = new Map(entries().filter((e) => e.msg === 'request').map((e) => [e.requestId, e]));
+    expect(byId.get('ok')).toMatchObject({ status: 200, client: 'app', container: 'a' });
+    expect(byId.get('limited')).toMatchObject({ status: 429, client: 'app' });
+    // The rejection log names the key too.
+    expect(entries().find((e) => e.msg === 'request rejected' && e.requestId === 'limited')).toMatchObject({ status: 429, error: 'RATE_LIMITED', client: 'app' });
+    expect(byId.get('read')).toMatchObject({ status: 200, client: 'viewer' });
+    for (const id of ['none', 'wrong']) {
+      expect(byId.get(id)).toMatchObject({ status: 401 });
+      expect(byId.get(id)).not.toHaveProperty('client');
+    }
+    await stopRig(rig.running, rig.backends);
+    rig.running = undefined;
+    for (const secret of [key, viewer, keyHash(key)]) expect(lines.join('\n')).not.toContain(secret);
   });
 
   it('logs rejections one by one up to a rate, then counts the rest once a second', () => {

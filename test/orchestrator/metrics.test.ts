@@ -7,6 +7,7 @@ import { waitFor } from '../helpers/wait-for.js';
 import { useTempCluster } from '../helpers/cluster.js';
 import { machineCluster, machineClusterView, machineSnapshot, startMachineOrchestrator } from '../helpers/machine-view.js';
 import { OrchestratorMetrics } from '../../orchestrator/src/metrics.js';
+import { keyHash } from '../../orchestrator/src/access-control.js';
 import type { Orchestrator } from '../../orchestrator/src/orchestrator.js';
 import type { MachineScalerSnapshot } from '../../status/src/schema.js';
 
@@ -34,6 +35,7 @@ describe('GET /metrics', () => {
       'orchestrator_autoscaler_actual_containers',
       'orchestrator_autoscaler_decisions_total',
       'orchestrator_autoscaler_desired_containers',
+      'orchestrator_client_requests_total',
       'orchestrator_container_in_flight',
       'orchestrator_container_replacements_total',
       'orchestrator_containers',
@@ -97,6 +99,35 @@ describe('GET /metrics', () => {
     // 5 ms of service each: no answer came back faster than that.
     expect(m.sum('orchestrator_upstream_latency_seconds_bucket', { le: '0.0025' })).toBe(0);
     expect(m.sum('orchestrator_upstream_latency_seconds_bucket', { le: '+Inf' })).toBe(22);
+  });
+
+  it('counts inference requests by client key name and status, the key check\'s refusals included, never showing a key', async () => {
+    const keys = { app: 'orch_metrics-app-key-0123456789abc', viewer: 'orch_metrics-viewer-key-0123456789abc', limited: 'orch_metrics-limited-key-0123456789' };
+    rig.backends = [await startBackend('a')];
+    rig.running = await startOrchestrator(rig.backends, {
+      clientKeys: [
+        { name: 'app', sha256: keyHash(keys.app), scopes: ['infer'] },
+        { name: 'viewer', sha256: keyHash(keys.viewer), scopes: ['read'] },
+        { name: 'limited', sha256: keyHash(keys.limited), scopes: ['infer'], ratePerSecond: 0.001, burst: 1 },
+      ],
+    });
+    const send = async (path: string, key?: string) => {
+      const response = await request(`${rig.running!.url}${path}`, { method: 'POST', headers: key ? { authorization: `Bearer ${key}` } : {}, body: '{}' });
+      await response.body.dump();
+      return response.statusCode;
+    };
+    expect([await send('/new_request', keys.app), await send('/run_model', keys.app), await send('/new_request')]).toEqual([200, 200, 401]);
+    expect([await send('/new_request', 'orch_not-a-key-0123456789'), await send('/new_request', keys.viewer)]).toEqual([401, 403]);
+    expect([await send('/new_request', keys.limited), await send('/new_request', keys.limited)]).toEqual([200, 429]);
+    const res = await request(`${rig.running.url}/metrics`, { headers: { authorization: `Bearer ${keys.viewer}` } });
+    const text = await res.body.text();
+    const m = parseExposition(text);
+    const count = (client: string, status: string) => m.sum('orchestrator_client_requests_total', { client, status });
+    expect([count('app', '200'), count('-', '401'), count('-', '403'), count('limited', '200'), count('limited', '429')]).toEqual([2, 2, 1, 1, 1]);
+    expect(m.sum('orchestrator_client_requests_total')).toBe(7);
+    // The requests total counts what reached the queue, as before: the refusals at the key check are not there.
+    expect(m.sum('orchestrator_requests_total')).toBe(3);
+    for (const key of Object.values(keys)) expect(text).not.toContain(key);
   });
 
   it('shows a busy container, the queue and its rejections as they happen', async () => {

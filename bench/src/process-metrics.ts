@@ -11,8 +11,9 @@ export interface ProcessSample {
   heapUsedBytes: number;
   openFds: number;
   activeHandles: number;
-  /** Event-loop delay p99 over prom-client's monitoring window, in ms. */
+  /** Event-loop delay p99 and max over prom-client's monitoring window (since the previous scrape, or the start), in ms. */
   eventLoopLagP99Ms: number;
+  eventLoopLagMaxMs: number;
   queueLength: number;
   /** Containers taking requests (free or busy). */
   containersInRotation: number;
@@ -36,6 +37,7 @@ export async function sampleProcess(baseUrl: string, t: number): Promise<Process
     openFds: value('process_open_fds'),
     activeHandles: value('nodejs_active_handles_total'),
     eventLoopLagP99Ms: value('nodejs_eventloop_lag_p99_seconds') * 1000,
+    eventLoopLagMaxMs: value('nodejs_eventloop_lag_max_seconds') * 1000,
     queueLength: value('orchestrator_queue_length'),
     containersInRotation: value('orchestrator_containers', { state: 'free' }) + value('orchestrator_containers', { state: 'busy' }),
   };

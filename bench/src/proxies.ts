@@ -1,8 +1,8 @@
-import { request } from 'undici';
 import { runLoad } from '../../load/src/run-load.js';
 import { BackendFarm } from './backend-farm-process.js';
 import { measure, type LoadTarget } from './measure.js';
 import type { Stoppable } from './model-bench.js';
+import { sampleProcess } from './process-metrics.js';
 import { DIRECT, HAPROXY, ROUTES, type BenchResult, type Measurement, type ScenarioResult } from './report.js';
 import { countStatusWrites } from './status-writes.js';
 import { peakRss, startHaproxy, startNodeFloor, startOrchestrator } from './targets.js';
@@ -66,7 +66,8 @@ async function burst(farm: BackendFarm, dir: string, threads: number): Promise<B
     const result = await runLoad({ url: target.url, requests: 10_000, threads, concurrency: 10_000, method: 'POST', body: '{"text":"burst"}', timeoutMs: 120_000 });
     const seconds = (performance.now() - started) / 1000;
     writes.close();
-    const health = (await (await request(target.url.replace('/new_request', '/health'))).body.json()) as { eventLoopDelayMs: { p99: number; max: number } };
+    // The first scrape of this fresh orchestrator: prom-client's event-loop window covers its whole life.
+    const load = await sampleProcess(target.url.replace(/\/new_request$/, ''), seconds);
     const stats = await farm.stats();
     return {
       requests: 10_000,
@@ -74,8 +75,8 @@ async function burst(farm: BackendFarm, dir: string, threads: number): Promise<B
       failed: result.failed,
       seconds,
       peakRssBytes: await peakRss(target.pid),
-      eventLoopDelayP99Ms: health.eventLoopDelayMs.p99,
-      eventLoopDelayMaxMs: health.eventLoopDelayMs.max,
+      eventLoopDelayP99Ms: load.eventLoopLagP99Ms,
+      eventLoopDelayMaxMs: load.eventLoopLagMaxMs,
       statusWritesPerSecond: writes.count / seconds,
       maxBackendConcurrency: Math.max(...stats.map((s) => s.maxConcurrency)),
     };

@@ -28,6 +28,10 @@ Options:
   --no-progress         no progress bar or progress lines on stderr
   --help                show this text
 
+Environment:
+  ORCHESTRATOR_KEY      client key (infer scope) sent as Authorization: Bearer on every request,
+                        when the orchestrator has client keys; never printed nor written to a report
+
 A run uses min(threads, concurrency, requests) threads. It exits 1 when any request failed
 (non-2xx answer or network error) unless --tolerate-errors, and 2 on bad options.
 `;
@@ -61,8 +65,10 @@ runFlagsCli(HELP, FLAGS, async (flags) => {
     noProgress: flags['no-progress'],
   });
 
+  // From the environment, never a flag: a flag would show in `ps`.
+  const key = process.env.ORCHESTRATOR_KEY || undefined;
   const progress = options.progress ? createProgressDisplay(options.requests, process.stderr) : undefined;
-  const result = await runLoad(options, { onProgress: (p) => progress?.update(p) }).finally(() => progress?.stop());
+  const result = await runLoad({ ...options, key }, { onProgress: (p) => progress?.update(p) }).finally(() => progress?.stop());
 
   const json = `${JSON.stringify(result, null, 2)}\n`;
   if (options.json === '-') {

@@ -30,6 +30,8 @@ export interface LoadOptions {
   timeoutMs: number;
   /** Also measure each second of the run (throughput, latency percentiles, requests per container). @default false */
   timeline?: boolean;
+  /** Client key sent as `Authorization: Bearer <key>` on every request; never part of the result. @default none */
+  key?: string;
 }
 
 /** What the CLI needs on top. */

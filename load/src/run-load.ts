@@ -86,7 +86,10 @@ export async function runLoad(options: LoadOptions, hooks: { onProgress?: (progr
   const threadCount = Math.min(options.threads, options.concurrency, options.requests);
   const requestShares = split(options.requests, threadCount);
   const concurrencyShares = split(options.concurrency, threadCount);
-  const headers: Record<string, string> = options.body === null ? {} : { 'content-type': 'application/json' };
+  const headers: Record<string, string> = {
+    ...(options.body === null ? {} : { 'content-type': 'application/json' }),
+    ...(options.key === undefined ? {} : { authorization: `Bearer ${options.key}` }),
+  };
   const tasks: ThreadTask[] = requestShares.map((requests, index) => ({
     index,
     url: options.url,

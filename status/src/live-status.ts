@@ -1,14 +1,23 @@
 import { request } from 'undici';
 import { stateFileSchema, type StateFile } from './schema.js';
 
-/** A running orchestrator's GET /status at `url`, validated; throws with a short reason when it cannot be had. */
-export async function fetchLiveStatus(url: string, timeoutMs: number): Promise<StateFile> {
+/**
+ * A running orchestrator's GET /status at `url`, validated; throws with a short reason when it
+ * cannot be had. `key`, a client key with the read scope, goes as `Authorization: Bearer`.
+ */
+export async function fetchLiveStatus(url: string, timeoutMs: number, key?: string): Promise<StateFile> {
   let response;
   try {
-    response = await request(url, { headers: { accept: 'application/json' }, signal: AbortSignal.timeout(timeoutMs) });
+    const headers = { accept: 'application/json', ...(key === undefined ? {} : { authorization: `Bearer ${key}` }) };
+    response = await request(url, { headers, signal: AbortSignal.timeout(timeoutMs) });
   } catch (error) {
     const { name, code } = error as { name?: string; code?: string };
     throw new Error(name === 'TimeoutError' ? `no answer within ${timeoutMs} ms` : (code ?? (error as Error).message));
+  }
+  if (response.statusCode === 401 || response.statusCode === 403) {
+    await response.body.dump();
+    const why = key === undefined ? 'is not set' : response.statusCode === 403 ? 'holds a key without the read scope' : 'holds a key it does not take';
+    throw new Error(`answered HTTP ${response.statusCode}: a read key is needed (ORCHESTRATOR_KEY ${why})`);
   }
   if (response.statusCode !== 200) {
     await response.body.dump();

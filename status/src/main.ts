@@ -23,6 +23,11 @@ Options:
   --json           print the state as JSON instead of tables
   --help           show this text
 
+Environment:
+  ORCHESTRATOR_KEY client key with the read scope, sent as Authorization: Bearer when
+                   the orchestrator has client keys (without it, GET /status answers 401
+                   and the state file is shown instead)
+
 Exits 1 when neither source gives a valid state, 2 on bad options.
 `;
 
@@ -33,10 +38,10 @@ const FLAGS = {
 } as const;
 
 /** The live state when the orchestrator answers, else the file's; one error naming both problems otherwise. */
-async function readStatus(url: string, file: string): Promise<{ state: StateFile; source: StatusSource }> {
+async function readStatus(url: string, file: string, key: string | undefined): Promise<{ state: StateFile; source: StatusSource }> {
   let liveProblem: string;
   try {
-    return { state: await fetchLiveStatus(url, LIVE_TIMEOUT_MS), source: { kind: 'live', url } };
+    return { state: await fetchLiveStatus(url, LIVE_TIMEOUT_MS, key), source: { kind: 'live', url } };
   } catch (error) {
     liveProblem = (error as Error).message;
   }
@@ -65,7 +70,8 @@ runFlagsCli(HELP, FLAGS, async (flags) => {
   if (!URL.canParse(url) || !['http:', 'https:'].includes(new URL(url).protocol)) {
     throw new UsageError(`--url: expected an http:// or https:// URL; received ${JSON.stringify(url)}`);
   }
-  const { state, source } = await readStatus(url, flags.file ?? DEFAULT_FILE);
+  // From the environment, never a flag: a flag would show in `ps`.
+  const { state, source } = await readStatus(url, flags.file ?? DEFAULT_FILE, process.env.ORCHESTRATOR_KEY || undefined);
   process.stdout.write(flags.json ? `${JSON.stringify(state, null, 2)}\n` : formatStatus(state, source));
   return 0;
 });

@@ -1,14 +1,18 @@
-import { chmod, readFile, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import type { IncomingMessage } from 'node:http';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CreateKeyPairCommand, DescribeInstanceAttributeCommand, DescribeInstancesCommand, type EC2Client } from '@aws-sdk/client-ec2';
-import { request } from 'undici';
+import { request, type Dispatcher } from 'undici';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { KeyScope } from '../../orchestrator/src/config.js';
 import { TAGS } from '../../provisioning/src/aws/ec2-context.js';
 import { unmanagedInventory } from '../../provisioning/src/inventory.js';
 import { LABELS, MODEL_HOST_ENV } from '../../runtime/src/driver.js';
 import type { ContainerRecord } from '../../status/src/schema.js';
 import { startBackend, type Backend } from '../helpers/backend.js';
 import { runEntry } from '../helpers/cli.js';
+import { clientKeysEnv, toolEnv, type TestKey } from '../helpers/client-keys.js';
 import { useTempCluster } from '../helpers/cluster.js';
 import { buildWorkerImage, ENGINE_SETUP_TIMEOUT_MS, ensureDockerEngine, inspect, poll, removeDockerObjects, runOk, uniqueName } from '../helpers/docker.js';
 import { cliDenying } from '../helpers/ec2-deny.js';
@@ -129,12 +133,11 @@ describe('the orchestrator with an admin token', () => {
       const outputs: Record<string, string> = {};
 
       for (const { what, method, path, headers, body, status } of calls) {
-        const response = await request(`${orchestrator.url}${path}`, { method, headers, body });
-        const text = await response.body.text();
-        expect(response.statusCode, `${what}: ${method} ${path}: ${text}`).toBe(status);
-        outputs[`the answer to ${what} (${method} ${path})`] = `${JSON.stringify(response.headers)}\n${text}`;
+        const answer = await answerOf(`${orchestrator.url}${path}`, { method, headers, body });
+        expect(answer.status, `${what}: ${method} ${path}: ${answer.text}`).toBe(status);
+        outputs[`the answer to ${what} (${method} ${path})`] = answer.text;
       }
-      outputs['the first dashboard event'] = await firstEvent(`${orchestrator.url}/dashboard/events`);
+      outputs['the first dashboard event'] = (await answerOf(`${orchestrator.url}/dashboard/events`)).text;
 
       orchestrator.child.kill('SIGTERM');
       expect(await orchestrator.exited).toBe(0);
@@ -159,16 +162,125 @@ describe('the orchestrator with an admin token', () => {
   });
 });
 
-/** The first server-sent event of a stream, then the stream is closed. */
-async function firstEvent(url: string): Promise<string> {
-  const response = await request(url);
-  let text = '';
+/** An answer's status, and its headers and body as text; of an event stream, up to its first event (then the stream is closed). */
+async function answerOf(url: string, options: Partial<Pick<Dispatcher.RequestOptions, 'method' | 'headers' | 'body'>> = {}): Promise<{ status: number; text: string }> {
+  const response = await request(url, options);
+  const stream = String(response.headers['content-type']).startsWith('text/event-stream');
+  let body = '';
   for await (const chunk of response.body) {
-    text += (chunk as Buffer).toString('utf8');
-    if (text.includes('\n\n')) break;
+    body += (chunk as Buffer).toString('utf8');
+    if (stream && body.includes('\n\n')) break;
   }
-  return text;
+  return { status: response.statusCode, text: `${JSON.stringify(response.headers)}\n${body}` };
 }
+
+// Client keys: one per scope, and one that was revoked (or never given out): sent, never configured.
+const INFER_KEY = 'orch_infer-key-SCAN-9b4e2d7a1c6f3e80';
+const READ_KEY = 'orch_read-key-SCAN-3f8a1c5e9d2b7a46';
+const REVOKED_KEY = 'orch_revoked-key-SCAN-6d0c4b8f2e7a1d93';
+
+describe('the orchestrator with client keys', () => {
+  const cluster = useTempCluster(1);
+  let backends: Backend[] = [];
+  let orchestrator: OrchestratorProcess | undefined;
+  let dir: string;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'secrets-keys-'));
+  });
+  afterEach(async () => {
+    await stopOrchestrator(orchestrator);
+    orchestrator = undefined;
+    await Promise.all(backends.map((b) => b.kill()));
+    backends = [];
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const keys: TestKey[] = [
+    { name: 'scan-infer', key: INFER_KEY, scopes: ['infer'] },
+    { name: 'scan-reader', key: READ_KEY, scopes: ['read'] },
+  ];
+  const keyOf = (scope: KeyScope): string => (scope === 'infer' ? INFER_KEY : READ_KEY);
+  const otherKey = (scope: KeyScope): string => (scope === 'infer' ? READ_KEY : INFER_KEY);
+  const basic = (key: string): string => `Basic ${Buffer.from(`scan:${key}`).toString('base64')}`;
+  const routes: Array<{ what: string; method: 'GET' | 'POST'; path: string; scope: KeyScope; body?: string }> = [
+    { what: 'a model request', method: 'POST', path: '/new_request', scope: 'infer', body: '{"text":"fine"}' },
+    { what: 'a forwarded request', method: 'GET', path: '/v1/models?verbose=1', scope: 'infer' },
+    { what: 'the status', method: 'GET', path: '/status', scope: 'read' },
+    { what: 'the metrics', method: 'GET', path: '/metrics', scope: 'read' },
+    { what: 'the dashboard', method: 'GET', path: '/dashboard', scope: 'read' },
+    { what: 'the dashboard event stream', method: 'GET', path: '/dashboard/events', scope: 'read' },
+  ];
+  const credentials: Array<{ what: string; authorization?: (scope: KeyScope) => string | string[]; query?: (scope: KeyScope) => string; status: number }> = [
+    { what: 'the right key', authorization: (s) => `Bearer ${keyOf(s)}`, status: 200 },
+    { what: 'the right key as Basic password', authorization: (s) => basic(keyOf(s)), status: 200 },
+    { what: 'the key of the other scope', authorization: (s) => `Bearer ${otherKey(s)}`, status: 403 },
+    { what: 'a revoked key', authorization: () => `Bearer ${REVOKED_KEY}`, status: 401 },
+    { what: 'a revoked key as Basic password', authorization: () => basic(REVOKED_KEY), status: 401 },
+    { what: 'no key', status: 401 },
+    { what: 'the key with more after it', authorization: (s) => `Bearer ${keyOf(s)} ${REVOKED_KEY}`, status: 401 },
+    { what: 'the key without a scheme', authorization: (s) => keyOf(s), status: 401 },
+    { what: 'the key twice', authorization: (s) => [`Bearer ${keyOf(s)}`, `Bearer ${keyOf(s)}`], status: 401 },
+    { what: 'the key in the query string', query: (s) => `key=${keyOf(s)}&access_token=${keyOf(s)}`, status: 401 },
+  ];
+
+  it(
+    'shows no key anywhere, right, wrong, missing or malformed: answers, logs, /status, /metrics, the dashboard feed, the state file, the containers, the client tools',
+    { timeout: 60_000 },
+    async () => {
+      // What the containers received, whole: request line, every header as sent, body.
+      const received: string[] = [];
+      const record = (req: IncomingMessage, _res: unknown, body: Buffer): boolean => {
+        received.push(`${req.method} ${req.url}\n${req.rawHeaders.join('\n')}\n\n${body.toString('utf8')}`);
+        return false;
+      };
+      backends = [await startBackend('b1', { handler: record }), await startBackend('b2', { handler: record })];
+      await writeFile(cluster.statePath, JSON.stringify(unmanagedInventory('local', backends)));
+      orchestrator = await startOrchestrator(cluster.statePath, ['--access-log', 'true'], { env: clientKeysEnv(keys) });
+      const outputs: Record<string, string> = {};
+
+      for (const route of routes) {
+        for (const { what, authorization, query, status } of credentials) {
+          const path = query ? `${route.path}${route.path.includes('?') ? '&' : '?'}${query(route.scope)}` : route.path;
+          const headers = authorization ? { authorization: authorization(route.scope) } : {};
+          const answer = await answerOf(`${orchestrator.url}${path}`, { method: route.method, headers, body: route.body });
+          expect(answer.status, `${route.what} with ${what}: ${answer.text}`).toBe(status);
+          outputs[`the answer to ${route.what} with ${what}`] = answer.text;
+        }
+      }
+      const health = await answerOf(`${orchestrator.url}/health`);
+      expect(health.status).toBe(200);
+      outputs['the health'] = health.text;
+
+      // The client tools, given the keys as their users give them.
+      const json = join(dir, 'load.json');
+      const html = join(dir, 'load.html');
+      const load = await runEntry('load/src/main.ts', ['--url', `${orchestrator.url}/new_request`, '--requests', '8', '--concurrency', '2', '--json', json, '--report', html], {
+        env: toolEnv(INFER_KEY),
+      });
+      expect(load.code, load.stderr).toBe(0);
+      Object.assign(outputs, { 'npm run load: stdout': load.stdout, 'npm run load: stderr': load.stderr });
+      outputs['npm run load: its --json report'] = await readFile(json, 'utf8');
+      outputs['npm run load: its html report'] = await readFile(html, 'utf8');
+      const status = await runEntry('status/src/main.ts', ['--url', `${orchestrator.url}/status`, '--json'], { env: toolEnv(READ_KEY) });
+      expect(status.code, status.stderr).toBe(0);
+      Object.assign(outputs, { 'npm run status: stdout': status.stdout, 'npm run status: stderr': status.stderr });
+
+      orchestrator.child.kill('SIGTERM');
+      expect(await orchestrator.exited).toBe(0);
+      outputs['the state file'] = await readFile(cluster.statePath, 'utf8');
+      outputs['its log (stdout)'] = orchestrator.output.stdout;
+      outputs['its stderr'] = orchestrator.output.stderr;
+      outputs['what the containers received'] = received.join('\n\n');
+
+      // The scan saw the real thing: the keys' names in the access log, and the requests let through reached the containers.
+      expect(orchestrator.output.stdout).toContain('"path":"/new_request","status":200');
+      for (const { name } of keys) expect(orchestrator.output.stdout).toContain(`"client":"${name}"`);
+      // Two inference routes, each with the key as bearer and as Basic password, then the load.
+      expect(received).toHaveLength(2 * 2 + 8);
+      expect(leaks({ 'the infer key': INFER_KEY, 'the read key': READ_KEY, 'a revoked key': REVOKED_KEY }, outputs)).toEqual([]);
+    },
+  );
+});
 
 describe('EC2 provisioning with AWS credentials and an SSH key', () => {
   const cluster = useTempCluster(1);

@@ -4,11 +4,14 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { unmanagedInventory } from '../../provisioning/src/inventory.js';
 import { startBackend } from '../helpers/backend.js';
 import { runEntry } from '../helpers/cli.js';
+import { clientKeysEnv, toolEnv, type TestKey } from '../helpers/client-keys.js';
 import { useTempCluster } from '../helpers/cluster.js';
 import { startMachineOrchestrator } from '../helpers/machine-view.js';
 import { startOrchestrator } from '../helpers/orchestrator-fixture.js';
+import { startOrchestrator as startOrchestratorProcess, useProcessRig } from '../helpers/orchestrator-process.js';
 import { waitFor } from '../helpers/wait-for.js';
 import type { Orchestrator } from '../../orchestrator/src/orchestrator.js';
 import { refusingUrl } from '../load/test-server.js';
@@ -115,6 +118,50 @@ describe('npm run status', () => {
     const { code, stderr } = await runStatus(['--url', 'localhost:8080']);
     expect(code).toBe(2);
     expect(stderr).toMatch(/^error: --url: .*\[USAGE\]\n$/);
+  });
+});
+
+describe('npm run status, of an orchestrator with client keys', () => {
+  const reader: TestKey = { name: 'reader', key: 'orch_status-test-read-6a2f9c1d4e', scopes: ['read'] };
+  const caller: TestKey = { name: 'caller', key: 'orch_status-test-infer-0b7e3d8a5f', scopes: ['infer'] };
+  const rig = useProcessRig();
+
+  /** The compiled orchestrator over one backend with both keys; its state file is the fallback. */
+  async function start(): Promise<{ url: string; file: string }> {
+    rig.backend = await startBackend('s1');
+    const file = join(dir, 'state.json');
+    await writeFile(file, JSON.stringify(unmanagedInventory('keyed', [rig.backend])));
+    rig.orchestrator = await startOrchestratorProcess(file, [], { env: clientKeysEnv([reader, caller]) });
+    return { url: `${rig.orchestrator.url}/status`, file };
+  }
+
+  it('sends ORCHESTRATOR_KEY and prints the live state', async () => {
+    const { url, file } = await start();
+    const { code, stdout, stderr } = await runEntry('status/src/main.ts', ['--url', url, '--file', file], { env: toolEnv(reader.key) });
+    expect(code).toBe(0);
+    expect(stderr).toBe('');
+    expect(stdout).toContain(`cluster keyed  source: live orchestrator ${url}`);
+    expect(stdout).not.toContain(reader.key);
+  });
+
+  it.each([
+    ['no key', undefined, 401, 'is not set'],
+    ['a key it does not know', 'orch_status-test-unknown-3c8b1e', 401, 'holds a key it does not take'],
+    ['a key without the read scope', caller.key, 403, 'holds a key without the read scope'],
+  ])('with %s, says in one line that a read key is needed and shows the state file', async (_what, key, status, why) => {
+    const { url, file } = await start();
+    const { code, stdout, stderr } = await runEntry('status/src/main.ts', ['--url', url, '--file', file], { env: toolEnv(key) });
+    expect(code).toBe(0);
+    expect(stdout).toContain(`cluster keyed  source: file ${file}`);
+    expect(stderr).toBe(`note: orchestrator ${url}: answered HTTP ${status}: a read key is needed (ORCHESTRATOR_KEY ${why}); showing ${file}\n`);
+  });
+
+  it('exits 1 with that line when there is no state file either', async () => {
+    const { url } = await start();
+    const { code, stdout, stderr } = await runEntry('status/src/main.ts', ['--url', url, '--file', join(dir, 'missing.json')], { env: toolEnv() });
+    expect(code).toBe(1);
+    expect(stdout).toBe('');
+    expect(stderr).toMatch(/^error: no cluster status: .*answered HTTP 401: a read key is needed \(ORCHESTRATOR_KEY is not set\); .*missing\.json.* \[STATUS_UNAVAILABLE\]\n$/);
   });
 });
 

@@ -85,6 +85,7 @@ const NOT_WORKER_SETTINGS = new Set([
   'orchestratorImage',
   'orchestratorPort',
   'orchestratorInstanceType',
+  'orchestratorConfig',
 ]);
 
 /** Where `config` would make a worker otherwise than `recorded` (the config the running cluster was provisioned with), one line per setting. */
@@ -124,7 +125,8 @@ export class OrchestratorAdmin {
   /** Its inventory now. */
   async status(): Promise<StateFile> {
     try {
-      return await fetchLiveStatus(`${this.owner.url}/status`, 10_000);
+      // The admin token reads /status too, when read keys guard it.
+      return await fetchLiveStatus(`${this.owner.url}/status`, 10_000, this.#token);
     } catch (error) {
       throw new AppError('ORCHESTRATOR_UNREACHABLE', `the orchestrator (pid ${this.owner.pid}) at ${this.owner.url}/status: ${(error as Error).message}`, { cause: error });
     }

@@ -10,6 +10,7 @@ import { tempCluster, TEST_PORT_STRIDE, type TempCluster } from '../helpers/clus
 import { poll } from '../helpers/docker.js';
 import { DRILL_FLAGS } from '../helpers/fault-drills.js';
 import { cleanEnv, liveStatus, readState, startOrchestrator, stopOrchestrator, type OrchestratorProcess } from '../helpers/orchestrator-process.js';
+import { clientKeysEnv } from '../helpers/client-keys.js';
 import { pidAlive, pidsGone } from '../helpers/processes.js';
 
 // Workers join and leave a running orchestrator: `npm run provision` and `npm run teardown` hand
@@ -155,10 +156,13 @@ describe('workers join and leave a running orchestrator through provisioning', (
     expect(after.containers.map((c) => c.runtimeId).sort()).toEqual(runtimeIds);
   });
 
-  it('tears the whole cluster down through a running orchestrator: its autoscaler paused first, every worker drained and released, the file left to it', { timeout: 180_000 }, async () => {
-    orchestrator = await startOrchestrator(temp!.statePath, DRILL_FLAGS, { env: { ORCH_ADMIN_TOKEN: TOKEN } });
+  it('tears the whole cluster down through a running orchestrator whose status needs a read key: its autoscaler paused first, every worker drained and released, the file left to it', { timeout: 180_000 }, async () => {
+    // Client keys guard /status: the handover reads it with the admin token, which reads too.
+    const keys = clientKeysEnv([{ name: 'reader', key: 'orch_handover-read-key-0123456789', scopes: ['read'] }, { name: 'app', key: 'orch_handover-infer-key-0123456789', scopes: ['infer'] }]);
+    orchestrator = await startOrchestrator(temp!.statePath, DRILL_FLAGS, { env: { ORCH_ADMIN_TOKEN: TOKEN, ...keys } });
     const { url } = orchestrator;
-    const containers = (await liveStatus(url)).containers;
+    await expect(liveStatus(url)).rejects.toThrow(/401/);
+    const containers = (await liveStatus(url, TOKEN)).containers;
     const down = await teardown(temp!, ['--json'], { ORCH_ADMIN_TOKEN: TOKEN });
     expect(down.code, down.stderr).toBe(0);
     const report = JSON.parse(down.stdout) as TeardownReport;
@@ -167,7 +171,7 @@ describe('workers join and leave a running orchestrator through provisioning', (
     expect(await pidsGone(containers.map((c) => Number(c.runtimeId)))).toBe(true);
     for (const c of containers) expect(await listening(c.port)).toBe(false);
     // Still running, with nothing to relaunch them: its autoscaler paused, its inventory empty.
-    const status = await liveStatus(url);
+    const status = await liveStatus(url, TOKEN);
     expect(status).toMatchObject({ workers: [], containers: [], autoscaler: { paused: true }, orchestrator: { pid: orchestrator.child.pid } });
   });
 

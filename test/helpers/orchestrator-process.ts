@@ -80,7 +80,7 @@ export async function readState(path: string): Promise<StateFile> {
 }
 
 /** GET /status of a running orchestrator, validated. */
-export const liveStatus = (url: string): Promise<StateFile> => fetchLiveStatus(`${url}/status`, 10_000);
+export const liveStatus = (url: string, key?: string): Promise<StateFile> => fetchLiveStatus(`${url}/status`, 10_000, key);
 
 /** A model container's own /health counters. */
 export async function containerHealth(url: string): Promise<{ served: number; maxInFlight: number; container: string }> {

@@ -86,6 +86,12 @@ export const provisionConfigSchema = z
     orchestratorPort: intFrom(1, 65535).default(8080),
     /** Instance type of the orchestrator's instance (withOrchestrator). @default 't3.small' */
     orchestratorInstanceType: z.string().min(1).default('t3.small'),
+    /**
+     * JSON config file of the orchestrator on its instance (withOrchestrator): client keys, TLS, rates. Checked here
+     * first; uploaded with the TLS files it names; host, port and statePath are provisioning's. A re-run where only it
+     * or its TLS files changed sends SIGHUP instead of restarting. @default none (the orchestrator's defaults)
+     */
+    orchestratorConfig: z.string().min(1).optional(),
     /** Allow 0.0.0.0/0 in sshCidr, orchestratorCidr or clientCidr (open to the whole internet). @default false */
     allowWorldOpen: boolFrom().default(false),
     /** Which worker address goes into the inventory: public, or private when the orchestrator runs in the same VPC. @default 'public' */
@@ -140,6 +146,8 @@ export const provisionConfigSchema = z
       // The model ports open to the orchestrator's security group alone: neither a CIDR nor this machine reaches them.
       if (config.orchestratorCidr) ctx.addIssue({ code: 'custom', path: ['orchestratorCidr'], message: "expected none with withOrchestrator: the model ports open to the orchestrator's security group" });
       if (config.healthVia === 'direct') ctx.addIssue({ code: 'custom', path: ['healthVia'], message: 'expected ssh with withOrchestrator: the model ports are closed to this machine' });
+    } else if (config.orchestratorConfig !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['orchestratorConfig'], message: 'expected withOrchestrator: it configures the orchestrator on its instance (locally: npm start -- --config FILE)' });
     }
     const lastPort = config.basePort + ((config.workers ?? 2) - 1) * config.portStride + config.containersPerWorker - 1;
     if (lastPort > 65535) {

@@ -70,6 +70,10 @@ AWS (--provider aws; credentials from the standard chain: env, profile, SSO):
   --orchestrator-port <port>    its port                               default 8080
   --orchestrator-instance-type <type>
                                 its instance type                      default t3.small
+  --orchestrator-config <file>  its JSON config (client keys, TLS, rates; not host, port,
+                                statePath), checked here, uploaded root-only with the TLS
+                                files it names; a re-run where only these changed sends it
+                                SIGHUP instead of restarting it
   --allow-world-open            allow 0.0.0.0/0 in the cidrs above
   --launch-timeout-ms <ms>      time to run and answer                 default 900000
   --aws-endpoint <url>          EC2-compatible endpoint (LocalStack)

@@ -1,4 +1,6 @@
 import { mkdtemp, readFile, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+import { get as httpsGet } from 'node:https';
+import type { TLSSocket } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -13,14 +15,17 @@ import {
 } from '@aws-sdk/client-ec2';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../common/src/logger.js';
+import { keyHash } from '../../orchestrator/src/access-control.js';
 import { TAGS } from '../../provisioning/src/aws/ec2-context.js';
 import type { Ec2Provider } from '../../provisioning/src/aws/ec2-provider.js';
 import { REMOTE_ROOT, remotePaths } from '../../provisioning/src/aws/orchestrator-instance.js';
-import { provisionCluster, teardownCluster } from '../../provisioning/src/commands.js';
+import { provisionCluster, teardownCluster, type ProvisionReport } from '../../provisioning/src/commands.js';
 import { loadProvisionConfig, type ProvisionConfig } from '../../provisioning/src/config.js';
 import { createProvider } from '../../provisioning/src/create-provider.js';
+import { formatProvisionReport } from '../../provisioning/src/report.js';
 import { stateFileSchema } from '../../status/src/schema.js';
 import { startBackend, type Backend } from '../helpers/backend.js';
+import { createTestCa, type IssuedCertificate, type TestCa } from '../helpers/certificates.js';
 import { run, runEntry } from '../helpers/cli.js';
 import { tempCluster, type TempCluster } from '../helpers/cluster.js';
 import { ENGINE_SETUP_TIMEOUT_MS, ensureDockerEngine, inspect, NODE_BASE_IMAGE, removeDockerObjects, runOk, uniqueName } from '../helpers/docker.js';
@@ -45,20 +50,36 @@ import { freeBasePort } from '../../common/src/free-ports.js';
 
 const SSH_CIDR = '203.0.113.7/32';
 const CLIENT_CIDR = '198.51.100.0/24';
-/** Answers /health, and /status with the inventory it was given (what a status client reads), on ORCH_HOST:ORCH_PORT. */
+/**
+ * Answers /health, /status with the inventory it was given (what a status client reads), and
+ * /config with the config file it was started with (`--config FILE`, as the orchestrator takes it)
+ * or read again on SIGHUP and how many SIGHUPs it got, on ORCH_HOST:ORCH_PORT; over HTTPS with the
+ * TLS files that file names, as the orchestrator does, taking them again on SIGHUP.
+ */
 const STAND_IN_PROGRAM = [
   "process.on('SIGTERM', () => process.exit(0));",
-  "const state = () => require('fs').readFileSync('/state/state.json');",
-  "require('http').createServer((req, res) => {",
+  "const fs = require('fs');",
+  "const at = process.argv.indexOf('--config');",
+  'const file = at > 0 ? process.argv[at + 1] : undefined;',
+  "const read = () => (file ? JSON.parse(fs.readFileSync(file, 'utf8')) : null);",
+  'let seen = { hups: 0, config: read() };',
+  'const pems = () => ({ cert: fs.readFileSync(seen.config.tlsCertFile), key: fs.readFileSync(seen.config.tlsKeyFile) });',
+  "const state = () => fs.readFileSync('/state/state.json');",
+  'const handler = (req, res) => {',
   "  if (req.url === '/health') return res.end('{\"status\":\"ok\"}');",
   "  if (req.url === '/status') { res.setHeader('content-type', 'application/json'); return res.end(state()); }",
+  "  if (req.url === '/config') return res.end(JSON.stringify(seen));",
   '  res.statusCode = 404; res.end();',
-  '}).listen(Number(process.env.ORCH_PORT), process.env.ORCH_HOST);',
+  '};',
+  "const server = seen.config && seen.config.tlsCertFile ? require('https').createServer(pems(), handler) : require('http').createServer(handler);",
+  "process.on('SIGHUP', () => { seen = { hups: seen.hups + 1, config: read() }; if (seen.config.tlsCertFile) server.setSecureContext(pems()); });",
+  'server.listen(Number(process.env.ORCH_PORT), process.env.ORCH_HOST);',
 ].join('\n');
 
 const standInImage = `orchestrator-stand-in:${uniqueName('aws')}`;
 let moto: Moto;
 let ec2: EC2Client;
+let ca: TestCa;
 let dir: string;
 let hostKey: string;
 let clientKeyPath: string;
@@ -73,9 +94,11 @@ beforeAll(async () => {
   const [host, client] = await Promise.all([generateKey(join(dir, 'host_key')), generateKey(clientKeyPath)]);
   hostKey = host!;
   await writeFile(join(dir, 'authorized_keys'), `${client}\n`);
-  await writeFile(join(dir, 'Dockerfile'), `FROM ${NODE_BASE_IMAGE}\nENTRYPOINT ${JSON.stringify(['node', '-e', STAND_IN_PROGRAM])}\n`);
+  // `--`: the flags after the image name (--config) are the program's, not node's.
+  await writeFile(join(dir, 'Dockerfile'), `FROM ${NODE_BASE_IMAGE}\nENTRYPOINT ${JSON.stringify(['node', '-e', STAND_IN_PROGRAM, '--'])}\n`);
   await runOk('docker', ['build', '-q', '--network', 'host', '-t', standInImage, dir], { env: { ...process.env, DOCKER_BUILDKIT: '0' }, timeoutMs: 120_000 });
   orchestratorPort = await freeBasePort([0]);
+  ca = await createTestCa();
   moto = await startMoto();
   ec2 = moto.client();
   await ec2.send(new ImportKeyPairCommand({ KeyName: 'mine', PublicKeyMaterial: Buffer.from(client!) }));
@@ -87,6 +110,7 @@ afterAll(async () => {
   unroute?.();
   stopIntercepting();
   await moto?.stop();
+  await ca?.cleanup();
   if (dir) await rm(dir, { recursive: true, force: true });
   await removeDockerObjects([], [standInImage]);
 }, 60_000);
@@ -363,6 +387,195 @@ describe('provision --provider aws --with-orchestrator', () => {
   });
 });
 
+/** Recognisable, so that a scan finds it verbatim in any output. */
+const ADMIN_TOKEN = 'admin-token-SCAN-orchconfig-8e2b6d4f0a';
+/** Client key entries as the config holds them: names and hashes. */
+const APP_KEY = { name: 'app', sha256: keyHash('orch_app-key-SCAN-0123456789abcdef'), scopes: ['infer'] };
+const READER_KEY = { name: 'prometheus', sha256: keyHash('orch_reader-key-SCAN-0123456789abcd'), scopes: ['read'] };
+
+/** An orchestrator config file in the test's folder (`settings` as JSON, or a text as it is); resolves with its path. */
+async function configFile(name: string, settings: Record<string, unknown> | string): Promise<string> {
+  const path = join(dir, `${name}.json`);
+  await writeFile(path, typeof settings === 'string' ? settings : JSON.stringify(settings));
+  return path;
+}
+
+/** The settings of a config file with TLS: the admin token, `keys`, `cert`'s files, and `more`. */
+const tlsSettings = (cert: IssuedCertificate, keys: unknown[], more: Record<string, unknown> = {}) => ({
+  adminToken: ADMIN_TOKEN,
+  clientKeys: keys,
+  clientRatePerSecond: 50,
+  tlsCertFile: cert.certFile,
+  tlsKeyFile: cert.keyFile,
+  ...more,
+});
+
+/** What the uploaded config holds: the same, the TLS paths where the container sees them. */
+const uploadedSettings = (settings: Record<string, unknown>) => ({ ...settings, tlsCertFile: '/state/tls/cert.pem', tlsKeyFile: '/state/tls/key.pem' });
+
+/** GET `path` of the stand-in on this machine over TLS, trusting the test CA alone: its body and the certificate it served. */
+function getVerified(path: string): Promise<{ body: string; fingerprint256: string }> {
+  return new Promise((resolve, reject) => {
+    httpsGet({ host: '127.0.0.1', port: orchestratorPort, path, ca: ca.pem, agent: false }, (res) => {
+      const { fingerprint256 } = (res.socket as TLSSocket).getPeerCertificate();
+      let body = '';
+      res.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
+      res.once('end', () => resolve({ body, fingerprint256 }));
+      res.once('error', reject);
+    }).once('error', reject);
+  });
+}
+
+/** What the stand-in read last (at start or on SIGHUP), and how many SIGHUPs it got. */
+const seenConfig = async (): Promise<{ hups: number; config: Record<string, unknown> }> => JSON.parse((await getVerified('/config')).body);
+
+/** The user-data of the cluster's instances, decoded: EC2 and the metadata service hand it to anyone who may read it. */
+async function userDataOf(cluster: string): Promise<string> {
+  const instances = [...(await liveInstances(cluster, 'orchestrator')), ...(await liveInstances(cluster, 'worker'))];
+  const kept = await Promise.all(instances.map((i) => ec2.send(new DescribeInstanceAttributeCommand({ InstanceId: i.InstanceId, Attribute: 'userData' }))));
+  return kept.map((a) => Buffer.from(a.UserData?.Value ?? '', 'base64').toString('utf8')).join('\n');
+}
+
+/** The lines of a PEM private key that hold key material. */
+const keyLines = async (file: string): Promise<string[]> => (await readFile(file, 'utf8')).split('\n').filter((line) => line && !line.startsWith('-----'));
+
+describe('provision --with-orchestrator --orchestrator-config', () => {
+  /** One provision run with the config file `settings`; resolves with its progress lines and what it printed and recorded, for the secret scan. */
+  async function provisionWith(rig: Rig, name: string, settings: Record<string, unknown>): Promise<{ said: string[]; outputs: string[] }> {
+    const config = rig.config({ orchestratorConfig: await configFile(name, settings) });
+    const said: string[] = [];
+    const report: ProvisionReport = await provisionCluster(config, { provider: rig.provider(config, said) });
+    return { said, outputs: [said.join('\n'), formatProvisionReport(report), JSON.stringify(report), await readFile(rig.temp.statePath, 'utf8')] };
+  }
+
+  it('uploads the config file and the TLS files it names root-only, at the paths the container sees, starts it with --config and records an https URL', { timeout: 120_000 }, async () => {
+    const rig = await startRig();
+    const cert = await ca.issue(`${rig.cluster}-a`);
+    const settings = tlsSettings(cert, [APP_KEY, READER_KEY]);
+    const { said, outputs } = await provisionWith(rig, 'tls', settings);
+
+    const paths = remotePaths(rig.cluster);
+    expect(JSON.parse(await readFile(join(paths.stateDir, 'orchestrator.json'), 'utf8'))).toEqual(uploadedSettings(settings));
+    expect(await readFile(join(paths.stateDir, 'tls/cert.pem'), 'utf8')).toBe(await readFile(cert.certFile, 'utf8'));
+    expect(await readFile(join(paths.stateDir, 'tls/key.pem'), 'utf8')).toBe(await readFile(cert.keyFile, 'utf8'));
+    for (const file of ['orchestrator.json', 'tls/cert.pem', 'tls/key.pem']) expect(await mode(join(paths.stateDir, file))).toBe('600');
+    expect(await mode(join(paths.stateDir, 'tls'))).toBe('700');
+
+    // The flags after the image name are the orchestrator's.
+    expect((await inspect(paths.container)).Config.Cmd).toEqual(['--config', '/state/orchestrator.json']);
+    // It read that file and serves the certificate it names: a client trusting the CA alone verifies it for 127.0.0.1.
+    const served = await getVerified('/config');
+    expect(served.fingerprint256).toBe(cert.fingerprint256);
+    expect(JSON.parse(served.body)).toEqual({ hups: 0, config: uploadedSettings(settings) });
+
+    const [orchestrator] = await liveInstances(rig.cluster, 'orchestrator');
+    const url = `https://${orchestrator!.PublicIpAddress}:${orchestratorPort}`;
+    expect((await readState(rig.temp.statePath)).orchestrator).toMatchObject({ url, instanceId: orchestrator!.InstanceId, running: true });
+    expect(outputs[1]).toContain(`npm run load -- --url ${url}/new_request`);
+    expect(said).toContain(`orchestrator started at ${url} (instance ${orchestrator!.InstanceId})`);
+
+    // The admin token and the TLS key went over SSH alone: in no output, no recorded file, no user-data.
+    const secrets = [ADMIN_TOKEN, ...(await keyLines(cert.keyFile))];
+    const texts = [...outputs, await userDataOf(rig.cluster)];
+    expect(secrets.filter((secret) => texts.some((text) => text.includes(secret)))).toEqual([]);
+  });
+
+  it('a re-run where only the config file or its TLS files changed rewrites them and sends SIGHUP, keeping the container; another change restarts it', { timeout: 240_000 }, async () => {
+    const rig = await startRig();
+    const [first, renewed] = await Promise.all([ca.issue(`${rig.cluster}-1`), ca.issue(`${rig.cluster}-2`)]);
+    const paths = remotePaths(rig.cluster);
+    const outputs: string[] = [];
+    const run = async (name: string, settings: Record<string, unknown>): Promise<string[]> => {
+      const result = await provisionWith(rig, name, settings);
+      outputs.push(...result.outputs);
+      return result.said;
+    };
+    await run('v1', tlsSettings(first, [APP_KEY]));
+    const started = await inspect(paths.container);
+
+    // A second key beside the first (clients move over before the old one goes) and a renewed certificate.
+    const rotated = tlsSettings(renewed, [APP_KEY, READER_KEY]);
+    const reloaded = await run('v2', rotated);
+    expect(reloaded).toContainEqual(expect.stringMatching(/^orchestrator: only its config file or TLS files changed: .*SIGHUP/));
+    expect(reloaded).toContainEqual(expect.stringMatching(/^orchestrator reloaded at https:\/\//));
+    const after = await inspect(paths.container);
+    expect([after.Id, after.State.StartedAt]).toEqual([started.Id, started.State.StartedAt]);
+    expect(await readFile(join(paths.stateDir, 'tls/key.pem'), 'utf8')).toBe(await readFile(renewed.keyFile, 'utf8'));
+    expect(JSON.parse(await readFile(join(paths.stateDir, 'orchestrator.json'), 'utf8'))).toEqual(uploadedSettings(rotated));
+    // The running process got one SIGHUP, read the new file, and serves the renewed certificate.
+    expect((await getVerified('/health')).fingerprint256).toBe(renewed.fingerprint256);
+    expect(await seenConfig()).toEqual({ hups: 1, config: uploadedSettings(rotated) });
+
+    // The same content from another file: nothing to do.
+    const kept = await run('v2-copy', rotated);
+    expect(kept).toContainEqual(expect.stringMatching(/^orchestrator kept at https:\/\//));
+    expect((await seenConfig()).hups).toBe(1);
+
+    // A setting SIGHUP does not apply: a new container, started with it.
+    const restarted = await run('v3', { ...rotated, maxQueue: 5 });
+    expect(restarted).toContainEqual(expect.stringMatching(/^orchestrator started at https:\/\//));
+    expect((await inspect(paths.container)).Id).not.toBe(started.Id);
+    expect(await seenConfig()).toEqual({ hups: 0, config: uploadedSettings({ ...rotated, maxQueue: 5 }) });
+
+    // No config file any more: started without one, and the old files (the admin token, the TLS key) are gone from the instance.
+    const plain = rig.config();
+    await provisionCluster(plain, { provider: rig.provider(plain) });
+    expect((await inspect(paths.container)).Config.Cmd ?? []).toEqual([]);
+    for (const file of ['orchestrator.json', 'tls/cert.pem', 'tls/key.pem']) await expect(stat(join(paths.stateDir, file))).rejects.toMatchObject({ code: 'ENOENT' });
+    expect((await readState(rig.temp.statePath)).orchestrator?.url).toMatch(/^http:\/\//);
+
+    const secrets = [ADMIN_TOKEN, ...(await keyLines(first.keyFile)), ...(await keyLines(renewed.keyFile))];
+    const texts = [...outputs, await userDataOf(rig.cluster)];
+    expect(secrets.filter((secret) => texts.some((text) => text.includes(secret)))).toEqual([]);
+  });
+
+  it('a bad config file, or one setting what provisioning sets, stops the run before anything is created, in one line that shows no secret', { timeout: 120_000 }, async () => {
+    const rig = await startRig();
+    const [cert, other] = await Promise.all([ca.issue(`${rig.cluster}-c`), ca.issue(`${rig.cluster}-o`)]);
+    const cases: Array<[string, Record<string, unknown> | string, RegExp]> = [
+      // The parser's own message would quote the text around the fault: here, the token.
+      ['not JSON', '{"adminToken": SCAN-token-unquoted-0123456789}', /cannot read it as JSON \(not valid JSON\)/],
+      ['an unknown key', { adminToken: ADMIN_TOKEN, clientKey: [] }, /unknown key "clientKey"/],
+      ['a short admin token', { adminToken: 'admin-SCAN-x' }, /config key "adminToken" \(config file\)/],
+      ['a key entry without its hash', { adminToken: ADMIN_TOKEN, clientKeys: [{ name: 'app' }] }, /config key "clientKeys\.0\.sha256"/],
+      ['its port', { port: 9000 }, /"port" is provisioning's to set/],
+      ['its address', { host: '0.0.0.0' }, /"host" is provisioning's to set/],
+      ['its state file', { statePath: '/tmp/state.json' }, /"statePath" is provisioning's to set/],
+      ['a certificate without its key', { tlsCertFile: cert.certFile }, /"tlsKeyFile"/],
+      ['another certificate\'s key', { adminToken: ADMIN_TOKEN, tlsCertFile: cert.certFile, tlsKeyFile: other.keyFile }, /is not the key of the certificate/],
+      ['a certificate that is not there', { tlsCertFile: join(dir, 'missing.pem'), tlsKeyFile: cert.keyFile }, /tlsCertFile .*missing\.pem: cannot read it/],
+    ];
+    for (const [what, settings, reason] of cases) {
+      const config = rig.config({ orchestratorConfig: await configFile('bad', settings) });
+      const error = await provisionCluster(config, { provider: rig.provider(config) }).then(
+        () => undefined,
+        (thrown: { code?: string; message: string }) => thrown,
+      );
+      expect(error, what).toMatchObject({ code: 'CONFIG_INVALID', message: expect.stringMatching(reason) });
+      expect(error!.message, what).toMatch(/^config key "orchestratorConfig" \(.*bad\.json\): [^\n]*$/);
+      expect(error!.message, what).not.toContain('SCAN');
+    }
+
+    // From the command line: --orchestrator-config as a person types it; the cost guard's plan checks the file before it asks.
+    const cli = await runEntry(
+      'provisioning/src/main.ts',
+      [
+        'provision', '--provider', 'aws', '--cluster', rig.cluster, '--workers', '1', '--aws-endpoint', moto.endpoint, '--ssh-cidr', SSH_CIDR,
+        '--with-orchestrator', '--client-cidr', CLIENT_CIDR, '--orchestrator-config', await configFile('bad', { adminToken: ADMIN_TOKEN, port: 9000 }), ...rig.temp.cliFlags,
+      ],
+      { env: motoCliEnv(MOTO_CREDENTIALS) },
+    );
+    expect(cli.code).toBe(2);
+    expect(cli.stderr.split('\n').filter(Boolean)).toEqual([expect.stringMatching(/^error: config key "orchestratorConfig" \(.*bad\.json\): "port" is provisioning's to set.*\[CONFIG_INVALID\]$/)]);
+    expect(`${cli.stdout}${cli.stderr}`).not.toContain(ADMIN_TOKEN);
+
+    expect(await liveInstances(rig.cluster, 'orchestrator')).toEqual([]);
+    expect(await liveInstances(rig.cluster, 'worker')).toEqual([]);
+    expect(await group(`${rig.cluster}-orchestrator`)).toBeUndefined();
+    expect(await group(`${rig.cluster}-workers`)).toBeUndefined();
+  });
+});
+
 describe('--with-orchestrator config', () => {
   const load = (flags: Record<string, unknown>) =>
     loadProvisionConfig({ env: {}, flags: { provider: 'aws', sshCidr: SSH_CIDR, withOrchestrator: true, clientCidr: CLIENT_CIDR, ...flags } });
@@ -371,6 +584,16 @@ describe('--with-orchestrator config', () => {
     expect(load({})).toMatchObject({ healthVia: 'ssh', orchestratorPort: 8080, orchestratorImage: 'inference-orchestrator:latest', orchestratorInstanceType: 't3.small' });
     expect(() => load({ healthVia: 'direct' })).toThrow(expect.objectContaining({ code: 'CONFIG_INVALID', message: expect.stringContaining('"healthVia"') }));
     expect(loadProvisionConfig({ env: {}, flags: { provider: 'aws', sshCidr: SSH_CIDR } }).healthVia).toBe('direct');
+  });
+
+  it('takes orchestratorConfig from a flag or PROVISION_ORCHESTRATOR_CONFIG, and only with withOrchestrator', () => {
+    expect(load({ orchestratorConfig: 'orchestrator.json' }).orchestratorConfig).toBe('orchestrator.json');
+    const fromEnv = loadProvisionConfig({ env: { PROVISION_ORCHESTRATOR_CONFIG: 'from-env.json' }, flags: { provider: 'aws', sshCidr: SSH_CIDR, withOrchestrator: true, clientCidr: CLIENT_CIDR } });
+    expect(fromEnv.orchestratorConfig).toBe('from-env.json');
+    expect(load({}).orchestratorConfig).toBeUndefined();
+    expect(() => load({ withOrchestrator: false, clientCidr: undefined, healthVia: 'ssh', orchestratorConfig: 'orchestrator.json' })).toThrow(
+      expect.objectContaining({ code: 'CONFIG_INVALID', message: expect.stringContaining('"orchestratorConfig"') }),
+    );
   });
 
   it('requires clientCidr, refuses 0.0.0.0/0 unless allowWorldOpen, and refuses orchestratorCidr', () => {

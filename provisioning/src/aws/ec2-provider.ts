@@ -8,6 +8,7 @@ import { workerIdOf, workerPorts, type Ec2Context } from './ec2-context.js';
 import { releaseInstances, waitRunning, workerDiff } from './instances.js';
 import { launchWorker } from './launch.js';
 import { ensureLaunchResources } from './launch-resources.js';
+import { readOrchestratorConfig } from './orchestrator-config.js';
 import { deployOrchestratorInstance, dropOrchestrator, ensureOrchestratorInstance } from './orchestrator-launch.js';
 import { planCluster, type Ec2Plan } from './plan.js';
 import { teardownCluster } from './teardown.js';
@@ -46,6 +47,8 @@ export class Ec2Provider implements Provider {
 
   async provision(_current: Inventory, options: ProvisionOptions = {}): Promise<ProvisionResult> {
     const ctx = this.#ctx;
+    // A bad orchestrator config file stops the run before anything is created.
+    const orchestratorConfig = await readOrchestratorConfig(ctx.config);
     const { ami, key, groupId, orchestratorGroup } = await ensureLaunchResources(ctx);
     // The workers' group no longer refers to an orchestrator's: one an earlier run made can go.
     if (!orchestratorGroup) await dropOrchestrator(ctx);
@@ -72,7 +75,7 @@ export class Ec2Provider implements Provider {
       kept: containers.map((c) => c.id).filter((name) => !started.includes(name)),
       removed: extra.flatMap((i) => workerPorts(ctx.config).map((port) => `${workerIdOf(i)}-${port}`)),
     };
-    if (orchestrator) result.orchestrator = await deployOrchestratorInstance(ctx, orchestrator, result, instances, key);
+    if (orchestrator) result.orchestrator = await deployOrchestratorInstance(ctx, orchestrator, result, instances, key, orchestratorConfig);
     return result;
   }
 
@@ -82,6 +85,8 @@ export class Ec2Provider implements Provider {
 
   /** Describe what provision would do, and check with DryRun that the credentials may do it; creates nothing. */
   async plan(): Promise<Ec2Plan> {
+    // The cost guard shows this plan before it asks: a bad orchestrator config file is refused first.
+    await readOrchestratorConfig(this.#ctx.config);
     return planCluster(this.#ctx);
   }
 }

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, X509Certificate } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { IpPermission, RunInstancesCommandInput, Tag } from '@aws-sdk/client-ec2';
 import { AppError } from '../../../common/src/errors.js';
@@ -11,6 +11,8 @@ import type { ProvisionConfig } from '../config.js';
 import type { Inventory } from '../inventory.js';
 import { sshExec, sshHttpGet } from './ssh-exec.js';
 import { instanceLaunch } from './launch.js';
+import { RELOADABLE_KEYS } from '../../../orchestrator/src/config.js';
+import type { OrchestratorConfigFile } from './orchestrator-config.js';
 import { orchestratorUserData } from './user-data.js';
 
 /** Role tag of the orchestrator's instance (the workers' is `worker`). */
@@ -111,6 +113,13 @@ export function remotePaths(cluster: string) {
     /** Inside the container. */
     keyPath: `${CONTAINER_STATE_DIR}/keys/workers.pem`,
     knownHostsPath: `${CONTAINER_STATE_DIR}/keys/known_hosts`,
+    /** The orchestrator's config file (orchestratorConfig), inside the container. */
+    configPath: `${CONTAINER_STATE_DIR}/orchestrator.json`,
+    /** Its TLS certificate chain and key, inside the container. */
+    tlsCertPath: `${CONTAINER_STATE_DIR}/tls/cert.pem`,
+    tlsKeyPath: `${CONTAINER_STATE_DIR}/tls/key.pem`,
+    /** On the instance, outside the container: the digest of the config files the running orchestrator was given (at its start or by SIGHUP). */
+    configDigestPath: `${dir}/config.sha256`,
   };
 }
 
@@ -168,6 +177,8 @@ export interface OrchestratorPayload {
   workerKey: Buffer;
   /** The workers' host keys under their private addresses; null without host-key checking. */
   knownHosts: string | null;
+  /** The operator's orchestrator config file and its TLS files; without one, the orchestrator's defaults. */
+  config?: OrchestratorConfigFile;
 }
 
 export interface DeployOptions {
@@ -183,16 +194,19 @@ export interface DeployOptions {
 
 /**
  * Install the orchestrator on its instance over SSH and start it, or keep it when it already runs
- * what this run would start. The key and the inventory travel on the SSH channel's stdin, into a
- * root-only folder (0700, files 0600); user-data never carries them. Resolves once the
- * orchestrator answers /health on the instance.
+ * what this run would start. The key, the inventory, the config file and its TLS files travel on
+ * the SSH channel's stdin, into a root-only folder (0700, files 0600); user-data never carries
+ * them. When only the config file or the TLS files changed (keys rotated, a certificate renewed,
+ * see RELOADABLE_KEYS), they are rewritten and the running container gets SIGHUP: no request is
+ * dropped. Resolves once the orchestrator answers /health on the instance (with TLS, serving the
+ * certificate sent).
  */
 export async function deployOrchestrator(
   target: SshTarget,
   cluster: string,
   payload: OrchestratorPayload,
   options: DeployOptions,
-): Promise<{ action: 'started' | 'kept'; startedAt: string }> {
+): Promise<{ action: 'started' | 'kept' | 'reloaded'; startedAt: string }> {
   const paths = remotePaths(cluster);
   const what = `the orchestrator's instance`;
   options.say(`waiting for Docker on ${what} to deploy the orchestrator`);
@@ -203,20 +217,44 @@ export async function deployOrchestrator(
     options.say(`orchestrator: ${await loadImage(target, options.image, what, deployError)}`);
   }
 
+  const files = payload.config ? configFiles(paths, payload.config) : null;
   const digest = createHash('sha256')
-    .update(JSON.stringify({ image: options.image, imageId, port: options.port, workers: payload.inventory.workers, containers: payload.inventory.containers.map((c) => [c.id, c.host, c.port]) }))
+    .update(
+      JSON.stringify({
+        image: options.image,
+        imageId,
+        port: options.port,
+        workers: payload.inventory.workers,
+        containers: payload.inventory.containers.map((c) => [c.id, c.host, c.port]),
+        // What SIGHUP cannot change; absent without a config file, so that a deploy made before the key existed is kept.
+        ...(files ? { config: files.restartSettings } : {}),
+      }),
+    )
     .update(payload.workerKey)
     .update(payload.knownHosts ?? '')
     .digest('hex');
   const inspect = `docker inspect -f '{{index .Config.Labels "${DEPLOY_LABEL}"}} {{.State.Running}} {{.State.StartedAt}}' ${paths.container}`;
   const [label, running, startedAt] = (await remote(target, 'inspect', `${inspect} 2>/dev/null || true`)).trim().split(' ');
-  if (label === digest && running === 'true') return { action: 'kept', startedAt: isoTime(startedAt!) };
+  if (label === digest && running === 'true') {
+    if (!files || (await remote(target, 'config digest', `cat ${paths.configDigestPath} 2>/dev/null || true`)).trim() === files.digest) {
+      return { action: 'kept', startedAt: isoTime(startedAt!) };
+    }
+    options.say('orchestrator: only its config file or TLS files changed: rewriting them and sending it SIGHUP (its container keeps running)');
+    await writeConfigFiles(target, paths, files);
+    await remote(target, 'SIGHUP', `docker kill --signal HUP ${paths.container} >/dev/null`);
+    // Recorded once it was told: a run that stops before this sends SIGHUP again.
+    await writeRootFile(target, paths.configDigestPath, Buffer.from(`${files.digest}\n`));
+    await waitForHealth(target, options, payload.config?.tls?.cert);
+    return { action: 'reloaded', startedAt: isoTime(startedAt!) };
+  }
 
   // Stopped before its files change: on its way out it writes its own state file.
   await remote(target, 'stop', `if docker container inspect ${paths.container} >/dev/null 2>&1; then docker stop -t ${STOP_TIMEOUT_S} ${paths.container} >/dev/null && docker rm ${paths.container} >/dev/null; fi`);
   await writeRootFile(target, `${paths.stateDir}/keys/workers.pem`, payload.workerKey);
   if (payload.knownHosts !== null) await writeRootFile(target, `${paths.stateDir}/keys/known_hosts`, Buffer.from(payload.knownHosts));
   await writeRootFile(target, `${paths.stateDir}/state.json`, Buffer.from(`${JSON.stringify(payload.inventory, null, 2)}\n`));
+  if (files) await writeConfigFiles(target, paths, files);
+  else await remote(target, 'remove the config', `rm -f ${onInstance(paths, paths.configPath)} ${onInstance(paths, paths.tlsCertPath)} ${onInstance(paths, paths.tlsKeyPath)} ${paths.configDigestPath}`);
 
   const image = shellWord(options.image);
   const run = [
@@ -231,22 +269,71 @@ export async function deployOrchestrator(
     `-v ${paths.stateDir}:${CONTAINER_STATE_DIR}`,
     `-e ORCH_HOST=0.0.0.0 -e ORCH_PORT=${options.port} -e ORCH_STATE_PATH=${CONTAINER_STATE_DIR}/state.json`,
     image,
+    // The image's entrypoint is the orchestrator: what follows the image are its flags. SIGHUP rereads this file.
+    ...(files ? [`--config ${paths.configPath}`] : []),
   ].join(' ');
   await remote(target, 'docker run', `{ docker image inspect ${image} >/dev/null 2>&1 || docker pull -q ${image} >/dev/null; } && ${run} >/dev/null`);
+  if (files) await writeRootFile(target, paths.configDigestPath, Buffer.from(`${files.digest}\n`));
   options.say(`orchestrator started on its instance; waiting for it to answer /health`);
-  await waitForHealth(target, options);
+  await waitForHealth(target, options, payload.config?.tls?.cert);
   return { action: 'started', startedAt: isoTime((await remote(target, 'inspect', inspect)).trim().split(' ')[2]!) };
 }
 
-/** GET /health of the orchestrator through an SSH tunnel until 200 (it is 503 until a container answers). */
-async function waitForHealth(target: SshTarget, options: DeployOptions): Promise<void> {
+/** The config file and TLS files as they go onto the instance, and the digests that tell a restart from a SIGHUP. */
+interface ConfigFiles {
+  /** Path on the instance -> content. */
+  contents: Map<string, Buffer>;
+  /** The settings only a restart applies, and whether it serves TLS (a switch is another server). */
+  restartSettings: Record<string, unknown>;
+  /** Of every file: what the running orchestrator was last given is compared with it. */
+  digest: string;
+}
+
+function configFiles(paths: ReturnType<typeof remotePaths>, file: OrchestratorConfigFile): ConfigFiles {
+  // The container sees the TLS files where this run puts them, not where they are on this machine.
+  const settings = { ...file.settings, ...(file.tls ? { tlsCertFile: paths.tlsCertPath, tlsKeyFile: paths.tlsKeyPath } : {}) };
+  const contents = new Map<string, Buffer>([[onInstance(paths, paths.configPath), Buffer.from(`${JSON.stringify(settings, null, 2)}\n`)]]);
+  if (file.tls) {
+    contents.set(onInstance(paths, paths.tlsCertPath), file.tls.cert);
+    contents.set(onInstance(paths, paths.tlsKeyPath), file.tls.key);
+  }
+  const hash = createHash('sha256');
+  for (const [path, content] of contents) hash.update(`${path}\0${content.length}\0`).update(content);
+  return {
+    contents,
+    restartSettings: { ...Object.fromEntries(Object.entries(settings).filter(([key]) => !RELOADABLE_KEYS.has(key))), tls: file.tls !== null },
+    digest: hash.digest('hex'),
+  };
+}
+
+/** Certificate and key first: the config that names them is written last. */
+async function writeConfigFiles(target: SshTarget, paths: ReturnType<typeof remotePaths>, files: ConfigFiles): Promise<void> {
+  const config = onInstance(paths, paths.configPath);
+  for (const [path, content] of files.contents) if (path !== config) await writeRootFile(target, path, content);
+  await writeRootFile(target, config, files.contents.get(config)!);
+  if (files.contents.size === 1) await remote(target, 'remove the TLS files', `rm -f ${onInstance(paths, paths.tlsCertPath)} ${onInstance(paths, paths.tlsKeyPath)}`);
+}
+
+/** Where a path in the container's /state is on the instance. */
+function onInstance(paths: ReturnType<typeof remotePaths>, containerPath: string): string {
+  return `${paths.stateDir}${containerPath.slice(CONTAINER_STATE_DIR.length)}`;
+}
+
+/**
+ * GET /health of the orchestrator through an SSH tunnel until 200 (it is 503 until a container
+ * answers); with `certificate` (PEM, leaf first), over TLS until it serves that one: a renewed
+ * certificate is in use, not just on disk.
+ */
+async function waitForHealth(target: SshTarget, options: DeployOptions, certificate?: Buffer): Promise<void> {
+  const expected = certificate ? new X509Certificate(certificate).raw : undefined;
   let last = '';
   await pollUntil(
     async () => {
       try {
-        const { status, body } = await sshHttpGet(target, options.port, '/health', 5_000);
-        if (status === 200) return true;
-        last = `HTTP ${status} ${body.slice(0, 200)}`;
+        const { status, body, certificate: served } = await sshHttpGet(target, options.port, '/health', 5_000, { tls: expected !== undefined });
+        if (expected && !served?.equals(expected)) last = 'it serves another certificate than the one sent';
+        else if (status === 200) return true;
+        else last = `HTTP ${status} ${body.slice(0, 200)}`;
       } catch (error) {
         last = (error as Error).message;
       }

@@ -18,6 +18,7 @@ import {
   orchestratorLaunch,
   renameKnownHosts,
 } from './orchestrator-instance.js';
+import type { OrchestratorConfigFile } from './orchestrator-config.js';
 import { deleteGroup, findGroup } from './security-group.js';
 
 /** The cluster's pending or running orchestrator instance. */
@@ -38,8 +39,9 @@ export async function ensureOrchestratorInstance(ctx: Ec2Context, with_: { key: 
 }
 
 /**
- * Put the inventory (private addresses) and the worker key on the orchestrator's instance over
- * SSH, checking its host key like the workers', and start the orchestrator there.
+ * Put the inventory (private addresses), the worker key and the operator's config file (with its
+ * TLS files) on the orchestrator's instance over SSH, checking its host key like the workers', and
+ * start the orchestrator there (or SIGHUP it when only the config changed).
  */
 export async function deployOrchestratorInstance(
   ctx: Ec2Context,
@@ -47,6 +49,7 @@ export async function deployOrchestratorInstance(
   inventory: Inventory,
   workers: Map<string, Instance>,
   key: KeyPair,
+  orchestratorConfig: OrchestratorConfigFile | undefined,
 ): Promise<NonNullable<ProvisionResult['orchestrator']>> {
   const { config } = ctx;
   const hostsPath = knownHostsPath(config);
@@ -73,10 +76,15 @@ export async function deployOrchestratorInstance(
   const deployed = await deployOrchestrator(
     target,
     config.cluster,
-    { inventory: orchestratorInventory(config.cluster, inventory, privateAddresses, config.sshHostKeyCheck), workerKey: privateKey, knownHosts },
+    {
+      inventory: orchestratorInventory(config.cluster, inventory, privateAddresses, config.sshHostKeyCheck),
+      workerKey: privateKey,
+      knownHosts,
+      ...(orchestratorConfig ? { config: orchestratorConfig } : {}),
+    },
     { image: config.orchestratorImage, port: config.orchestratorPort, uploadImage: config.uploadImage, deadline: Date.now() + config.launchTimeoutMs, pollMs: ctx.pollMs, say: ctx.say },
   );
-  const url = `http://${host.includes(':') ? `[${host}]` : host}:${config.orchestratorPort}`;
+  const url = `${orchestratorConfig?.tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${config.orchestratorPort}`;
   ctx.say(`orchestrator ${deployed.action} at ${url} (instance ${instanceId})`);
   return { url, instanceId, startedAt: deployed.startedAt };
 }

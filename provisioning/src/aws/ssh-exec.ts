@@ -1,4 +1,5 @@
 import { get } from 'node:http';
+import { connect as tlsConnect, TLSSocket } from 'node:tls';
 import type { Duplex, Readable } from 'node:stream';
 import ssh2, { type Client } from 'ssh2';
 import { EngineUnreachableError, SshAuthError } from '../../../runtime/src/errors.js';
@@ -52,18 +53,32 @@ export async function sshExec(target: SshTarget, command: string, stdin?: Readab
   }
 }
 
-/** `GET path` of 127.0.0.1:port as seen from the SSH server (a tunnel: only SSH needs to be open). */
-export async function sshHttpGet(target: SshTarget, port: number, path: string, timeoutMs: number): Promise<{ status: number; body: string }> {
+/**
+ * `GET path` of 127.0.0.1:port as seen from the SSH server (a tunnel: only SSH needs to be open).
+ * With `tls`, over TLS, resolving with the certificate served too: the SSH channel already
+ * authenticates the far end, and the certificate names what clients call it, not 127.0.0.1, so
+ * the caller compares it with the one it expects instead of verifying it.
+ */
+export async function sshHttpGet(
+  target: SshTarget,
+  port: number,
+  path: string,
+  timeoutMs: number,
+  options: { tls?: boolean } = {},
+): Promise<{ status: number; body: string; certificate?: Buffer }> {
   const client = await connect(target);
   try {
     const channel = await new Promise<Duplex>((resolve, reject) =>
       client.forwardOut('127.0.0.1', 0, '127.0.0.1', port, (error, stream) => (error ? reject(error) : resolve(stream))),
     );
+    const socket = (): Duplex => (options.tls ? tlsConnect({ socket: channel, rejectUnauthorized: false }) : channel);
     return await new Promise((resolve, reject) => {
-      const req = get({ host: '127.0.0.1', port, path, agent: false, createConnection: () => channel as never, timeout: timeoutMs }, (res) => {
+      // No `agent`: with one (even `agent: false`) Node ignores createConnection and connects to 127.0.0.1 here, not through the tunnel.
+      const req = get({ host: '127.0.0.1', port, path, createConnection: socket as never, timeout: timeoutMs }, (res) => {
+        const certificate = res.socket instanceof TLSSocket ? res.socket.getPeerCertificate().raw : undefined;
         let body = '';
         res.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
-        res.once('end', () => resolve({ status: res.statusCode ?? 0, body }));
+        res.once('end', () => resolve({ status: res.statusCode ?? 0, body, ...(certificate ? { certificate } : {}) }));
         res.once('error', reject);
       });
       req.once('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));

@@ -25,8 +25,8 @@ export function isLoopback(host: string): boolean {
 /**
  * What the orchestrator leaves open with this config and these keys: the model without an infer
  * key, the cluster's inventory (/status, /metrics, /dashboard) without a read key, and keys, the
- * admin token and answers in clear without TLS. The caller warns once at start when the host is
- * not loopback and something is open.
+ * admin token and answers in clear without TLS. The orchestrator warns at start, and after a
+ * reload, when the host is not loopback and something is open.
  */
 export function exposureWarnings(config: Pick<OrchestratorConfig, 'host' | 'tlsCertFile' | 'adminToken'>, access: Pick<AccessControl, 'guards'>): Exposure {
   const open: string[] = [];

@@ -4,6 +4,9 @@
  * from the clock on each call: an idle bucket costs nothing, and a refused request changes
  * nothing (no rounding builds up from one call to the next).
  */
+/** Less than this apart, two times are one (float rounding of large clock values). */
+const ROUNDING_MS = 0.001;
+
 export class TokenBucket {
   readonly ratePerSecond: number;
   readonly burst: number;
@@ -26,7 +29,8 @@ export class TokenBucket {
     const full = now - this.#msFor(this.burst);
     const emptyAt = Math.max(this.#emptyAt, full);
     const nextAt = emptyAt + this.#msFor(1);
-    if (nextAt > now) return nextAt - now;
+    // Within a microsecond is now: the sums above round at the scale of the clock and the refill period.
+    if (nextAt - now > ROUNDING_MS) return nextAt - now;
     this.#emptyAt = nextAt;
     return 0;
   }

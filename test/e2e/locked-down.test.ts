@@ -53,6 +53,9 @@ const ROUTES: Array<{ method: string; path: string; needs: Credential; answers: 
 
 const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'];
 
+/** The credentials that open a route needing `needs`: its own, and for read routes the admin token too (provisioning's handover reads /status with it). */
+const opens = (needs: Credential): Credential[] => (needs === 'read' ? ['read', 'admin'] : [needs]);
+
 /** Ways to write `path` that some server reads as `path`; the root has fewer. */
 const targets = (path: string): string[] => (path === '/' ? ['/', '//', '/./', '/x/..', '/;x', '/?x=1'] : spellings(path).map(([, target]) => target));
 
@@ -109,12 +112,17 @@ describe('locked down: with an infer key, a read key and an admin token configur
 
   it.each(ROUTES)('$method $path with the wrong credential: refused, no inventory', async ({ method, path, needs, body }) => {
     const before = backend.stats.served;
-    for (const other of (['infer', 'read', 'admin'] as const).filter((c) => c !== needs)) {
+    for (const other of (['infer', 'read', 'admin'] as const).filter((c) => !opens(needs).includes(c))) {
       const answer = await send(method, path, AUTHORIZATION[other], body);
       expect([401, 403], `${other} credential`).toContain(statusOf(answer));
       expect(inventoryIn(answer)).toEqual([]);
     }
     expect(backend.stats.served).toBe(before);
+  });
+
+  it('answers /status and /metrics to the admin token, and no inference to it', async () => {
+    for (const path of ['/status', '/metrics']) expect(statusOf(await send('GET', path, AUTHORIZATION.admin)), path).toBe(200);
+    expect(statusOf(await send('POST', '/new_request', AUTHORIZATION.admin, '{"text":"hi"}'))).toBe(401);
   });
 
   it('answers CONNECT 405 without a key', async () => {

@@ -88,7 +88,7 @@ describe('the orchestrator image', () => {
       // A flag after the image name reaches the orchestrator's own parser.
       '--health-interval-ms', '200',
     ]);
-    expect(await healthOf(`${url}/health`)).toMatchObject({ status: 'ok', containers: 4 });
+    expect(await healthOf(`${url}/health`)).toEqual({ status: 'ok' });
 
     const answers = await Promise.all(
       Array.from({ length: 12 }, async () => {

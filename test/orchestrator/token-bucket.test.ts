@@ -27,6 +27,14 @@ describe('TokenBucket', () => {
     expect(bucket.take(1_000)).toBe(0);
   });
 
+  it('lets a slow bucket (one request per 1,000 s) give its one token at any clock value, rounding or not', () => {
+    for (const now of [0, 5_100, 123_456.789, 86_400_000.5]) {
+      const bucket = new TokenBucket(0.001, 1, now);
+      expect(bucket.take(now + 0.3)).toBe(0);
+      expect(bucket.take(now + 0.3)).toBeCloseTo(1_000_000, 0);
+    }
+  });
+
   it('starts with the tokens it is given (a reload keeps what a key had left)', () => {
     const bucket = new TokenBucket(1, 5, 0, 1);
     expect(bucket.take(0)).toBe(0);

@@ -122,7 +122,7 @@ export class MachineScaler extends ControlLoop {
     }
   }
 
-  /** Release the worker surplus longest once it has been for surplusMs, within minWorkers and the cooldown. */
+  /** Release the first surplus worker (the autoscaler's own, then the emptiest) once it has been surplus for surplusMs, within minWorkers and the cooldown. */
   #releaseSurplus(now: number): void {
     const { fleet, autoscaler, pool, operations } = this.#deps;
     const up = this.#up();
@@ -136,10 +136,10 @@ export class MachineScaler extends ControlLoop {
     const surplus = up.filter((w) => total - counted(w) + operations.room(w.id) >= autoscaler.wanted(up.length - 1));
     for (const id of this.#surplusSince.keys()) if (!surplus.some((w) => w.id === id)) this.#surplusSince.delete(id);
     for (const w of surplus) if (!this.#surplusSince.has(w.id)) this.#surplusSince.set(w.id, now);
-    const due = surplus
-      .filter((w) => now - this.#surplusSince.get(w.id)! >= this.options.surplusMs)
-      .sort((a, b) => byAutoscaler(b) - byAutoscaler(a) || counted(a) - counted(b) || workerNumber(b.id) - workerNumber(a.id))[0];
-    if (!due || now - this.#lastRelease < this.options.downCooldownMs) return;
+    // The one to release is chosen among every surplus worker, then waits its own surplusMs: a provisioned worker
+    // surplus a little longer must not go before the autoscaler's own.
+    const due = surplus.sort((a, b) => byAutoscaler(b) - byAutoscaler(a) || counted(a) - counted(b) || workerNumber(b.id) - workerNumber(a.id))[0];
+    if (!due || now - this.#surplusSince.get(due.id)! < this.options.surplusMs || now - this.#lastRelease < this.options.downCooldownMs) return;
     this.#lastRelease = now;
     this.#surplusSince.delete(due.id);
     const reason = `surplus for ${Math.round(this.options.surplusMs / 1000)} s: the other workers hold or have room for the ${autoscaler.wanted(up.length - 1)} container(s) wanted`;

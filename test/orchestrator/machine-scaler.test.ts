@@ -2,11 +2,14 @@ import { readFile, writeFile } from 'node:fs/promises';
 import type { Server } from 'node:net';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
+import { ContainerPool } from '../../orchestrator/src/container-pool.js';
+import { MachineScaler } from '../../orchestrator/src/machine-scaler.js';
 import type { Orchestrator } from '../../orchestrator/src/orchestrator.js';
+import type { WorkerFleet } from '../../orchestrator/src/worker-fleet.js';
 import { createWorkerProvider } from '../../provisioning/src/create-provider.js';
 import type { WorkerProvider } from '../../provisioning/src/worker-provider.js';
 import { pidsGone } from '../helpers/processes.js';
-import type { MachineScalerSnapshot, StateFile } from '../../status/src/schema.js';
+import { stateFileSchema, type MachineScalerSnapshot, type StateFile } from '../../status/src/schema.js';
 import { TEST_PORT_STRIDE, useTempCluster, type TempCluster } from '../helpers/cluster.js';
 import { provisionWorkers, squat, startMachineOrchestrator } from '../helpers/machine-view.js';
 import { poll } from '../helpers/docker.js';
@@ -131,5 +134,68 @@ describe('the machine autoscaler (real worker processes)', () => {
   it('refuses a second orchestrator on the same state file', { timeout: 30_000 }, async () => {
     orchestrator = await start(cluster);
     await expect(start(cluster, {}, { provision: false })).rejects.toMatchObject({ code: 'STATE_LOCKED' });
+  });
+});
+
+describe('which surplus worker the machine autoscaler releases', () => {
+  /** w1 (provisioned, empty) and w2 (the autoscaler's, two containers) over a pool, a clock and the room the others have. */
+  function rig() {
+    const pool = new ContainerPool({ log: silent, ejection: { baseMs: 0, maxMs: 0 } });
+    const state = stateFileSchema.parse({
+      version: 1,
+      cluster: 'release-order',
+      updatedAt: new Date(0).toISOString(),
+      writer: 'orchestrator',
+      workers: [
+        { id: 'w1', provider: 'local', host: '127.0.0.1', runtime: { driver: 'process' }, state: 'up', launchedBy: 'provisioning' },
+        { id: 'w2', provider: 'local', host: '127.0.0.1', runtime: { driver: 'process' }, state: 'up', launchedBy: 'autoscaler' },
+      ],
+      containers: [
+        { id: 'w2-c1', workerId: 'w2', host: '127.0.0.1', port: 5101, runtimeId: null, managed: true },
+        { id: 'w2-c2', workerId: 'w2', host: '127.0.0.1', port: 5102, runtimeId: null, managed: true },
+      ],
+    });
+    pool.load(state.workers, state.containers, 1);
+    const clock = { now: 0 };
+    const roomBesides: Record<string, number> = { w1: 8, w2: 0 };
+    const released: string[] = [];
+    const fleet = {
+      launching: 0,
+      releasing: 0,
+      stranded: () => [],
+      release: async (id: string) => {
+        released.push(id);
+        return { worker: id, containers: [] };
+      },
+    };
+    const scaler = new MachineScaler(
+      {
+        pool,
+        fleet: fleet as unknown as WorkerFleet,
+        autoscaler: { unplaced: () => 0, wanted: () => 2, paused: false },
+        operations: { room: (exceptWorker?: string) => roomBesides[exceptWorker ?? ''] ?? 0 },
+        log: silent,
+        now: () => clock.now,
+      },
+      { minWorkers: 1, maxWorkers: 3, maxPerWorker: 8, surplusMs: 5_000, upCooldownMs: 0, downCooldownMs: 0, intervalMs: 1_000 },
+    );
+    return { scaler, clock, roomBesides, released };
+  }
+
+  it("releases the autoscaler's own worker before a provisioned one that has been surplus longer, once its own surplusMs is over", async () => {
+    const { scaler, clock, roomBesides, released } = rig();
+    // t = 0: only w1 is surplus (w2 holds the 2 wanted and nothing else has room for them).
+    await scaler.tick();
+    // t = 1 s: w1 gets room for w2's containers, so w2 is surplus too, from now on.
+    clock.now = 1_000;
+    roomBesides.w2 = 8;
+    await scaler.tick();
+    // t = 5 s: w1 has been surplus for 5 s, w2 for 4 s: nothing goes yet.
+    clock.now = 5_000;
+    await scaler.tick();
+    expect(released).toEqual([]);
+    clock.now = 6_000;
+    await scaler.tick();
+    expect(released).toEqual(['w2']);
   });
 });

@@ -10,8 +10,5 @@ export default defineConfig({
     // End-to-end suites spawn worker processes on fixed port ranges; file-level isolation keeps them apart.
     fileParallelism: true,
     pool: 'forks',
-    // Two files at once: most suites wait on processes, engines and sockets, not on a core, and one
-    // at a time (the default on 2 cores) took over 20 minutes.
-    maxWorkers: 2,
   },
 });

@@ -28,7 +28,8 @@ const MAX_CREDENTIAL_LENGTH = 512;
 /** Standard base64 with its padding (a Basic credential). */
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
-const sha256 = (value: string): Buffer => createHash('sha256').update(value).digest();
+/** The SHA-256 digest of `value`: what keys and tokens are compared as (equal lengths for timingSafeEqual). */
+export const sha256 = (value: string): Buffer => createHash('sha256').update(value).digest();
 
 /**
  * Who may call what: the configured client keys (hashed), each with its scopes and its token

@@ -1,4 +1,4 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { IncomingMessage, RequestListener } from 'node:http';
@@ -9,7 +9,7 @@ import type { AppError } from '../../common/src/errors.js';
 import type { Logger } from '../../common/src/logger.js';
 import { MethodNotAllowedError, NotFoundError, PayloadTooLargeError, UnsupportedMediaTypeError } from '../../common/src/http-errors.js';
 import type { FinishedExchange } from './access-log.js';
-import type { AccessControl } from './access-control.js';
+import { sha256, type AccessControl } from './access-control.js';
 import type { KeyScope } from './config.js';
 import { statusSentOn } from './client-errors.js';
 import { createErrorResponder, type ErrorResponder } from './error-responder.js';
@@ -397,15 +397,13 @@ function adminRouter(admin: AdminActions): Router {
   return router;
 }
 
-const digest = (value: string): Buffer => createHash('sha256').update(value).digest();
-
 /** Whether an Authorization value is `Bearer <token>` (compared in constant time); never, without a token. */
 function bearerMatch(token: string | undefined): (authorization: string | undefined) => boolean {
-  const expected = token === undefined ? undefined : digest(token);
+  const expected = token === undefined ? undefined : sha256(token);
   return (authorization) => {
     // The scheme name is case-insensitive (RFC 9110 section 11.1).
     const given = authorization === undefined ? undefined : /^Bearer (.+)$/i.exec(authorization)?.[1];
-    return expected !== undefined && given !== undefined && timingSafeEqual(digest(given), expected);
+    return expected !== undefined && given !== undefined && timingSafeEqual(sha256(given), expected);
   };
 }
 
